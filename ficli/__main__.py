@@ -1,0 +1,3 @@
+from ficli.cli import main
+
+main()

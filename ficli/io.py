@@ -1,0 +1,376 @@
+"""Reading and writing images, finding input files, and mapping intensities to [0, 1] and back.
+
+Array layouts, fixed here and used everywhere above this module:
+    2-D image           (H, W)
+    multi-channel image (H, W, C)      C = 3 (RGB) or 4 (RGBA), in RGB order
+    stack               (Z, H, W) or (Z, H, W, C)   with `Image.is_stack` set
+
+Intensities keep their file's dtype in an `Image`; `to_unit` maps unsigned integers to [0, 1] by the
+type's maximum (float data is taken as it is) and `from_unit` maps back, rounding and clipping to the
+type's range, so 8- and 16-bit data round-trip bit-exactly.
+"""
+
+from __future__ import annotations
+
+import errno
+import io as io_module
+import glob
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from ficli.errors import InputError, OutputError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
+# Refuse images whose header claims more pixels than this before decoding them (decompression bombs).
+MAX_PIXELS = 20_000 * 20_000
+# mkstemp creates files readable by the owner only; results get the permissions a plain open() gives.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@dataclass
+class Image:
+    """Pixels in the file's own dtype plus what is needed to write a file like it."""
+
+    data: np.ndarray
+    path: Path
+    is_stack: bool = False
+    tiff_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        """The 2-D or (H, W, C) frames: one for an image, Z for a stack."""
+        return list(self.data) if self.is_stack else [self.data]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input image and its path relative to the folder it was found in (mirrored under --out)."""
+
+    path: Path
+    rel: Path
+
+
+# ----------------------------------------------------------------------------------------- intensities
+
+
+def dtype_max(dtype) -> float:
+    """Full-scale value of an image dtype: the integer maximum, or 1.0 for floats."""
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if dtype.kind == "u" else 1.0
+
+
+def to_unit(data: np.ndarray) -> np.ndarray:
+    """float32 copy of `data` with unsigned integers divided by their type's maximum."""
+    check_dtype(data.dtype)
+    if data.dtype.kind == "u":
+        return (data.astype(np.float64) / dtype_max(data.dtype)).astype(np.float32)
+    return data.astype(np.float32, copy=True)
+
+
+def from_unit(data: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of `to_unit`: scale, round and clip to the range of an unsigned `dtype`; floats as they are."""
+    dtype = np.dtype(dtype)
+    check_dtype(dtype)
+    if dtype.kind == "u":
+        top = dtype_max(dtype)
+        scaled = np.rint(np.asarray(data, np.float64) * top)
+        return np.clip(np.nan_to_num(scaled, nan=0.0), 0, top).astype(dtype)
+    return np.asarray(data).astype(dtype)
+
+
+def check_dtype(dtype, path: Path | str | None = None) -> None:
+    dtype = np.dtype(dtype)
+    if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
+        where = f"{path}: " if path else ""
+        raise InputError(
+            f"{where}pixel type {dtype} is not supported; ficli reads unsigned 8/16/32-bit integers "
+            "and float32/float64 (convert the image, e.g. in Fiji: Image > Type)"
+        )
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_image(path: Path | str) -> Image:
+    """Read a PNG, TIFF (also multi-page stacks), JPEG or BMP file into an `Image`.
+
+    Raises InputError naming the file when it is missing, unreadable, not an image, or of a shape or
+    pixel type ficli does not handle.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: the file is empty (0 bytes); re-export or remove it")
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            image = _read_tiff(path)
+        else:
+            image = _read_raster(path)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; check the file's read permission") from None
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, struct.error, MemoryError) as exc:
+        raise InputError(f"{path}: cannot be read as an image ({_short(exc)}); the file may be truncated or corrupt") from None
+    check_dtype(image.data.dtype, path)
+    _check_shape(image, path)
+    return image
+
+
+def _read_raster(path: Path) -> Image:
+    raw = np.fromfile(path, np.uint8)
+    if path.suffix.lower() == ".png":
+        _check_png_header(raw, path)
+    data = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise InputError(f"{path}: cannot be decoded as {path.suffix.lower()[1:].upper()}; the file may be truncated or corrupt")
+    if data.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        data = cv2.cvtColor(data, code)
+    return Image(data, path)
+
+
+def _check_png_header(raw: np.ndarray, path: Path) -> None:
+    """Refuse a PNG whose header claims an absurd size before the decoder allocates it."""
+    head = raw[:24].tobytes()
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise InputError(f"{path}: not a valid PNG (bad signature or header); the file may be corrupt or misnamed")
+    width, height = struct.unpack(">II", head[16:24])
+    _check_pixel_count(height, width, path)
+
+
+def _check_pixel_count(height: int, width: int, path: Path) -> None:
+    if height * width > MAX_PIXELS:
+        raise InputError(
+            f"{path}: header claims {width}×{height} pixels, more than ficli's limit of {MAX_PIXELS:,}; "
+            "crop the image into pieces first"
+        )
+
+
+def _read_tiff(path: Path) -> Image:
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise InputError(f"{path}: TIFF holds no image data")
+        series = tif.series[0]
+        shape, axes = series.shape, series.axes
+        if "Y" in axes and "X" in axes:
+            _check_pixel_count(shape[axes.index("Y")], shape[axes.index("X")], path)
+        data = series.asarray()
+        kwargs = _tiff_kwargs(tif)
+    data, is_stack = _squeeze_axes(data, axes, path)
+    return Image(data, path, is_stack=is_stack, tiff_kwargs=kwargs)
+
+
+def _squeeze_axes(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, bool]:
+    """Reduce a TIFF series to (H, W[, C]) or one stack axis (Z, H, W[, C])."""
+    keep = [i for i, (n, a) in enumerate(zip(data.shape, axes)) if n > 1 or a in "YX"]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    channels_last = axes.endswith("S") and data.shape[-1] in (3, 4)
+    spatial = 3 if channels_last else 2
+    leading = data.ndim - spatial
+    if axes.endswith("S") and not channels_last:
+        raise InputError(f"{path}: {data.shape[-1]} samples per pixel; ficli handles gray, RGB and RGBA")
+    if leading > 1:
+        raise InputError(
+            f"{path}: TIFF with axes {axes} and shape {data.shape}; ficli handles 2-D images and "
+            "single stacks (one of Z, T or C besides Y and X): split it first, e.g. in Fiji"
+        )
+    return data, leading == 1
+
+
+def _tiff_kwargs(tif: tifffile.TiffFile) -> dict:
+    """Metadata worth carrying to an output TIFF: pixel size and the ImageJ calibration."""
+    page = tif.pages.first
+    kwargs: dict = {}
+    tags = page.tags
+    if "XResolution" in tags and "YResolution" in tags:
+        kwargs["resolution"] = (tags["XResolution"].value, tags["YResolution"].value)
+        if "ResolutionUnit" in tags:
+            kwargs["resolutionunit"] = tags["ResolutionUnit"].value
+    if tif.is_imagej and tif.imagej_metadata:
+        keep = {k: v for k, v in tif.imagej_metadata.items() if k in ("spacing", "unit", "finterval")}
+        kwargs["imagej"] = True
+        kwargs["metadata"] = keep
+    return kwargs
+
+
+def _check_shape(image: Image, path: Path) -> None:
+    frame = image.data[0] if image.is_stack else image.data
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise InputError(f"{path}: unexpected image shape {image.data.shape}; ficli handles gray, RGB and RGBA")
+    if min(frame.shape[:2]) < 1:
+        raise InputError(f"{path}: image has no pixels (shape {image.data.shape})")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        image.data = image.data[..., 0]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None) -> None:
+    """Write `data` atomically: a hidden temporary file in the same folder, then a rename.
+
+    The format follows the suffix; a TIFF gets `like`'s metadata. Nothing is left behind when the
+    write fails (e.g. a full disk), and an existing file is replaced only by a complete one.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise OutputError(f"{path}: cannot write this file type (use {', '.join(IMAGE_SUFFIXES)})")
+    if like is not None and path.resolve() == like.path.resolve():
+        raise OutputError(f"{path}: refusing to overwrite the input image; choose another --out")
+    stack = like.is_stack if is_stack is None and like is not None else bool(is_stack)
+    if stack and suffix not in TIFF_SUFFIXES:
+        raise OutputError(f"{path}: a stack can only be written as TIFF")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write here ({_short(exc)}); check the folder and its permissions") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if suffix in TIFF_SUFFIXES:
+                kwargs = dict(like.tiff_kwargs) if like is not None else {}
+                if kwargs.get("imagej") and data.dtype not in (np.uint8, np.uint16, np.float32):
+                    kwargs.pop("imagej"), kwargs.pop("metadata", None)
+                photometric = "rgb" if data.ndim - int(stack) == 3 else "minisblack"
+                buf = io_module.BytesIO()
+                tifffile.imwrite(buf, data, photometric=photometric, **kwargs)
+                fh.write(buf.getbuffer())
+            else:
+                fh.write(_encode_raster(data, suffix, path))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else _short(exc)
+            raise OutputError(f"{path}: write failed ({reason}); nothing was written") from None
+        raise
+
+
+def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:
+    if suffix in (".jpg", ".jpeg", ".bmp") and data.dtype != np.uint8:
+        raise OutputError(f"{path}: {suffix[1:].upper()} holds 8-bit data only, not {data.dtype}; write .png or .tif")
+    if suffix == ".png" and data.dtype not in (np.uint8, np.uint16):
+        raise OutputError(f"{path}: PNG holds 8- or 16-bit data only, not {data.dtype}; write .tif")
+    if data.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if data.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        data = cv2.cvtColor(data, code)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, data, params)
+    if not ok:
+        raise OutputError(f"{path}: the image could not be encoded as {suffix[1:].upper()}")
+    return buf.tobytes()
+
+
+# ------------------------------------------------------------------------------------ finding inputs
+
+
+def collect_inputs(inputs: list[str | Path], *, recursive: bool = False) -> list[InputFile]:
+    """Expand files, folders and glob patterns into image files, each with its path to mirror.
+
+    A file keeps its name; a folder's images keep their path inside the folder; a glob's matches keep
+    their path below the pattern's fixed prefix. Non-image files inside folders are passed over
+    (folders often hold notes and metadata); a named file that is not an image is an error. Hidden
+    files (ficli's own unfinished writes among them) are ignored.
+    """
+    found: dict[Path, InputFile] = {}
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if glob.has_magic(text) and not path.exists():
+            base = _glob_base(text)
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=recursive))
+            images = [p for p in matches if p.is_file() and _is_image_name(p)]
+            if not images:
+                raise InputError(f"{text}: the pattern matches no image files")
+            for p in images:
+                found.setdefault(p.resolve(), InputFile(p, p.relative_to(base) if p.is_relative_to(base) else Path(p.name)))
+        elif path.is_dir():
+            images = list(_walk_images(path, recursive))
+            if not images:
+                hint = "" if recursive else " (add --recursive to look in subfolders)"
+                raise InputError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES)}){hint}")
+            for p in images:
+                found.setdefault(p.resolve(), InputFile(p, p.relative_to(path)))
+        elif path.is_file():
+            if not _is_image_name(path):
+                raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
+            found.setdefault(path.resolve(), InputFile(path, Path(path.name)))
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return list(found.values())
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _walk_images(root: Path, recursive: bool):
+    """Images under `root` in a stable order; followed folder links are visited once (no loops)."""
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for name in sorted(files):
+            p = Path(folder, name)
+            if _is_image_name(p) and p.is_file():
+                yield p
+
+
+def output_path(item: InputFile, out_dir: Path, suffix: str | None = None) -> Path:
+    """Where the result for `item` goes: its relative path mirrored under `out_dir`."""
+    rel = item.rel.with_suffix(suffix) if suffix else item.rel
+    return Path(out_dir) / rel
+
+
+def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool) -> None:
+    """Refuse an output folder whose results could overwrite or be mistaken for inputs."""
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder; choose a folder for --out")
+    for item in inputs:
+        src_root = item.path.resolve().parent
+        for _ in item.rel.parts[1:]:
+            src_root = src_root.parent
+        if out == src_root:
+            raise OutputError(f"{out_dir}: is the input folder; results would overwrite the inputs — choose another --out")
+        if recursive and out.is_relative_to(src_root):
+            raise OutputError(
+                f"{out_dir}: lies inside the input folder {src_root} searched with --recursive; "
+                "a rerun would read the results as inputs — choose a folder outside it"
+            )

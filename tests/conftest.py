@@ -1,0 +1,46 @@
+"""Shared test helpers: real image files in tmp_path and a CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ficli.io import write_image
+from ficli.phantom import phantom, to_dtype
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke the ficli app in-process: run_cli("degrade", "a", "--out", "b") -> Result."""
+    from ficli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture
+def phantom_folder(tmp_path) -> Path:
+    """A folder with an 8-bit PNG, a 16-bit PNG and a 12-bit-in-16-bit TIFF phantom (64×48)."""
+    folder = tmp_path / "hr"
+    write_image(folder / "a8.png", to_dtype(phantom(64, 48, seed=1), np.uint8))
+    write_image(folder / "b16.png", to_dtype(phantom(64, 48, seed=2), np.uint16))
+    write_image(folder / "c12.tif", to_dtype(phantom(64, 48, seed=3), np.uint16, max_value=4095))
+    return folder
+
+
+def shared_images(split: str, count: int) -> list[Path]:
+    """A few real fluorescence images from ../shared/data, or skip the test with the reason."""
+    folder = SHARED_DATA / "fluorescence" / split
+    files = sorted(folder.glob("*.png"))[:count]
+    if not files:
+        pytest.skip(f"real images not found in {folder}")
+    return files

@@ -1,0 +1,117 @@
+"""The command line on real files: degrade, error paths, version and help."""
+
+import os
+
+import numpy as np
+import pytest
+
+from ficli import __version__, io
+
+
+def test_version_and_help(run_cli):
+    assert __version__ in run_cli("--version").output
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for command in ("degrade", "evaluate", "train", "enhance", "video"):
+        assert command in result.output
+
+
+def test_degrade_folder_keeps_names_types_and_sizes(run_cli, phantom_folder, tmp_path):
+    out = tmp_path / "lr"
+    result = run_cli("degrade", phantom_folder, "--out", out, "--psf-sigma", "1", "--poisson-peak", "200")
+    assert result.exit_code == 0, result.output
+    assert "3 done" in result.output
+    for src in phantom_folder.iterdir():
+        hr, lr = io.read_image(src).data, io.read_image(out / src.name).data
+        assert lr.shape == hr.shape and lr.dtype == hr.dtype and not np.array_equal(lr, hr)
+
+
+def test_degrade_is_deterministic_per_seed(run_cli, phantom_folder, tmp_path):
+    args = ("--poisson-peak", "50", "--seed", "3")
+    run_cli("degrade", phantom_folder, "--out", tmp_path / "a", *args)
+    run_cli("degrade", phantom_folder / "a8.png", "--out", tmp_path / "b", *args)
+    a = io.read_image(tmp_path / "a" / "a8.png").data
+    assert np.array_equal(a, io.read_image(tmp_path / "b" / "a8.png").data)
+
+
+def test_degrade_skip_existing_leaves_finished_files(run_cli, phantom_folder, tmp_path):
+    out = tmp_path / "lr"
+    run_cli("degrade", phantom_folder, "--out", out)
+    marker = out / "a8.png"
+    io.write_image(marker, np.zeros((2, 2), np.uint8))
+    result = run_cli("degrade", phantom_folder, "--out", out, "--skip-existing")
+    assert result.exit_code == 0 and "3 skipped" in result.output
+    assert io.read_image(marker).data.shape == (2, 2)
+
+
+def test_degrade_recursive_mirrors_the_tree(run_cli, phantom_folder, tmp_path):
+    nested = phantom_folder / "day1" / "well2"
+    nested.mkdir(parents=True)
+    (phantom_folder / "a8.png").rename(nested / "a8.png")
+    result = run_cli("degrade", phantom_folder, "--out", tmp_path / "lr", "--recursive")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lr" / "day1" / "well2" / "a8.png").is_file()
+
+
+def test_one_corrupt_file_is_reported_and_the_rest_are_done(run_cli, phantom_folder, tmp_path):
+    (phantom_folder / "broken.png").write_bytes((phantom_folder / "a8.png").read_bytes()[:50])
+    (phantom_folder / "notes.txt").write_text("not an image")
+    result = run_cli("degrade", phantom_folder, "--out", tmp_path / "lr")
+    assert result.exit_code == 1
+    assert "broken.png" in result.output and "3 done" in result.output and "1 failed" in result.output
+    assert not (tmp_path / "lr" / "broken.png").exists()
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing", "no such file or folder"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "no images found"),
+    ],
+)
+def test_degrade_input_errors_exit_1_with_one_line(run_cli, tmp_path, make, message):
+    result = run_cli("degrade", make(tmp_path), "--out", tmp_path / "lr")
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_degrade_refuses_output_equal_to_input_folder(run_cli, phantom_folder):
+    before = {p.name: p.read_bytes() for p in phantom_folder.iterdir()}
+    result = run_cli("degrade", phantom_folder, "--out", phantom_folder)
+    assert result.exit_code == 1 and "is the input folder" in result.output
+    assert {p.name: p.read_bytes() for p in phantom_folder.iterdir()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_degrade_unwritable_output_is_a_clear_error(run_cli, phantom_folder, tmp_path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        result = run_cli("degrade", phantom_folder, "--out", out)
+    finally:
+        out.chmod(0o700)
+    assert result.exit_code == 1 and "cannot write here" in result.output
+
+
+def test_degrade_output_on_a_file_path_is_refused(run_cli, phantom_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run_cli("degrade", phantom_folder, "--out", tmp_path / "file")
+    assert result.exit_code == 1 and "not a folder" in result.output
+
+
+def test_commands_not_built_yet_say_so(run_cli):
+    result = run_cli("video", "x.mp4")
+    assert result.exit_code == 1 and "not available yet" in result.output
+
+
+def test_degrade_permission_denied_on_output_is_a_clear_error(run_cli, phantom_folder, tmp_path, monkeypatch):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)  # what a read-only folder does for a normal user
+    result = run_cli("degrade", phantom_folder, "--out", tmp_path / "lr")
+    assert result.exit_code == 1 and "cannot write here" in result.output and "Permission denied" in result.output
+    assert not list((tmp_path / "lr").rglob("*.png"))
