@@ -7,6 +7,7 @@ line on stderr and exit code 1 (no traceback for a user mistake).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Optional
@@ -134,10 +135,284 @@ def degrade(
 
 
 @app.command()
-def evaluate():
-    """Score restorations against ground truth: RMSE, PSNR, SSIM per image and per folder."""
+def evaluate(
+    hr: str = typer.Argument(..., help="Ground-truth (HR) folder, image file or glob pattern."),
+    sr: list[str] = typer.Argument(..., help="One or more folders of restored (SR) images, one per method; each gets its own column group."),
+    data_range: str = typer.Option("dtype", "--data-range", help="Intensity scale mapped to [0, 1]: 'dtype' (integers ÷ their type's maximum, floats as they are), 'hr' (each HR image's min..max, same map on its SR image) or a number (e.g. 4095 for a 12-bit camera)."),
+    crop_border: int = typer.Option(0, "--crop-border", min=0, help="Pixels cropped from each side of each image before scoring (e.g. the scale factor); 0 = none."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders; pairing uses the path inside each folder."),
+    per_image: bool = typer.Option(True, "--per-image/--summary-only", help="Show one row per image, or only the mean ± std and count rows."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here: scale, per-method mean/std/n, every problem by file."),
+    allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
+):
+    """Score restorations against ground truth: PSNR (dB), SSIM and RMSE per image and per folder.
+
+    SR images pair with HR images by path inside their folders, or by name without extension (HR
+    a.tif with SR a.png). Images are scored on [0, 1] (see --data-range; the table title states the
+    scale): RMSE, PSNR = 20·log10(1/RMSE), and SSIM with an 11×11 Gaussian window (σ = 1.5,
+    Wang et al. 2004, as scikit-image computes it). Colour images are averaged over channels, stacks
+    over frames. Summary rows give the mean ± sample standard deviation (n − 1) over images.
+
+    Nothing is dropped silently: unpaired files, size or pixel-type mismatches (not scored: their
+    units differ), images smaller than 11×11 after --crop-border and unreadable files are listed by
+    name on stderr and in --json.
+
+    Exit code: 0 when every image was scored; 1 when any file was listed as a problem (the table
+    and --csv/--json still hold everything that could be scored) or nothing could be scored, or on
+    a missing or empty folder; 2 for a bad option.
+    """
+    from ficli import evaluate as ev
+
     with _reporting_errors():
-        raise FicliError("evaluate is not available yet")
+        try:
+            scale = ev.parse_scale(data_range)
+        except FicliError as exc:
+            raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-range") from None
+        for path, option in ((csv_file, "--csv"), (json_file, "--json")):
+            if path is not None:
+                ev.check_output_file(path, option)
+        with _progress() as progress:
+            task = progress.add_task("evaluate", total=None, rate="")
+            report = ev.evaluate_folders(
+                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
+                on_pair=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        console.print(_evaluate_table(report, per_image))
+        _print_evaluate_notes(report)
+        if csv_file is not None:
+            ev.write_csv(report, csv_file)
+        if json_file is not None:
+            ev.write_json(report, json_file)
+        if not report.rows:
+            raise FicliError("no image pair could be scored; see the problems above")
+    if not report.ok(allow_unpaired=allow_unpaired):
+        raise typer.Exit(1)
+
+
+def _evaluate_table(report, per_image: bool):
+    from rich.table import Table
+
+    from ficli.evaluate import METRICS
+
+    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE"}
+    table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
+                  caption=f"crop border {report.crop_border} px" if report.crop_border else None)
+    table.add_column("image", overflow="fold")
+    for method in report.methods:
+        for m in METRICS:
+            table.add_column(f"{method.name}\n{units[m]}", justify="right", no_wrap=True)
+    if per_image:
+        scores = report.scores_by_image()
+        for rel in report.hr_order:
+            cells = [scores.get((rel, method.name)) for method in report.methods]
+            if any(cells):
+                table.add_row(rel.as_posix(), *[_metric_cell(m, getattr(s, m) if s else None) for s in cells for m in METRICS])
+        table.add_section()
+    summaries = [report.summary(method.name) for method in report.methods]
+    table.add_row("mean ± std", *[
+        _metric_cell(m, getattr(s.mean, m) if s.mean else None) + (f" ± {_metric_text(m, getattr(s.std, m))}" if s.std else "")
+        for s in summaries for m in METRICS
+    ])
+    table.add_row("n (images)", *[str(s.n) if m == "psnr" else "" for s in summaries for m in METRICS])
+    return table
+
+
+def _metric_text(metric: str, value: float) -> str:
+    if value != value:
+        return "–"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return {"psnr": f"{value:.2f}", "ssim": f"{value:.4f}", "rmse": f"{value:.4g}"}[metric]
+
+
+def _metric_cell(metric: str, value) -> str:
+    return "–" if value is None else _metric_text(metric, value)
+
+
+def _print_evaluate_notes(report, shown: int = 10) -> None:
+    """Problems grouped by kind and method, `shown` names each (all are in --json); the narrow-range hint once."""
+    groups: dict = {}
+    for problem in report.problems:
+        groups.setdefault((problem.kind, problem.method), []).append(problem)
+    titles = {
+        "no-sr": "HR images without an SR image", "no-hr": "SR images without an HR image",
+        "ambiguous": "ambiguous names", "unreadable": "unreadable images", "size": "size mismatches",
+        "dtype": "pixel-type mismatches", "unscorable": "pairs that cannot be scored",
+    }
+    for (kind, method), problems in groups.items():
+        where = f" in {method}" if method else ""
+        err_console.print(f"[bold yellow]{titles.get(kind, kind)}{where}:[/] {len(problems)}", highlight=False)
+        for problem in problems[:shown]:
+            err_console.print(f"  {problem.message}", highlight=False, soft_wrap=True, markup=False)
+        if len(problems) > shown:
+            err_console.print(f"  … and {len(problems) - shown} more (all are listed with --json FILE)", highlight=False)
+    if report.narrow:
+        path, lo, hi, top = report.narrow[0]
+        err_console.print(
+            f"note: {len(report.narrow)} HR image(s) span less than 1/8 of their pixel type's range "
+            f"(e.g. {path}: {lo:g}..{hi:g} of {top:g}); on the dtype scale their scores look better than they are — "
+            "consider --data-range hr (or the camera's range, e.g. --data-range 4095)",
+            highlight=False, soft_wrap=True, markup=False,
+        )
+
+
+# ------------------------------------------------------------------------------------------- enhance
+
+
+@app.command()
+def enhance(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (quote globs): PNG, TIFF (stacks too), JPEG, BMP."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/."),
+    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge genuinely low-resolution inputs by this factor before enhancing (the paper's re-up-scaling); 1 = same size."),
+    tile: int = typer.Option(512, "--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory."),
+    overlap: int = typer.Option(32, "--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4)."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Tiles run through the network at once."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 / bf16 autocast on CUDA (a batch with NaN/Inf is redone in fp32)."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the 0.1/99.9-percentile mapping (for data already spanning [0, 1])."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (resume an interrupted batch)."),
+):
+    """Sharpen images with FI-GAN, tile by tile, keeping each file's pixel type and range.
+
+    Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
+    the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
+    go through a 1-channel model channel by channel; alpha is kept. Under `torchrun --nproc-per-node N
+    -m ficli enhance ...` each process takes every N-th file. Exit code 1 if any file failed.
+    """
+    from ficli import io
+    from ficli.engine import TileConfig, resolve_device
+    from ficli.enhance import EnhanceOptions, enhance_file, load_generator, shard
+
+    with _reporting_errors():
+        dev = resolve_device(device)
+        options = EnhanceOptions(
+            upscale=upscale,
+            normalize=not no_normalize,
+            tile=TileConfig(tile=tile, overlap=overlap, batch=batch, device=str(dev), precision=precision),
+        )
+        items = io.collect_inputs(inputs, recursive=recursive)
+        io.check_output_dir(out, items, recursive=recursive)
+        generator, info = load_generator(model, dev)
+        channels = info["config"].channels
+        notices: set[str] = set()
+
+        def notice(message: str):
+            if message not in notices:
+                notices.add(message)
+                err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+
+        _run_files(
+            "enhance",
+            shard(items),
+            lambda item: io.output_path(item, out),
+            lambda item, dest: enhance_file(item.path, dest, generator, options, channels, notice),
+            skip_existing,
+        )
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    data: list[str] = typer.Option(None, "--data", help="Folder(s) of HR training images (searched recursively); repeat for several."),
+    val: Optional[str] = typer.Option(None, "--val", help="Folder of HR validation images."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: checkpoint.pt, best/last.safetensors, metrics.csv, curves.png."),
+    stage: str = typer.Option("pretrain", "--stage", help="pretrain (natural images: lr 1e-3, batch 64, crop 64, ε 1e-3, θ 1) or finetune (fluorescence: lr 1e-6, batch 64, crop 32, ε 1, α β θ 10)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this model file (e.g. the pretrain run's best.safetensors)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder exactly where its last finished epoch ended; other options are taken from it."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum number of epochs [default: 100]; with --resume, raises the run's own limit."),
+    steps: int = typer.Option(100, "--steps", min=1, help="Batches per epoch."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Crops per batch [default: the stage's, 64]."),
+    crop: Optional[int] = typer.Option(None, "--crop", min=8, help="HR crop side in pixels, a multiple of 4 [default: the stage's, 64 or 32]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [default: the stage's, 1e-3 or 1e-6]."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many epochs without a higher validation PSNR."),
+    no_gan: bool = typer.Option(False, "--no-gan", help="Train the generator alone (no discriminator, ε = 0): a warm-up."),
+    tg_weight: Optional[float] = typer.Option(None, "--tg-weight", min=0, help="θ, weight of the total gradient loss [default: the stage's]."),
+    k_max: str = typer.Option("N/2", "--k-max", help="Largest TG lag: 1, N/2, N or an integer."),
+    adv_weight: Optional[float] = typer.Option(None, "--adv-weight", min=0, help="ε, weight of the adversarial loss [default: the stage's]."),
+    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", min=0, help="α, weight of the MSE term [default: the stage's]."),
+    l1_weight: Optional[float] = typer.Option(None, "--l1-weight", min=0, help="β, weight of the SmoothL1 term [default: the stage's]."),
+    vgg_weight: float = typer.Option(0.0, "--vgg-weight", min=0, help="γ, VGG16 feature term; needs FICLI_VGG16_WEIGHTS (torchvision ImageNet file). The paper: 8e-3 / 8."),
+    resnet_weight: float = typer.Option(0.0, "--resnet-weight", min=0, help="η, ResNet152 feature term; needs FICLI_RESNET152_WEIGHTS. The paper: 1e-2 / 1."),
+    psf_sigma_max: float = typer.Option(0.0, "--psf-sigma-max", min=0, help="Robustness: PSF blur sigma drawn in [0, this] HR pixels per crop."),
+    poisson_peak_min: float = typer.Option(0.0, "--poisson-peak-min", min=0, help="Robustness: Poisson noise with peak photons drawn in [this, 10×this] per crop; 0 = none."),
+    gaussian_sigma_max: float = typer.Option(0.0, "--gaussian-sigma-max", min=0, help="Robustness: Gaussian read noise sigma drawn in [0, this] (fraction of the maximum)."),
+    val_size: int = typer.Option(256, "--val-size", min=0, help="Centre-crop validation images to this side in pixels (0 = whole images)."),
+    val_limit: int = typer.Option(0, "--val-limit", min=0, help="Validate on at most this many images (0 = all)."),
+    features: int = typer.Option(64, "--features", min=4, help="Generator width F (feature channels)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (bf16 autocast on CUDA)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (crops, augmentation, initial weights): repeatable on CPU."),
+):
+    """Train FI-GAN: stage 1 on natural images, stage 2 fine-tuning on fluorescence images.
+
+    Each epoch draws --steps batches of random crops, makes their low-resolution inputs with the
+    project's own degradation (×4 bicubic, optional blur/noise), and validates on the --val images
+    through the tiled engine (PSNR/SSIM against the bicubic input). Multi-GPU: `torchrun
+    --nproc-per-node N -m ficli train ...`.
+    """
+    from ficli.losses import LossWeights
+    from ficli.nets import GeneratorConfig
+    from ficli import train as training
+
+    with _reporting_errors():
+        if resume:
+            cfg = training.read_run_config(resume)
+            cfg = dataclasses.replace(cfg, out=str(resume), epochs=epochs or cfg.epochs)
+        else:
+            if not data or not val or not out:
+                raise FicliError("give --data, --val and --out (or --resume RUN_DIR to continue a run)")
+            preset = training.PRESETS.get(stage)
+            if preset is None:
+                raise FicliError(f"unknown --stage {stage!r}; use pretrain or finetune")
+            w = preset.weights
+            weights = LossWeights(
+                adv=0.0 if no_gan else (w.adv if adv_weight is None else adv_weight),
+                mse=w.mse if mse_weight is None else mse_weight,
+                smooth_l1=w.smooth_l1 if l1_weight is None else l1_weight,
+                vgg=vgg_weight,
+                resnet=resnet_weight,
+                tg=w.tg if tg_weight is None else tg_weight,
+                k_max=int(k_max) if k_max.isdigit() else k_max,
+            )
+            cfg = training.TrainConfig.for_stage(
+                stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
+                gan=not no_gan, lr=lr, batch=batch, crop=crop, epochs=epochs or 100, steps=steps, patience=patience,
+                psf_sigma_max=psf_sigma_max, poisson_peak_min=poisson_peak_min, gaussian_sigma_max=gaussian_sigma_max,
+                val_size=val_size, val_limit=val_limit, device=device, seed=seed, generator=GeneratorConfig(features=features),
+            )
+            if cfg.crop % 4:
+                raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")
+            if (Path(cfg.out) / training.CHECKPOINT).exists():
+                raise FicliError(f"{cfg.out}: holds a run already; continue it with --resume {cfg.out} or choose another --out")
+        with Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=not err_console.is_terminal,
+        ) as bar:
+            task = bar.add_task("train", total=cfg.steps, epoch=0, info="")
+
+            def on_step(epoch, step, total, terms):
+                bar.update(task, completed=step, epoch=f"{epoch}/{cfg.epochs}", info=f"G {terms['total']:.4g}  TG {terms['tg']:.3g}")
+
+            def on_epoch(row):
+                bar.console.print(
+                    f"epoch {row['epoch']}: loss {row['loss_total']:.4g}  val PSNR {row['val_psnr']:.2f} dB "
+                    f"(bicubic {row['val_bicubic_psnr']:.2f})  SSIM {row['val_ssim']:.4f} (bicubic {row['val_bicubic_ssim']:.4f})  "
+                    f"{row['seconds']:.0f} s",
+                    highlight=False,
+                )
+                bar.reset(task, total=cfg.steps)
+
+            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch), resume=bool(resume))
+        if summary["rank"] == 0:
+            console.print(
+                f"best val PSNR {summary['best_val_psnr']:.2f} dB at epoch {summary['best_epoch']}; "
+                f"model: {Path(cfg.out) / 'best.safetensors'}",
+                highlight=False,
+            )
 
 
 # --------------------------------------------------------------------------------- not yet available
@@ -153,8 +428,6 @@ def _not_yet(name: str, issue: str):
 
 
 for _name, _issue in (
-    ("train", "two-stage FI-GAN training"),
-    ("enhance", "sharpen images with the tiled engine"),
     ("video", "stream a recording through the engine"),
 ):
     app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_yet(_name, _issue))

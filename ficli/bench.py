@@ -1,0 +1,123 @@
+"""Timings of the total gradient loss and of the generator; tables, not tests.
+
+`bench_tg` compares the direct and the FFT form of L_TG (forward + backward); `bench_generator`
+times inference at video sizes and reports the arithmetic rate from `generator_flops`.
+`benchmarks/bench_model.py` runs both and prints the tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from ficli.losses import tg_loss_direct, tg_loss_fft
+from ficli.nets import Generator, GeneratorConfig
+
+
+def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Shortest wall time of fn() in milliseconds over `repeats` calls, after one untimed warm-up.
+
+    The minimum, not the median: on a shared machine other work only ever adds time, so the
+    fastest run is the best estimate of the code's own cost (as `timeit` advises).
+    """
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return min(times)
+
+
+def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10) -> list[dict]:
+    """Direct vs FFT total gradient loss, forward + backward, k_max "N/2", on (batch, 1, n, n) float32.
+
+    One row per size: {"size", "batch", "k_max", "direct_ms", "fft_ms", "speedup"} (direct / fft).
+    """
+    rows = []
+    for n in sizes:
+        gen = torch.Generator().manual_seed(n)
+        pred = torch.rand(batch, 1, n, n, generator=gen, requires_grad=True)
+        target = torch.rand(batch, 1, n, n, generator=gen)
+        ms = {}
+        for name, loss in (("direct", tg_loss_direct), ("fft", tg_loss_fft)):
+            ms[name] = _best_ms(lambda: torch.autograd.grad(loss(pred, target, "N/2"), pred), repeats)
+        rows.append({
+            "size": n, "batch": batch, "k_max": "N/2",
+            "direct_ms": ms["direct"], "fft_ms": ms["fft"], "speedup": ms["direct"] / ms["fft"],
+        })
+    return rows
+
+
+def generator_flops(config: GeneratorConfig, h: int, w: int) -> int:
+    """Floating-point operations of one generator forward pass on an h × w image.
+
+    2 × multiply-adds of every convolution, from its weight and output shapes (collected by forward
+    hooks on a shape-only "meta" model, so nothing is computed). Biases, activations, pixel
+    shuffles and the residual additions (under 1 % together) are not counted.
+    """
+    total = 0
+
+    def count(module: nn.Conv2d, inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        cout, cin_per_group, kh, kw = module.weight.shape
+        total += 2 * output.shape[0] * cout * output.shape[2] * output.shape[3] * cin_per_group * kh * kw
+
+    with torch.device("meta"):
+        g = Generator(config, spectral_norm=False)
+        for m in g.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(count)
+        g(torch.empty(1, config.channels, h, w))
+    return total
+
+
+def bench_generator(
+    sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)),
+    device: str = "cpu",
+    repeats: int = 3,
+    config: GeneratorConfig = GeneratorConfig(),
+) -> list[dict]:
+    """Inference time of the generator (plain weights, eval, torch.inference_mode), batch 1, float32.
+
+    sizes are (width, height), multiples of 4. Weights are random: the time does not depend on
+    them. One row per size: {"width", "height", "device", "forward_ms", "fps", "gflop", "gflop_per_s"}.
+    """
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    g = Generator(config, spectral_norm=False).to(dev).eval()
+    rows = []
+    for w, h in sizes:
+        x = torch.rand(1, config.channels, h, w, device=dev)
+        with torch.inference_mode():
+            ms = _best_ms(lambda: g(x), repeats, sync)
+        gflop = generator_flops(config, h, w) / 1e9
+        rows.append({
+            "width": w, "height": h, "device": str(dev), "forward_ms": ms,
+            "fps": 1e3 / ms, "gflop": gflop, "gflop_per_s": gflop / (ms / 1e3),
+        })
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A plain-text table of dicts with the same keys: a header, a rule, right-aligned columns."""
+    if not rows:
+        return ""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    keys = list(rows[0])
+    cells = [keys] + [[cell(r[k]) for k in keys] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(line, widths)) for line in cells]
+    lines.insert(1, "  ".join("-" * wd for wd in widths))
+    return "\n".join(lines)

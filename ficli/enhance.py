@@ -1,0 +1,122 @@
+"""Enhancing images with a model file: normalise, run the tiled engine, map back, write.
+
+Data flow (DESIGN section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
+the 0.1/99.9 percentiles of the whole image or stack (computed once, before tiling) → optional bicubic
+re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → clip to the type's range →
+`io` (the input's dtype, format and metadata).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ficli import io, modelfile
+from ficli.degrade import resize_array
+from ficli.engine import TileConfig, denormalize, normalize, percentile_range, run_tiled
+from ficli.errors import ConfigError, InputError, ModelFileError
+
+DEFAULT_MODEL_NAME = "ficli-default.safetensors"
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    upscale: int = 1  # bicubic enlargement before enhancement (the paper's re-up-scaling)
+    normalize: bool = True
+    lo_pct: float = 0.1
+    hi_pct: float = 99.9
+    tile: TileConfig = TileConfig()
+
+    def __post_init__(self):
+        if self.upscale < 1:
+            raise ConfigError(f"--upscale must be 1 or more, got {self.upscale}")
+
+
+def default_model_path() -> Path:
+    """The shipped model: inside the installed package (wheel) or in the repository's models/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_models" / DEFAULT_MODEL_NAME, here.parent / "models" / DEFAULT_MODEL_NAME):
+        if candidate.is_file():
+            return candidate
+    raise ModelFileError(
+        f"no default model found ({DEFAULT_MODEL_NAME} in the package or in models/); "
+        "give one with --model PATH (train one with 'ficli train')"
+    )
+
+
+def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The generator of a model file (the default model when `path` is None), ready for inference."""
+    path = Path(path) if path else default_model_path()
+    generator, config, meta = modelfile.load_model(path, device=str(device))
+    generator.requires_grad_(False).eval()
+    return generator, {"path": str(path), "config": config, **meta}
+
+
+def enhance_frames(
+    generator: Callable,
+    frames: list[np.ndarray],
+    options: EnhanceOptions,
+    channels: int = 1,
+    on_notice: Callable[[str], None] | None = None,
+) -> list[np.ndarray]:
+    """Enhance the frames of one image or stack: float (H, W) or (H, W, C) arrays on the [0, 1] scale.
+
+    The percentiles are taken over all frames together, so a stack is mapped as one (no flicker).
+    A 1-channel model runs over each colour channel of an RGB image; alpha is carried unchanged.
+    Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
+    """
+    if options.upscale > 1:
+        h, w = frames[0].shape[:2]
+        frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
+    lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
+    out = []
+    for frame in frames:
+        colour = _colour(frame)
+        planes = colour[None] if colour.ndim == 2 else np.moveaxis(colour, -1, 0)  # (C, H, W)
+        x = normalize(planes, lo, hi)
+        if channels == 1:
+            y = np.concatenate([run_tiled(generator, p[None], options.tile, on_notice=on_notice) for p in x])
+        elif channels == x.shape[0]:
+            y = run_tiled(generator, x, options.tile, on_notice=on_notice)
+        else:
+            raise ConfigError(f"the model takes {channels} channels, the image has {x.shape[0]}")
+        y = denormalize(y, lo, hi)
+        result = y[0] if frame.ndim == 2 else np.moveaxis(y, 0, -1)
+        if frame.ndim == 3 and frame.shape[2] == 4:
+            result = np.concatenate([result, frame[..., 3:]], axis=-1)
+        out.append(np.ascontiguousarray(result, np.float32))
+    return out
+
+
+def _colour(frame: np.ndarray) -> np.ndarray:
+    return frame[..., :3] if frame.ndim == 3 and frame.shape[2] == 4 else frame
+
+
+def enhance_file(
+    src: Path,
+    dest: Path,
+    generator: Callable,
+    options: EnhanceOptions,
+    channels: int = 1,
+    on_notice: Callable[[str], None] | None = None,
+) -> None:
+    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type."""
+    image = io.read_image(src)
+    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
+        raise InputError(f"{src}: holds NaN or infinite values; fix or mask them before enhancing")
+    frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice)
+    frames = [io.from_unit(f, image.data.dtype) for f in frames]
+    data = np.stack(frames) if image.is_stack else frames[0]
+    io.write_image(dest, data, like=image)
+
+
+def shard(items: list, rank: int | None = None, world: int | None = None) -> list:
+    """This process's share of a batch under `torchrun`: every WORLD_SIZE-th item from RANK."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
+    return items[rank::world]

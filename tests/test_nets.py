@@ -1,0 +1,143 @@
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+import ficli.nets as nets
+from ficli.nets import (
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+    count_parameters,
+    fold_spectral_norm,
+    folded_state_dict,
+    receptive_field,
+)
+
+TINY = GeneratorConfig(features=8, growth=4, layers=2, blocks=2)
+
+
+def _with_correction(g: Generator, scale: float = 0.5) -> Generator:
+    with torch.no_grad():
+        g.out_scale.fill_(scale)
+    return g
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("hw", [(4, 4), (8, 12), (32, 20)])
+def test_generator_keeps_shape_and_dtype(hw, dtype):
+    g = _with_correction(Generator(TINY)).to(dtype)
+    x = torch.rand(2, 1, *hw, dtype=dtype)
+    y = g(x)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert not torch.equal(y, x)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 30, 32), (1, 1, 32, 6), (1, 1, 2, 2), (1, 2, 8, 8), (1, 8, 8)])
+def test_generator_refuses_shapes_it_cannot_take(shape):
+    with pytest.raises(ValueError, match=re.escape(str(shape))):
+        Generator(TINY)(torch.rand(shape))
+
+
+def test_multiple_is_four():
+    assert GeneratorConfig().multiple == 4
+
+
+def test_fresh_generator_is_exactly_the_identity():
+    x = torch.rand(2, 1, 16, 24)
+    assert torch.equal(Generator(TINY)(x), x)
+
+
+def test_zeroed_tail_gives_exactly_the_input():
+    g = _with_correction(Generator(TINY, spectral_norm=False), 1.0)
+    with torch.no_grad():
+        g.tail.weight.zero_()
+        g.tail.bias.zero_()
+    x = torch.rand(1, 1, 12, 16)
+    assert torch.equal(g(x), x)
+
+
+def test_every_conv_of_the_generator_is_spectrally_normalised():
+    convs = [m for m in Generator(TINY).modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(parametrize.is_parametrized(m, "weight") for m in convs)
+    assert not any(parametrize.is_parametrized(m) for m in Generator(TINY, spectral_norm=False).modules())
+
+
+def test_fold_spectral_norm_keeps_eval_outputs():
+    torch.manual_seed(0)
+    g = _with_correction(Generator(TINY))
+    x = torch.rand(2, 1, 16, 16)
+    for _ in range(3):  # power iterations move u and v away from their initial values
+        g(x)
+    g.eval()
+    with torch.no_grad():
+        before = g(x)
+        plain = folded_state_dict(g)
+        assert any(parametrize.is_parametrized(m) for m in g.modules())  # folded_state_dict left g alone
+        fold_spectral_norm(g)
+        after = g(x)
+    assert not any(parametrize.is_parametrized(m) for m in g.modules())
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert set(g.state_dict()) == set(Generator(TINY, spectral_norm=False).state_dict()) == set(plain)
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, plain[k]), k
+
+
+def _docstring_number(label: str) -> int:
+    match = re.search(rf"{label}\s+([\d,]+)", nets.__doc__)
+    assert match, f"{label} missing from ficli.nets docstring"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_docstring_states_the_computed_sizes():
+    assert count_parameters(Generator()) == _docstring_number("generator parameters")
+    assert count_parameters(Discriminator()) == _docstring_number("discriminator parameters")
+    assert receptive_field(GeneratorConfig()) == _docstring_number("receptive field radius")
+
+
+def test_receptive_field_bounds_what_an_output_pixel_sees():
+    cfg = GeneratorConfig(features=4, growth=4, layers=1, blocks=1)
+    r = receptive_field(cfg)
+    torch.manual_seed(0)
+    g = _with_correction(Generator(cfg, spectral_norm=False), 1.0).double().eval()
+    n = 2 * r + 24
+    x = torch.rand(1, 1, n, n, dtype=torch.float64)
+    changed_at_r = False
+    for phase in range(4):
+        c = n // 2 + phase
+        ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        dist = torch.maximum((ys - c).abs(), (xs - c).abs())
+        with torch.no_grad():
+            ref = g(x)[0, 0, c, c]
+            outside = g(torch.where(dist > r, x + 1.0, x))[0, 0, c, c]
+            at_r = g(torch.where(dist == r, x + 1.0, x))[0, 0, c, c]
+        assert abs(float(outside - ref)) < 1e-9
+        changed_at_r |= abs(float(at_r - ref)) > 1e-9
+    assert changed_at_r  # r is the radius, not merely a bound
+
+
+def test_receptive_field_grows_with_depth():
+    small = receptive_field(GeneratorConfig(blocks=1, layers=1))
+    assert receptive_field(GeneratorConfig(blocks=2, layers=1)) == small + 4  # one 3×3 conv at 1/4 size
+
+
+@pytest.mark.parametrize("hw", [(32, 40), (17, 23), (64, 64)])
+def test_discriminator_gives_one_score_per_image(hw):
+    d = Discriminator(DiscriminatorConfig(features=8))
+    s = d(torch.rand(3, 1, *hw))
+    assert s.shape == (3,)
+    assert s.dtype == torch.float32
+
+
+def test_discriminator_refuses_wrong_channels():
+    with pytest.raises(ValueError, match=r"\(2, 3, 16, 16\)"):
+        Discriminator()(torch.rand(2, 3, 16, 16))
+
+
+def test_count_parameters():
+    assert count_parameters(nn.Conv2d(1, 2, 3)) == 2 * 9 + 2
+    # spectral norm's u and v are buffers: the count is the same with and without it
+    assert count_parameters(Generator(TINY)) == count_parameters(Generator(TINY, spectral_norm=False))
