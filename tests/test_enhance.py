@@ -1,0 +1,214 @@
+"""ficli enhance: the real generator through the tiled engine, pixel types, stacks, models, resume."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from ficli import io, modelfile
+from ficli.engine import TileConfig, min_tile, percentile_range, receptive_field_overlap, run_tiled
+from ficli.enhance import EnhanceOptions, enhance_frames
+from ficli.nets import Generator, GeneratorConfig, receptive_field
+from ficli.phantom import phantom, to_dtype
+
+from conftest import SHARED_DATA
+
+# The default depth (7 blocks of 4 layers: the default receptive field) at a small width, so the
+# real architecture runs quickly on CPU. Width does not change the receptive field.
+NARROW = GeneratorConfig(features=8, growth=4)
+
+
+def _generator(config=NARROW, active=True, seed=0) -> Generator:
+    torch.manual_seed(seed)
+    g = Generator(config, spectral_norm=False).eval()
+    if active:  # a fresh generator is the identity (out_scale 0); make the correction count
+        with torch.no_grad():
+            g.out_scale.fill_(0.5)
+    return g
+
+
+@pytest.fixture
+def identity_model(tmp_path) -> Path:
+    return modelfile.save_model(tmp_path / "identity.safetensors", _generator(NARROW, active=False), NARROW, {"scale": 4})
+
+
+@pytest.fixture
+def active_model(tmp_path) -> Path:
+    tiny = GeneratorConfig(features=8, growth=4, layers=1, blocks=1)
+    return modelfile.save_model(tmp_path / "active.safetensors", _generator(tiny), tiny, {"scale": 4})
+
+
+def _real_or_phantom(size: int) -> np.ndarray:
+    """A centre crop of a real confocal image (maize stem, 640×639, 8-bit), or a phantom without it."""
+    path = SHARED_DATA / "fluorescence" / "test" / "bian__maize_clsm.png"
+    if not path.is_file():
+        return phantom(size, size, seed=5)
+    img = io.to_unit(io.read_image(path).data)
+    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+def test_tiled_equals_whole_for_the_real_generator_with_receptive_field_overlap():
+    g = _generator()
+    overlap = receptive_field_overlap(receptive_field(NARROW))
+    image = _real_or_phantom(560)[None]
+    whole = run_tiled(g, image, TileConfig(tile=576, overlap=0))  # one tile: the whole-image pass
+    tiled = run_tiled(g, image, TileConfig(tile=min_tile(overlap) + 16, overlap=overlap, batch=2))
+    assert np.abs(whole - image).max() > 1e-3  # the network really changes the image
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_default_overlap_difference_is_small_and_reported():
+    g = _generator()
+    image = _real_or_phantom(400)[None]
+    whole = run_tiled(g, image, TileConfig(tile=400, overlap=0))
+    tiled = run_tiled(g, image, TileConfig(tile=192, overlap=32))
+    diff = np.abs(tiled - whole)
+    print(f"default overlap 32 px, tile 192: max |tiled - whole| = {diff.max():.2e}, mean = {diff.mean():.2e}")
+    assert diff.max() < 2e-3  # documented bound (README: tiling), far below one 8-bit grey level (3.9e-3)
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("g8.png", to_dtype(phantom(45, 61, seed=1), np.uint8)),
+        ("g16.png", to_dtype(phantom(45, 61, seed=2), np.uint16)),
+        ("g12.tif", to_dtype(phantom(45, 61, seed=3), np.uint16, 4095)),
+        ("f32.tif", phantom(45, 61, seed=4) * 37.5),
+        ("rgb.png", np.stack([to_dtype(phantom(45, 61, seed=s), np.uint8) for s in (5, 6, 7)], -1)),
+    ],
+)
+def test_identity_model_returns_every_pixel_type_unchanged(run_cli, identity_model, tmp_path, name, data):
+    io.write_image(tmp_path / "in" / name, data)
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "out", "--model", identity_model, "--tile", "32", "--overlap", "4")
+    assert result.exit_code == 0, result.output
+    out = io.read_image(tmp_path / "out" / name).data
+    assert out.dtype == data.dtype and out.shape == data.shape
+    if data.dtype.kind == "u":
+        assert np.array_equal(out, data)
+    else:
+        assert np.allclose(out, data, rtol=1e-5, atol=1e-5)
+
+
+def test_stack_stays_a_stack_and_frames_share_one_intensity_map(run_cli, active_model, tmp_path):
+    frames = np.stack([to_dtype(phantom(40, 48, seed=s) * (0.3 + 0.3 * s), np.uint16) for s in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", frames, imagej=True, metadata={"axes": "ZYX"})
+    result = run_cli("enhance", tmp_path / "stack.tif", "--out", tmp_path / "out", "--model", active_model)
+    assert result.exit_code == 0, result.output
+    out = io.read_image(tmp_path / "out" / "stack.tif")
+    assert out.is_stack and out.data.shape == frames.shape and out.data.dtype == np.uint16
+    # One map for the whole stack: the frames are the same as enhancing the stack in one piece.
+    g = modelfile.load_model(active_model)[0]
+    units = [io.to_unit(f) for f in frames]
+    expect = [io.from_unit(f, np.uint16) for f in enhance_frames(g, units, EnhanceOptions())]
+    assert np.array_equal(out.data, np.stack(expect))
+    alone = io.from_unit(enhance_frames(g, units[:1], EnhanceOptions())[0], np.uint16)
+    assert not np.array_equal(alone, out.data[0])  # per-frame maps would differ
+
+
+def test_intensities_stay_in_the_image_units():
+    """A correction of +c in the network's normalised units is +c·(hi − lo) in the file's units."""
+    img = phantom(48, 48, seed=3) * (4095 / 65535)  # 12-bit data in a 16-bit file, on the [0, 1] scale
+    lo, hi = percentile_range(img)
+    out = enhance_frames(lambda x: x + 0.01, [img], EnhanceOptions())[0]
+    assert np.allclose(out, img + 0.01 * (hi - lo), atol=1e-7)
+    same = enhance_frames(lambda x: x, [img], EnhanceOptions())[0]
+    assert np.array_equal(io.from_unit(same, np.uint16), io.from_unit(img, np.uint16))
+
+
+def test_upscale_enlarges_before_enhancing(run_cli, identity_model, tmp_path):
+    io.write_image(tmp_path / "small.png", to_dtype(phantom(20, 30), np.uint8))
+    result = run_cli("enhance", tmp_path / "small.png", "--out", tmp_path / "out", "--model", identity_model, "--upscale", "3")
+    assert result.exit_code == 0, result.output
+    assert io.read_image(tmp_path / "out" / "small.png").data.shape == (60, 90)
+
+
+def test_one_bad_file_fails_alone(run_cli, identity_model, phantom_folder, tmp_path):
+    (phantom_folder / "zz_broken.tif").write_bytes(b"II*\x00garbage")
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", identity_model)
+    assert result.exit_code == 1
+    assert "zz_broken.tif" in result.output and "3 done" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a8.png", "b16.png", "c12.tif"]
+
+
+def test_pickle_model_is_refused_without_running_it(run_cli, phantom_folder, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", evil)
+    assert result.exit_code == 1 and "model.pt" in result.output
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper", "missing"])
+def test_damaged_model_files_are_refused(run_cli, identity_model, phantom_folder, tmp_path, damage):
+    raw = identity_model.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    if damage == "truncate":
+        bad.write_bytes(raw[: len(raw) // 2])
+    elif damage == "tamper":
+        bad.write_bytes(raw.replace(b'"features\\": 8', b'"features\\": 9'))
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", bad)
+    assert result.exit_code == 1 and "bad.safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_interrupted_batch_resumes_with_skip_existing(run_cli, identity_model, phantom_folder, tmp_path, monkeypatch):
+    import ficli.enhance as enhance_module
+
+    real = enhance_module.enhance_file
+    calls = []
+
+    def interrupt_second(src, dest, *args, **kwargs):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(src, dest, *args, **kwargs)
+
+    monkeypatch.setattr(enhance_module, "enhance_file", interrupt_second)
+    out = tmp_path / "out"
+    result = run_cli("enhance", phantom_folder, "--out", out, "--model", identity_model)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert [p.name for p in out.iterdir()] == ["a8.png"]  # one finished file, no partial one
+    first = (out / "a8.png").stat().st_mtime_ns
+    monkeypatch.setattr(enhance_module, "enhance_file", real)
+    result = run_cli("enhance", phantom_folder, "--out", out, "--model", identity_model, "--skip-existing")
+    assert result.exit_code == 0 and "2 done, 1 skipped" in result.output
+    assert (out / "a8.png").stat().st_mtime_ns == first
+
+
+def test_missing_default_model_says_how_to_give_one(run_cli, phantom_folder, tmp_path, monkeypatch):
+    import ficli.enhance as enhance_module
+
+    monkeypatch.setattr(enhance_module, "DEFAULT_MODEL_NAME", "no-such-model.safetensors")
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "--model" in result.output
+
+
+def test_half_precision_on_cpu_is_a_clear_error(run_cli, identity_model, phantom_folder, tmp_path):
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", identity_model, "--device", "cpu", "--precision", "fp16")
+    assert result.exit_code == 1 and "fp16" in result.output and "Traceback" not in result.output
+
+
+def test_torchrun_shards_files_across_two_processes(identity_model, phantom_folder, tmp_path):
+    for i in range(3):
+        io.write_image(phantom_folder / f"extra{i}.png", to_dtype(phantom(32, 32, seed=10 + i), np.uint8))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541",
+        "-m", "ficli", "enhance", str(phantom_folder), "--out", str(tmp_path / "out"), "--model", str(identity_model), "--device", "cpu",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "out").iterdir())) == 6
+    summaries = [line for line in done.stdout.splitlines() if line.startswith("enhance:")]
+    assert sorted(int(s.split()[1]) for s in summaries) == [3, 3]  # each rank did its half
