@@ -121,3 +121,56 @@ def format_table(rows: Sequence[dict]) -> str:
     lines = ["  ".join(c.rjust(wd) for c, wd in zip(line, widths)) for line in cells]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
     return "\n".join(lines)
+
+
+def bench_tiled(
+    sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720), (4096, 4096)),
+    device: str = "cpu",
+    repeats: int = 1,
+    config: GeneratorConfig = GeneratorConfig(),
+    tile: int = 512,
+    overlap: int = 32,
+) -> list[dict]:
+    """Whole-image pass vs the tiled engine at its default tile and overlap, batch 4, float32.
+
+    One row per size: {"width", "height", "whole_ms", "tiled_ms", "tiled_over_whole"}. The tiled pass
+    recomputes the overlaps (the cost of bounded memory); whole_ms is empty where the image is one tile.
+    """
+    from ficli.engine import TileConfig, run_tiled
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    g = Generator(config, spectral_norm=False).to(dev).eval()
+    rows = []
+    for w, h in sizes:
+        image = torch.rand(config.channels, h, w).numpy()
+        whole_cfg = TileConfig(tile=max(h, w) + (-max(h, w)) % 4, overlap=0, batch=1, device=device)
+        tiled_cfg = TileConfig(tile=tile, overlap=overlap, batch=4, device=device)
+        whole = _best_ms(lambda: run_tiled(g, image, whole_cfg), repeats)
+        tiled = _best_ms(lambda: run_tiled(g, image, tiled_cfg), repeats)
+        rows.append({"width": w, "height": h, "whole_ms": whole, "tiled_ms": tiled, "tiled_over_whole": tiled / whole})
+    return rows
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """What the numbers were measured on: date, CPU, device, versions, threads."""
+    import datetime
+    import platform
+    from pathlib import Path
+
+    cpu = platform.processor()
+    if not cpu or cpu == platform.machine():
+        try:
+            lines = Path("/proc/cpuinfo").read_text().splitlines()
+            cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        except (OSError, StopIteration):
+            cpu = cpu or platform.machine()
+    dev = torch.device(device)
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": f"{cpu}, {platform.machine()}, {platform.system()} {platform.release()}",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }

@@ -415,6 +415,51 @@ def train(
             )
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Small sizes and one repeat (about a minute on 2 CPU cores): checks that everything runs, not how fast."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here."),
+):
+    """Time the parts that decide speed: TG loss (direct vs FFT), the generator, tiled vs whole.
+
+    Best of --repeats runs after a warm-up (other jobs on a shared machine only add time). GFLOP
+    are counted from the convolution shapes. Ratios measured in the same run are the numbers to
+    compare across machines.
+    """
+    import json
+
+    from ficli import bench as b
+    from ficli.engine import resolve_device
+    from ficli.nets import GeneratorConfig
+
+    with _reporting_errors():
+        dev = str(resolve_device(device))
+        info = b.machine_info(dev)
+        console.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
+        reps = 1 if quick else repeats
+        small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
+        tables = {}
+        for title, run in (
+            ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
+            ("Generator forward, batch 1, fp32" + (" (quick: width 16)" if quick else ""), lambda: b.bench_generator(((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)), dev, reps, small)),
+            ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
+        ):
+            with err_console.status(f"timing: {title} …"):
+                rows = run()
+            tables[title] = rows
+            console.print(f"\n[bold]{title}[/]")
+            console.print(b.format_table(rows), highlight=False, markup=False)
+        if json_file is not None:
+            from ficli.evaluate import write_text_atomic
+
+            write_text_atomic(json_file, json.dumps({"machine": info, "quick": quick, "tables": tables}, indent=2))
+
+
 # --------------------------------------------------------------------------------- not yet available
 
 

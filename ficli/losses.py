@@ -93,11 +93,9 @@ def _lag_sum_fft(d: torch.Tensor, k: int) -> torch.Tensor:
     return ((partial.sum(-2) - 2 * autocorr) / lags).sum(-1)
 
 
-def _tg(pred, target, k_max, lag_sum, reduction) -> torch.Tensor:
+def _tg(pred, target, k_max, lag_sum, reduction, dtype=None) -> torch.Tensor:
     _check_pair(pred, target)
-    d = pred - target
-    if lag_sum is _lag_sum_fft:
-        d = d.double()  # the expanded square cancels; float64 keeps it within 1e-5 of the direct sum
+    d = (pred - target).to(dtype or pred.dtype)
     nh, nw = d.shape[-2:]
     delta_w = lag_sum(d, resolve_k_max(k_max, nw))  # along the width, summed over rows
     delta_h = lag_sum(d.transpose(-2, -1), resolve_k_max(k_max, nh))  # along the height
@@ -129,7 +127,8 @@ def tg_loss_fft(
     Computed in float64, returned in pred's dtype; differentiable (autograd through torch.fft).
     pred, target: (B, C, H, W).
     """
-    return _tg(pred, target, k_max, _lag_sum_fft, reduction)
+    # float64: the expanded square cancels, and float32 would lose digits for smooth d
+    return _tg(pred, target, k_max, _lag_sum_fft, reduction, dtype=torch.float64)
 
 
 # --- least-squares GAN --------------------------------------------------------------------------
@@ -375,10 +374,7 @@ def load_perceptual(kind: str, path: str | os.PathLike) -> VGG16Features | ResNe
         raise ConfigError(
             f"{path} is not torchvision's {kind} ImageNet state dict ({'; '.join(problems)}); give {filename}"
         )
-    state = {
-        k: v.to(expected[k].dtype if not v.is_floating_point() else torch.float32).contiguous()
-        for k, v in state.items()
-    }
+    state = {k: v.to(expected[k].dtype).contiguous() for k, v in state.items()}  # e.g. float16 files
     model.load_state_dict(state, strict=True, assign=True)
     return model.requires_grad_(False).eval()
 

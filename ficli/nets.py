@@ -163,6 +163,9 @@ def fold_spectral_norm(model: nn.Module) -> nn.Module:
     The folded weight is W / σ with σ from the stored power-iteration vectors (what eval mode
     uses), so a folded model gives the same outputs as the unfolded one in eval mode. Returns
     `model`; a model without spectral norm is returned unchanged.
+
+    Fold the model you will run, not a deepcopy of one that goes on training: copies share torch's
+    parametrised class, and folding one breaks the other. To save weights, use `folded_state_dict`.
     """
     was_training = model.training
     model.eval()  # in train mode reading the weight would run one more power iteration

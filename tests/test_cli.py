@@ -115,3 +115,16 @@ def test_degrade_permission_denied_on_output_is_a_clear_error(run_cli, phantom_f
     result = run_cli("degrade", phantom_folder, "--out", tmp_path / "lr")
     assert result.exit_code == 1 and "cannot write here" in result.output and "Permission denied" in result.output
     assert not list((tmp_path / "lr").rglob("*.png"))
+
+
+def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
+    import json
+
+    result = run_cli("bench", "--quick", "--device", "cpu", "--json", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.output
+    for title in ("Total gradient loss", "Generator forward", "Tiled engine"):
+        assert title in result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["machine"]["torch"] and len(data["tables"]) == 3
+    tg = next(rows for title, rows in data["tables"].items() if title.startswith("Total gradient"))
+    assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)

@@ -141,3 +141,38 @@ def test_count_parameters():
     assert count_parameters(nn.Conv2d(1, 2, 3)) == 2 * 9 + 2
     # spectral norm's u and v are buffers: the count is the same with and without it
     assert count_parameters(Generator(TINY)) == count_parameters(Generator(TINY, spectral_norm=False))
+
+
+# --- benchmark helpers (ficli.bench) --------------------------------------------------------------
+
+
+def test_generator_flops_counts_every_conv_by_hand():
+    from ficli.bench import generator_flops
+
+    cfg = GeneratorConfig(features=4, growth=2, layers=1, blocks=1)
+
+    def conv(cout, cin, k, side):  # 2 × multiply-adds of a k×k conv with a side × side output
+        return 2 * cout * cin * k * k * side * side
+
+    expected = (
+        conv(4, 1, 3, 8)  # head
+        + conv(4, 4, 3, 4) + conv(4, 4, 3, 2)  # two stride-2 convs
+        + conv(2, 4, 3, 2) + conv(4, 6, 1, 2)  # the dense layer and local fusion
+        + conv(4, 4, 1, 2) + conv(4, 4, 3, 2)  # global fusion
+        + conv(16, 4, 3, 2) + conv(16, 4, 3, 4)  # upsampling convs before each PixelShuffle
+        + conv(1, 4, 3, 8)  # tail
+    )
+    assert generator_flops(cfg, 8, 8) == expected
+    assert generator_flops(cfg, 16, 8) == 2 * expected
+
+
+def test_bench_rows_and_table():
+    from ficli.bench import bench_generator, bench_tg, format_table
+
+    tg = bench_tg(sizes=(8,), batch=1, repeats=1)
+    assert tg[0]["size"] == 8 and tg[0]["direct_ms"] > 0 and tg[0]["fft_ms"] > 0
+    gen = bench_generator(sizes=((16, 8),), repeats=1, config=TINY)
+    assert (gen[0]["width"], gen[0]["height"]) == (16, 8) and gen[0]["fps"] == pytest.approx(1e3 / gen[0]["forward_ms"])
+    lines = format_table(gen).splitlines()
+    assert len(lines) == 3 and lines[0].split()[:2] == ["width", "height"] and set(lines[1]) <= {"-", " "}
+    assert format_table([]) == ""
