@@ -15,11 +15,9 @@ Scales (DESIGN section 5), chosen with `Scale`:
 from __future__ import annotations
 
 import csv
-import io as io_module
 import json
 import math
-import os
-import tempfile
+from io import StringIO
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ficli import metrics
+from ficli import io, metrics
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 from ficli.io import Image, InputFile, collect_inputs, dtype_max, read_image
 
@@ -356,13 +354,13 @@ def _note_narrow(report: Report, image: Image) -> None:
 
 def write_csv(report: Report, path: Path | str) -> None:
     """One row per scored image: hr, method, sr, psnr_db, ssim, rmse, scale (atomic write)."""
-    buf = io_module.StringIO()
+    buf = StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["hr", "method", "sr", "psnr_db", "ssim", "rmse", "scale"])
     for row in report.rows:
         s = row.scores
         writer.writerow([row.hr.as_posix(), row.method, str(row.sr_path), repr(s.psnr), repr(s.ssim), repr(s.rmse), report.scale.label])
-    write_text_atomic(path, buf.getvalue())
+    io.write_text(path, buf.getvalue())
 
 
 def summary_dict(report: Report) -> dict:
@@ -390,7 +388,7 @@ def summary_dict(report: Report) -> dict:
 
 
 def write_json(report: Report, path: Path | str) -> None:
-    write_text_atomic(path, json.dumps(summary_dict(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    io.write_text(path, json.dumps(summary_dict(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n")
 
 
 def _json_number(value: float):
@@ -406,24 +404,3 @@ def check_output_file(path: Path | str, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name such as {path / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
-
-
-def write_text_atomic(path: Path | str, text: str) -> None:
-    """Write text through a temporary file in the same folder and a rename: never a half-written file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot write here ({exc.strerror or exc}); check the folder and its permissions") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: write failed ({exc.strerror or exc}); nothing was written") from None
-        raise

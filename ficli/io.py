@@ -12,12 +12,13 @@ type's range, so 8- and 16-bit data round-trip bit-exactly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import io as io_module
 import glob
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,11 +229,46 @@ def _short(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------- writing
 
 
-def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None) -> None:
-    """Write `data` atomically: a hidden temporary file in the same folder, then a rename.
+@contextlib.contextmanager
+def atomic_write(path: Path | str) -> Iterator[Path]:
+    """Yield a hidden temporary path beside `path`; when the block ends, put it in place by a rename.
 
-    The format follows the suffix; a TIFF gets `like`'s metadata. Nothing is left behind when the
-    write fails (e.g. a full disk), and an existing file is replaced only by a complete one.
+    The one way ficli writes files: an interrupted or failed write (a full disk, Ctrl-C) leaves no
+    half-written file and no temporary behind, and an existing file is replaced only by a complete
+    one. OSErrors become OutputError naming the file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write here ({_short(exc)}); check the folder and its permissions") from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else _short(exc)
+            raise OutputError(f"{path}: write failed ({reason}); nothing was written") from None
+        raise
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """Write a text file (UTF-8) atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None) -> None:
+    """Write `data` atomically (see `atomic_write`) in the format its suffix names.
+
+    A TIFF gets `like`'s metadata (pixel size, ImageJ calibration); a stack must be a TIFF.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -243,33 +279,15 @@ def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None
     stack = like.is_stack if is_stack is None and like is not None else bool(is_stack)
     if stack and suffix not in TIFF_SUFFIXES:
         raise OutputError(f"{path}: a stack can only be written as TIFF")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot write here ({_short(exc)}); check the folder and its permissions") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if suffix in TIFF_SUFFIXES:
-                kwargs = dict(like.tiff_kwargs) if like is not None else {}
-                if kwargs.get("imagej") and data.dtype not in (np.uint8, np.uint16, np.float32):
-                    kwargs.pop("imagej"), kwargs.pop("metadata", None)
-                photometric = "rgb" if data.ndim - int(stack) == 3 else "minisblack"
-                buf = io_module.BytesIO()
-                tifffile.imwrite(buf, data, photometric=photometric, **kwargs)
-                fh.write(buf.getbuffer())
-            else:
-                fh.write(_encode_raster(data, suffix, path))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            reason = "the disk is full" if exc.errno == errno.ENOSPC else _short(exc)
-            raise OutputError(f"{path}: write failed ({reason}); nothing was written") from None
-        raise
+    with atomic_write(path) as tmp:
+        if suffix in TIFF_SUFFIXES:
+            kwargs = dict(like.tiff_kwargs) if like is not None else {}
+            if kwargs.get("imagej") and data.dtype not in (np.uint8, np.uint16, np.float32):
+                kwargs.pop("imagej"), kwargs.pop("metadata", None)
+            photometric = "rgb" if data.ndim - int(stack) == 3 else "minisblack"
+            tifffile.imwrite(tmp, data, photometric=photometric, **kwargs)
+        else:
+            tmp.write_bytes(_encode_raster(data, suffix, path))
 
 
 def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ficli.errors import ModelFileError, OutputError
+from ficli import io
+from ficli.errors import ModelFileError
 from ficli.nets import Generator, GeneratorConfig, folded_state_dict
 
 FORMAT = "ficli-generator"
@@ -56,18 +56,8 @@ def save_model(
         "scale": str(int(metadata.get("scale", 4))),
         "info": json.dumps(info),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=header)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError as e:
-        raise OutputError(f"cannot write model file {path}: {e.strerror or e}") from None
+    with io.atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

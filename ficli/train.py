@@ -19,9 +19,9 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from io import StringIO
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -326,7 +326,7 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
             stale = int(flag)
     summary = {"epochs_run": epoch, "best_epoch": best_epoch, "best_val_psnr": best_psnr, "out": str(out), "rank": rank}
     if rank == 0:
-        _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        io.write_text(out / "summary.json", json.dumps(summary, indent=2))
         plot_curves(out)
     if world > 1:
         dist.barrier()  # no rank tears the group down while rank 0 is still writing
@@ -410,13 +410,8 @@ def _save_checkpoint(path, G, D, opt_g, opt_d, epoch, history, best_psnr, best_e
         "torch_rng": torch.get_rng_state(),
         "config": json.dumps(cfg.to_dict()),
     }
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=path.parent)
-    os.close(fd)
-    try:
+    with io.atomic_write(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _load_checkpoint(path: Path, device) -> dict:
@@ -439,20 +434,11 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=out, text=True)
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, out / "metrics.csv")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent, text=True)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    buf = StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
+    writer.writeheader()
+    writer.writerows(history)
+    io.write_text(out / "metrics.csv", buf.getvalue())
 
 
 def plot_curves(out: Path) -> None:
@@ -482,8 +468,6 @@ def plot_curves(out: Path) -> None:
     ax2.set_title("validation")
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=out)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    with io.atomic_write(out / "curves.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, out / "curves.png")
