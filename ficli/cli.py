@@ -394,8 +394,14 @@ def train(
         ) as bar:
             task = bar.add_task("train", total=cfg.steps, epoch=0, info="")
 
+            last_line = [time.perf_counter()]
+
             def on_step(epoch, step, total, terms):
-                bar.update(task, completed=step, epoch=f"{epoch}/{cfg.epochs}", info=f"G {terms['total']:.4g}  TG {terms['tg']:.3g}")
+                info = f"G {terms['total']:.4g}  TG {terms['tg']:.3g}"
+                bar.update(task, completed=step, epoch=f"{epoch}/{cfg.epochs}", info=info)
+                if bar.disable and time.perf_counter() - last_line[0] > 60:  # logs and nohup: a line a minute
+                    last_line[0] = time.perf_counter()
+                    err_console.print(f"epoch {epoch}/{cfg.epochs} step {step}/{total}  {info}", highlight=False)
 
             def on_epoch(row):
                 bar.console.print(
