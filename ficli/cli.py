@@ -421,6 +421,29 @@ def train(
             )
 
 
+# ------------------------------------------------------------------------------------------- profile
+
+
+@app.command()
+def profile(
+    images: list[Path] = typer.Argument(..., help="Images of the same field and size: e.g. original, bicubic and enhanced."),
+    line: str = typer.Option(..., "--line", help="x0,y0,x1,y1 in pixels (x to the right, y down; sub-pixel allowed)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plot, a PNG file."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image."),
+    title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
+):
+    """Plot the intensity along one line through several images (like the paper's Figs. 5-7).
+
+    One sample per pixel of line length, bilinear interpolation, in each file's own units; colour
+    images give the mean over channels; a stack gives its first frame.
+    """
+    from ficli.profile import parse_line, profile_files
+
+    with _reporting_errors():
+        profile_files(images, parse_line(line), out, csv_file, title)
+        console.print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False)
+
+
 # --------------------------------------------------------------------------------------------- bench
 
 
