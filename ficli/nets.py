@@ -134,7 +134,8 @@ class Discriminator(nn.Module):
 
     Eight 3×3 convs (strides 1, 2, 1, 2, ...; channels F, F, 2F, 2F, 4F, 4F, 8F, 8F) with
     LeakyReLU(0.2), global average pooling, then SRGAN's two dense layers as 1×1 convs. No batch
-    norm: a score should not depend on what else is in the batch. Any input size works.
+    norm (a score should not depend on what else is in the batch); spectral norm on every conv
+    keeps the critic Lipschitz and training stable. Any input size works.
     """
 
     def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()):
@@ -149,6 +150,12 @@ class Discriminator(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(cin, 2 * cin, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(2 * cin, 1, 1)
         )
+        # Spectral norm on the critic too (a project choice; SRGAN's critic uses batch norm): without
+        # either, the least-squares critic diverged in stage 1 at lr 1e-3 (critic loss 2.8e7 in the
+        # third epoch of a CPU run) and took the generator with it.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _spectral_norm(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.channels:
