@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ficli.errors import FicliError, OutputError
-from ficli.io import InputFile
+from ficli.io import InputFile, remove_stale_parts
 
 
 @dataclass
@@ -15,13 +15,17 @@ class BatchReport:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    stale_parts: int = 0  # temporaries of a killed earlier run, removed before starting
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def summary(self) -> str:
-        return f"{len(self.done)} done, {len(self.skipped)} skipped (already there), {len(self.failed)} failed"
+        text = f"{len(self.done)} done, {len(self.skipped)} skipped (already there), {len(self.failed)} failed"
+        if self.stale_parts:
+            text += f"; removed {self.stale_parts} unfinished temporary file(s) of a killed earlier run"
+        return text
 
 
 def run_batch(
@@ -36,13 +40,15 @@ def run_batch(
 
     A full disk or an unwritable output folder stops the batch (every later file would fail the same
     way); other errors are recorded with their message and the batch goes on. `on_item(item, status)`
-    reports "done", "skipped" or "failed" (with the error message) after each file.
+    reports "done", "skipped" or "failed" (with the error message) after each file. Hidden
+    temporaries that a killed earlier run left beside these outputs are removed first.
     """
-    report = BatchReport()
-    for item in items:
-        out = out_for(item)
+    outs = [out_for(item) for item in items]
+    for item, out in zip(items, outs):  # all of them before any work: nothing half done
         if out.resolve() == item.path.resolve():
             raise OutputError(f"{out}: is the input file itself; choose another --out")
+    report = BatchReport(stale_parts=remove_stale_parts(outs))
+    for item, out in zip(items, outs):
         status, message = "done", ""
         if skip_existing and out.exists():
             report.skipped.append(item.path)
@@ -51,8 +57,13 @@ def run_batch(
             try:
                 process(item, out)
                 report.done.append(item.path)
-            except OutputError:
-                raise
+            except OutputError as exc:
+                if not report.done:
+                    raise
+                raise OutputError(
+                    f"{exc}; stopped after {len(report.done)} file(s), which are complete: "
+                    "fix this and rerun with --skip-existing"
+                ) from None
             except FicliError as exc:
                 status, message = "failed", str(exc)
                 report.failed.append((item.path, message))

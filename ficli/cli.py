@@ -44,16 +44,21 @@ def _root(
     """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
 
 
+BATCH_INTERRUPTED = "interrupted: finished files are complete, no partial file was left; rerun with --skip-existing to go on"
+
+
 @contextlib.contextmanager
-def _reporting_errors():
-    """Turn user errors into one line on stderr and exit 1; Ctrl-C into exit 130."""
+def _reporting_errors(interrupted=BATCH_INTERRUPTED):
+    """Turn user errors into one line on stderr and exit 1; Ctrl-C into the `interrupted` message
+    (a string, or a function giving it at that moment) and exit 130."""
     try:
         yield
     except FicliError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished files are complete, no partial file was left; rerun with --skip-existing to go on")
+        message = interrupted() if callable(interrupted) else interrupted
+        err_console.print(message, highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
 
 
@@ -86,7 +91,7 @@ def _run_files(description: str, items, out_for, process, skip_existing: bool):
                 progress.console.print(f"[red]failed:[/] {message}", highlight=False, soft_wrap=True)
 
         report = run_batch(items, out_for, process, skip_existing=skip_existing, on_item=on_item)
-    console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False)
+    console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
     if not report.ok:
         err_console.print(f"{len(report.failed)} file(s) failed; the others were written", highlight=False)
         raise typer.Exit(1)
@@ -164,7 +169,7 @@ def evaluate(
     """
     from ficli import evaluate as ev
 
-    with _reporting_errors():
+    with _reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
         try:
             scale = ev.parse_scale(data_range)
         except FicliError as exc:
@@ -177,6 +182,7 @@ def evaluate(
             report = ev.evaluate_folders(
                 hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
+                outputs=[path for path in (csv_file, json_file) if path is not None],
             )
         console.print(_evaluate_table(report, per_image))
         _print_evaluate_notes(report)
@@ -358,7 +364,13 @@ def train(
     from ficli.nets import GeneratorConfig
     from ficli import train as training
 
-    with _reporting_errors():
+    def interrupted() -> str:
+        run_dir = resume or out
+        if run_dir is not None and (Path(run_dir) / training.CHECKPOINT).is_file():
+            return f"interrupted: every finished epoch is saved in {run_dir}; continue with: ficli train --resume {run_dir}"
+        return "interrupted before the first epoch finished: there is nothing to resume; start the run again"
+
+    with _reporting_errors(interrupted):
         if resume:
             cfg = training.read_run_config(resume)
             cfg = dataclasses.replace(cfg, out=str(resume), epochs=epochs or cfg.epochs)
@@ -412,7 +424,10 @@ def train(
                 )
                 bar.reset(task, total=cfg.steps)
 
-            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch), resume=bool(resume))
+            def on_notice(message):
+                bar.console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+
+            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch, on_notice=on_notice), resume=bool(resume))
         if summary["rank"] == 0:
             console.print(
                 f"best val PSNR {summary['best_val_psnr']:.2f} dB at epoch {summary['best_epoch']}; "
@@ -496,7 +511,7 @@ def bench(
 @app.command()
 def video(
     src: Path = typer.Argument(..., help="Input video: anything ffmpeg reads (MP4, MOV, MKV, AVI...)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output video (.mp4, .m4v, .mov or .mkv). Default: <name>_ficli.mp4 next to the input."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output video (.mp4, .m4v, .mov or .mkv). Default: NAME_ficli.mp4 next to the input NAME.ext."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and frames in --frames-dir). The input is never overwritten."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Original (bicubic-enlarged with --upscale) left, enhanced right: twice the width."),
@@ -507,7 +522,7 @@ def video(
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Process at most this many frames."),
-    frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as <name>_000001.png... (16-bit PNG for high-bit-depth video)."),
+    frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as NAME_000001.png, ... (16-bit PNG for high-bit-depth video)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality: 0 lossless, 18 visually lossless, 23 x264's default; lower is larger."),
     preset: str = typer.Option("medium", "--preset", help="x264 speed/size trade-off: ultrafast ... medium ... veryslow."),
     tile: int = typer.Option(512, "--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory."),
@@ -527,14 +542,14 @@ def video(
     **Normalisation**: one 0.1/99.9-percentile intensity range for the whole selected section
     (never per frame, which would flicker), computed from up to 32 frames spread evenly over it.
 
-    Variable-frame-rate input is made constant at its average rate (frames repeated or dropped),
-    so it stays in step with the audio. An odd width or height is padded by one repeated pixel
+    Variable-frame-rate input is made constant at the stream's nominal rate (frames repeated or
+    dropped), so every frame keeps its time and the audio stays in step. An odd width or height is padded by one repeated pixel
     (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
-    them, playable, as <out>.partial.mp4.
+    them, playable, as OUT.partial.mp4 (OUT is written only when complete).
     """
     from ficli.engine import TileConfig, resolve_device
     from ficli.enhance import load_generator
-    from ficli.video import Section, VideoInterrupted, VideoOptions, enhance_video
+    from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
     with _reporting_errors():
         if side_by_side and compare_only:
@@ -547,9 +562,10 @@ def video(
             crf=crf, preset=preset, batch=batch,
             tile=TileConfig(tile=tile, overlap=overlap, batch=1, device=str(dev), precision=precision),
         )
-        generator, info = load_generator(model, dev)
         begun = time.perf_counter()
         try:
+            source = check_video(src, options)  # input and output problems before the model loads
+            generator, info = load_generator(model, dev)
             with _progress() as progress:
                 task = progress.add_task("video", total=None, rate="")
 
@@ -567,7 +583,7 @@ def video(
                 def on_notice(message):
                     progress.console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
 
-                report = enhance_video(src, generator, options, info["config"].channels,
+                report = enhance_video(src, generator, options, info["config"].channels, info=source,
                                        on_start=on_start, on_progress=on_progress, on_notice=on_notice)
                 progress.update(task, completed=report.frames, total=report.frames)
         except VideoInterrupted as stop:
@@ -581,23 +597,6 @@ def video(
         f"(network alone {report.network_fps:.2f} frames/s) -> {report.out}",
         highlight=False, soft_wrap=True, markup=False,
     )
-
-
-# --------------------------------------------------------------------------------- not yet available
-
-
-def _not_yet(name: str, issue: str):
-    def command(ctx: typer.Context):
-        with _reporting_errors():
-            raise FicliError(f"'ficli {name}' is not available yet in {__version__} ({issue}); see the README's roadmap")
-
-    command.__doc__ = f"(not available yet) {issue}."
-    return command
-
-
-for _name, _issue in (
-):
-    app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_yet(_name, _issue))
 
 
 def main() -> None:

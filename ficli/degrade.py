@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli import io
-from ficli.errors import ConfigError
+from ficli.errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,14 @@ def _from_tensor(t: torch.Tensor, ndim: int) -> np.ndarray:
 
 
 def degrade_file(item_path, out_path, settings: Degradation, seed: int) -> None:
-    """Read one image (or stack), degrade every frame and channel, write it with the input's dtype."""
+    """Read one image (or stack), degrade every frame and channel, write it with the input's dtype.
+
+    Float images with NaN or infinite pixels are refused: the blur and the resize would spread them
+    over their neighbours and write an image of NaN.
+    """
     image = io.read_image(item_path)
+    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
+        raise InputError(f"{item_path}: holds NaN or infinite values; fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]

@@ -258,11 +258,14 @@ def _std(v: np.ndarray) -> float:
 
 
 def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Scale(), crop_border: int = 0,
-                     recursive: bool = False, on_pair: Callable[[int, int], None] | None = None) -> Report:
+                     recursive: bool = False, on_pair: Callable[[int, int], None] | None = None,
+                     outputs: list[Path] = ()) -> Report:
     """Score every SR folder in `srs` against the HR folder (or file) `hr`.
 
     Each HR image is read once. A missing or empty folder raises InputError (nothing is scored);
     per-file trouble becomes a Problem in the report. `on_pair(done, total)` reports progress.
+    `outputs` are the files the caller will write (--csv, --json): OutputError, before any scoring,
+    if one of them is an input image.
     """
     if crop_border < 0:
         raise ConfigError(f"--crop-border {crop_border}: use 0 or a positive number of pixels")
@@ -270,8 +273,13 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     methods = method_names([str(s) for s in srs])
     report = Report(str(hr), scale, crop_border, methods, hr_order=[item.rel for item in hr_items])
     pairs_by_method: dict[str, dict[Path, InputFile]] = {}
+    sr_items = {method.name: collect_inputs([method.folder], recursive=recursive) for method in methods}
+    inputs = {item.path.resolve() for item in [*hr_items, *(i for items in sr_items.values() for i in items)]}
+    for path in outputs:
+        if Path(path).resolve() in inputs:
+            raise OutputError(f"{path}: is one of the input images; choose another file name for the scores")
     for method in methods:
-        pairs, problems = pair_files(hr_items, collect_inputs([method.folder], recursive=recursive), method.name)
+        pairs, problems = pair_files(hr_items, sr_items[method.name], method.name)
         pairs_by_method[method.name] = pairs
         report.problems.extend(problems)
 
@@ -360,6 +368,7 @@ def write_csv(report: Report, path: Path | str) -> None:
     for row in report.rows:
         s = row.scores
         writer.writerow([row.hr.as_posix(), row.method, str(row.sr_path), repr(s.psnr), repr(s.ssim), repr(s.rmse), report.scale.label])
+    io.remove_stale_parts([path])
     io.write_text(path, buf.getvalue())
 
 
@@ -388,6 +397,7 @@ def summary_dict(report: Report) -> dict:
 
 
 def write_json(report: Report, path: Path | str) -> None:
+    io.remove_stale_parts([path])
     io.write_text(path, json.dumps(summary_dict(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n")
 
 
@@ -400,7 +410,8 @@ def _json_number(value: float):
 
 
 def check_output_file(path: Path | str, option: str) -> None:
-    """Refuse an output path that is a folder before any work is done."""
+    """Refuse an output path that is a folder, or in a folder that cannot be written, before any work."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name such as {path / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
+    io.check_writable(path.parent)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import logging
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -126,7 +128,10 @@ def read_image(path: Path | str) -> Image:
         raise InputError(f"{path}: permission denied; check the file's read permission") from None
     except InputError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, struct.error, MemoryError) as exc:
+    except Exception as exc:
+        # Decoders meet damaged data with many exception types (fuzzing found zlib.error,
+        # ZeroDivisionError, RuntimeError, TypeError, NotImplementedError, AssertionError, cv2.error):
+        # every one means the same thing here, a file that cannot be read.
         raise InputError(f"{path}: cannot be read as an image ({_short(exc)}); the file may be truncated or corrupt") from None
     check_dtype(image.data.dtype, path)
     _check_shape(image, path)
@@ -134,10 +139,17 @@ def read_image(path: Path | str) -> Image:
 
 
 def _read_raster(path: Path) -> Image:
-    raw = np.fromfile(path, np.uint8)
-    if path.suffix.lower() == ".png":
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    suffix = path.suffix.lower()
+    if suffix == ".png":
         _check_png_header(raw, path)
-    data = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    elif suffix in (".jpg", ".jpeg"):
+        _check_jpeg_header(raw, path)
+    elif suffix == ".bmp":
+        _check_bmp_header(raw, path)
+    with _quiet_cv2():
+        data = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise InputError(f"{path}: cannot be decoded as {path.suffix.lower()[1:].upper()}; the file may be truncated or corrupt")
     if data.ndim == 3:
@@ -146,13 +158,73 @@ def _read_raster(path: Path) -> Image:
     return Image(data, path)
 
 
-def _check_png_header(raw: np.ndarray, path: Path) -> None:
+@contextlib.contextmanager
+def _quiet_cv2():
+    """OpenCV logs its own line for every file it cannot decode; ficli reports the file itself."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # an OpenCV build without the logging bindings
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
+def _check_png_header(raw: bytes, path: Path) -> None:
     """Refuse a PNG whose header claims an absurd size before the decoder allocates it."""
-    head = raw[:24].tobytes()
+    head = raw[:24]
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         raise InputError(f"{path}: not a valid PNG (bad signature or header); the file may be corrupt or misnamed")
     width, height = struct.unpack(">II", head[16:24])
     _check_pixel_count(height, width, path)
+
+
+# JPEG frame headers (SOF0-SOF15 without DHT C4, JPG C8 and DAC CC): precision, height, width follow.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _check_jpeg_header(raw: bytes, path: Path) -> None:
+    """Refuse a JPEG whose frame header (SOF) claims an absurd size, before the decoder allocates it.
+
+    Walks the marker segments from SOI to the first SOF; a file that reaches the image data (SOS)
+    or its end without one is not a JPEG the decoder could use either.
+    """
+    if raw[:2] != b"\xff\xd8":
+        raise InputError(f"{path}: not a valid JPEG (bad signature); the file may be corrupt or misnamed")
+    i = 2
+    while i + 4 <= len(raw):
+        if raw[i] != 0xFF:  # stray bytes between segments: skipped, as the decoder does
+            i += 1
+            continue
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            break
+        if marker in _JPEG_SOF and i + 9 <= len(raw):
+            height, width = struct.unpack(">HH", raw[i + 5 : i + 9])
+            _check_pixel_count(height, width, path)
+            return
+        i += 2 + struct.unpack(">H", raw[i + 2 : i + 4])[0]
+    raise InputError(f"{path}: not a valid JPEG (no frame header before the image data); the file may be truncated or corrupt")
+
+
+def _check_bmp_header(raw: bytes, path: Path) -> None:
+    """Refuse a BMP whose header claims an absurd size before the decoder allocates it."""
+    if len(raw) < 26 or raw[:2] != b"BM":
+        raise InputError(f"{path}: not a valid BMP (bad signature or header); the file may be corrupt or misnamed")
+    if struct.unpack("<I", raw[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sides
+        width, height = struct.unpack("<HH", raw[18:22])
+    else:
+        width, height = struct.unpack("<ii", raw[18:26])  # height < 0: rows stored top-down
+    _check_pixel_count(abs(height), abs(width), path)
 
 
 def _check_pixel_count(height: int, width: int, path: Path) -> None:
@@ -163,10 +235,41 @@ def _check_pixel_count(height: int, width: int, path: Path) -> None:
         )
 
 
+class _Damage(logging.Handler):
+    """Collects what tifffile logs as errors: it reads around a broken tag or page chain (a
+    truncated stack comes back with fewer frames) and only says so in its log."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _read_tiff(path: Path) -> Image:
+    damage = _Damage()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(damage)
+    try:
+        image = _read_tiff_series(path)
+    finally:
+        logger.removeHandler(damage)
+    if damage.messages:
+        raise InputError(f"{path}: damaged TIFF structure ({damage.messages[0][:120]}); the file may be truncated or corrupt")
+    return image
+
+
+def _read_tiff_series(path: Path) -> Image:
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
-            raise InputError(f"{path}: TIFF holds no image data")
+            raise InputError(f"{path}: TIFF holds no image data; the file may be truncated or corrupt")
+        if len(tif.series) > 1:  # reduced-resolution pages are levels of one series, not series
+            shapes = ", ".join(str(s.shape) for s in tif.series[:4])
+            raise InputError(
+                f"{path}: TIFF holds {len(tif.series)} separate images of shapes {shapes}; ficli reads one "
+                "image or stack per file: split it first, e.g. in Fiji"
+            )
         series = tif.series[0]
         shape, axes = series.shape, series.axes
         if "Y" in axes and "X" in axes:
@@ -179,6 +282,9 @@ def _read_tiff(path: Path) -> Image:
 
 def _squeeze_axes(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, bool]:
     """Reduce a TIFF series to (H, W[, C]) or one stack axis (Z, H, W[, C])."""
+    if "S" in axes[:-1]:  # planar samples (RGB stored as three planes): channels go last
+        data = np.ascontiguousarray(np.moveaxis(data, axes.index("S"), -1))
+        axes = axes.replace("S", "") + "S"
     keep = [i for i, (n, a) in enumerate(zip(data.shape, axes)) if n > 1 or a in "YX"]
     data = data.reshape([data.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
@@ -259,6 +365,54 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
         raise
 
 
+# atomic_write's temporary names: "." + target name + "." + mkstemp's 8 random characters + ".part".
+_PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.part")
+
+
+def remove_stale_parts(targets) -> int:
+    """Delete temporaries that a killed write of one of `targets` left behind; returns how many.
+
+    `atomic_write` removes its temporary on every error and on Ctrl-C, but not when the process is
+    killed outright (SIGKILL, power loss). A rerun calls this for the files it is about to write:
+    only hidden `.NAME.xxxxxxxx.part` files of those names are touched, so other runs' temporaries
+    and other hidden files stay.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        target = Path(target)
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no folder yet: nothing left behind
+            continue
+        for entry in entries:
+            match = _PART_NAME.fullmatch(entry.name)
+            if match and match["target"] in names and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def check_writable(folder: Path | str) -> None:
+    """Raise OutputError unless files can be created in `folder` (or, if it does not exist yet, in
+    the nearest folder above it, where it would be made). Creates nothing that stays."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: exists and is not a folder; choose a folder")
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".ficli-probe.", suffix=".part", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write here ({_short(exc)}); check the folder and its permissions") from None
+
+
 def write_text(path: Path | str, text: str) -> None:
     """Write a text file (UTF-8) atomically."""
     with atomic_write(path) as tmp:
@@ -284,8 +438,12 @@ def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None
             kwargs = dict(like.tiff_kwargs) if like is not None else {}
             if kwargs.get("imagej") and data.dtype not in (np.uint8, np.uint16, np.float32):
                 kwargs.pop("imagej"), kwargs.pop("metadata", None)
-            photometric = "rgb" if data.ndim - int(stack) == 3 else "minisblack"
-            tifffile.imwrite(tmp, data, photometric=photometric, **kwargs)
+            rgb = data.ndim - int(stack) == 3
+            # The axes, written down: tifffile would otherwise guess them, and reads a stack of
+            # one-pixel-wide frames back as one image.
+            axes = ("Z" if stack else "") + "YX" + ("S" if rgb else "")
+            kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": axes}
+            tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack", **kwargs)
         else:
             tmp.write_bytes(_encode_raster(data, suffix, path))
 
@@ -377,7 +535,8 @@ def output_path(item: InputFile, out_dir: Path, suffix: str | None = None) -> Pa
 
 
 def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool) -> None:
-    """Refuse an output folder whose results could overwrite or be mistaken for inputs."""
+    """Refuse an output folder whose results could overwrite or be mistaken for inputs, or that
+    cannot be written (before any work is done)."""
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder; choose a folder for --out")
@@ -392,3 +551,4 @@ def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool)
                 f"{out_dir}: lies inside the input folder {src_root} searched with --recursive; "
                 "a rerun would read the results as inputs — choose a folder outside it"
             )
+    check_writable(out_dir)

@@ -33,12 +33,16 @@ from torch.nn.parallel import DistributedDataParallel
 from ficli import io, modelfile
 from ficli.degrade import Degradation, degrade
 from ficli.engine import TileConfig, normalize, percentile_range, resolve_device, run_tiled
-from ficli.errors import ConfigError, InputError, ModelFileError
+from ficli.errors import ConfigError, InputError, ModelFileError, OutputError
 from ficli.losses import FINETUNE, PRETRAIN, LossWeights, discriminator_loss, generator_loss, perceptual_from_env
 from ficli.metrics import psnr, ssim
 from ficli.nets import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 CHECKPOINT = "checkpoint.pt"
+# Everything a run writes into RUN_DIR (each atomically).
+RUN_FILES = (CHECKPOINT, "last.safetensors", "best.safetensors", "metrics.csv", "curves.png", "summary.json")
+# SSIM's Gaussian window is 11×11: validation images (after --val-size) must be at least that.
+MIN_VAL_SIDE = 11
 
 
 @dataclass(frozen=True)
@@ -111,11 +115,13 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------ data
 
 
-def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str) -> list[np.ndarray]:
+def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, min_side: int = 1) -> list[np.ndarray]:
     """Every image under `folders` (recursively) as float32 (H, W, C) normalised to its percentiles.
 
     RGB is turned into luminance for a 1-channel model. Each image is mapped by its own 0.1/99.9
     percentiles (DESIGN "Intensity normalisation") so training sees what enhancement will feed in.
+    Any image that cannot be used (unreadable, NaN or infinite values, a side below `min_side`)
+    stops the run with its name: a data set is fixed before training, not silently thinned.
     """
     items = []
     for folder in folders:
@@ -128,6 +134,14 @@ def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str) 
     images = []
     for item in items:
         image = io.read_image(item.path)
+        if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
+            raise InputError(f"{item.path}: holds NaN or infinite values; fix it or take it out of the {role} folder")
+        height, width = image.frames[0].shape[:2]
+        if min(height, width) < min_side:
+            raise InputError(
+                f"{item.path}: {width}×{height} pixels; {role} images need at least {min_side}×{min_side} "
+                "(the SSIM window): use larger images or take it out of the folder"
+            )
         for frame in image.frames:
             x = io.to_unit(frame)
             x = _to_channels(x, channels, item.path)
@@ -182,7 +196,9 @@ def sample_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Gene
 
 def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """(lr, hr) pairs (C, H, W) of the validation images, centre-cropped to `val_size`, noise-free ×scale."""
-    images = load_images([cfg.val], cfg.generator.channels, "validation")
+    if 0 < cfg.val_size < MIN_VAL_SIDE:
+        raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
+    images = load_images([cfg.val], cfg.generator.channels, "validation", min_side=MIN_VAL_SIDE)
     if cfg.val_limit:
         images = images[: cfg.val_limit]
     pairs = []
@@ -228,6 +244,11 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
     """Run (or continue) a training run; returns the summary written to RUN_DIR/summary.json."""
     rank, world = _init_distributed()
     out = Path(cfg.out)
+    check_run_folder(cfg)
+    if rank == 0:
+        stale = io.remove_stale_parts(out / name for name in RUN_FILES)
+        if stale and progress.on_notice:
+            progress.on_notice(f"removed {stale} unfinished temporary file(s) of a killed earlier run from {out}")
     device = resolve_device(cfg.device if world == 1 or cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -332,6 +353,20 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
         dist.barrier()  # no rank tears the group down while rank 0 is still writing
         dist.destroy_process_group()
     return summary
+
+
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Refuse a run folder inside a data or validation folder (both are searched with their
+    subfolders: a later run would train on curves.png), or one that cannot be written."""
+    out = Path(cfg.out).resolve()
+    for role, folder in [*(("training", d) for d in cfg.data), ("validation", cfg.val)]:
+        src = Path(folder).resolve()
+        if out == src or out.is_relative_to(src):
+            raise OutputError(
+                f"{cfg.out}: lies inside the {role} folder {folder}, which is searched with its subfolders "
+                "(the run's curves.png would be read as an image); choose a run folder outside it"
+            )
+    io.check_writable(out)
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -100,11 +100,6 @@ def test_degrade_output_on_a_file_path_is_refused(run_cli, phantom_folder, tmp_p
     assert result.exit_code == 1 and "not a folder" in result.output
 
 
-def test_commands_not_built_yet_say_so(run_cli):
-    result = run_cli("video", "x.mp4")
-    assert result.exit_code == 1 and "not available yet" in result.output
-
-
 def test_degrade_permission_denied_on_output_is_a_clear_error(run_cli, phantom_folder, tmp_path, monkeypatch):
     import tempfile
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The paper's Table 1 on a small CPU budget: fine-tune the same stage-1 model on fluorescence images
+# with no TG loss and with TG at k_max 1, N/2 and N (generator only, the same steps and seed for
+# each), then score every variant, bicubic and the default model on the test folder.
+#   bash examples/ablation.sh STAGE1_MODEL [OUT_DIR] [STEPS]
+# Needs ../shared/data (the project's shared image folder) beside the repository.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+data="${FICLI_DATA:-$here/../../shared/data}"
+init="$1"; out="${2:-runs/ablation}"; steps="${3:-150}"
+common=(--stage finetune --init "$init" --data "$data/fluorescence/train" --val "$data/fluorescence/val"
+        --no-gan --batch 16 --crop 32 --lr 1e-4 --steps "$steps" --epochs 2 --patience 2 --seed 0)
+ficli train "${common[@]}" --out "$out/no_tg" --tg-weight 0
+for k in 1 N/2 N; do
+  ficli train "${common[@]}" --out "$out/tg_k${k//\//_}" --tg-weight 10 --k-max "$k"
+done
+ficli degrade "$data/fluorescence/test" --out "$out/test/bicubic"
+for run in no_tg tg_k1 tg_kN_2 tg_kN; do
+  ficli enhance "$out/test/bicubic" --out "$out/test/$run" --model "$out/$run/best.safetensors" --skip-existing
+done
+ficli enhance "$out/test/bicubic" --out "$out/test/default" --skip-existing
+cd "$out/test"
+ficli evaluate "$data/fluorescence/test" bicubic no_tg tg_k1 tg_kN_2 tg_kN default --data-range hr \
+    --summary-only --json ../ablation.json --csv ../ablation.csv
