@@ -22,3 +22,9 @@ ficli enhance "$out/test/bicubic" --out "$out/test/default" --skip-existing
 cd "$out/test"
 ficli evaluate "$data/fluorescence/test" bicubic no_tg tg_k1 tg_kN_2 tg_kN default --data-range hr \
     --summary-only --json ../ablation.json --csv ../ablation.csv
+cd - > /dev/null
+img=bian__maize_clsm.png; t="$out/test"
+python "$here/make_panel.py" --crop 250,250,96 --out docs/ablation_panel.png \
+    --title "maize stem (test set), ×4, 96 × 96 px: TG ablation ($((2 * steps)) generator-only steps each) and the default model" \
+    "HR=$data/fluorescence/test/$img" "bicubic=$t/bicubic/$img" "no TG=$t/no_tg/$img" "TG k=1=$t/tg_k1/$img" \
+    "TG k=N/2=$t/tg_kN_2/$img" "TG k=N=$t/tg_kN/$img" "default=$t/default/$img"

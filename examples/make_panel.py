@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
     x, y, size = (int(v) for v in args.crop.split(","))
-    pairs = [item.split("=", 1) for item in args.images]
+    pairs = [item.rsplit("=", 1) for item in args.images]  # labels may hold "=", paths do not
     crops = []
     for _, path in pairs:
         data = io.read_image(path).frames[0].astype(np.float64)

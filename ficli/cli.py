@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -27,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console()
+# Into a file or a pipe, tables keep every digit instead of being squeezed into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 
 
@@ -263,6 +265,14 @@ def _print_evaluate_notes(report, shown: int = 10) -> None:
         )
 
 
+# Options that enhance and video share: one definition each, so their help cannot drift apart.
+ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/.")]
+TileOption = Annotated[int, typer.Option("--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory.")]
+OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, or fp16 / bf16 autocast on CUDA (a batch with NaN/Inf is redone in fp32).")]
+
+
 # ------------------------------------------------------------------------------------------- enhance
 
 
@@ -270,13 +280,13 @@ def _print_evaluate_notes(report, shown: int = 10) -> None:
 def enhance(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (quote globs): PNG, TIFF (stacks too), JPEG, BMP."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/."),
+    model: ModelOption = None,
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge genuinely low-resolution inputs by this factor before enhancing (the paper's re-up-scaling); 1 = same size."),
-    tile: int = typer.Option(512, "--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory."),
-    overlap: int = typer.Option(32, "--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4)."),
+    tile: TileOption = 512,
+    overlap: OverlapOption = 32,
     batch: int = typer.Option(4, "--batch", min=1, help="Tiles run through the network at once."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 / bf16 autocast on CUDA (a batch with NaN/Inf is redone in fp32)."),
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the 0.1/99.9-percentile mapping (for data already spanning [0, 1])."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (resume an interrupted batch)."),
@@ -465,7 +475,7 @@ def profile(
 @app.command()
 def bench(
     quick: bool = typer.Option(False, "--quick", help="Small sizes and one repeat (about a minute on 2 CPU cores): checks that everything runs, not how fast."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."),
+    device: DeviceOption = "auto",
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here."),
 ):
@@ -513,7 +523,7 @@ def video(
     src: Path = typer.Argument(..., help="Input video: anything ffmpeg reads (MP4, MOV, MKV, AVI...)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output video (.mp4, .m4v, .mov or .mkv). Default: NAME_ficli.mp4 next to the input NAME.ext."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and frames in --frames-dir). The input is never overwritten."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/."),
+    model: ModelOption = None,
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Original (bicubic-enlarged with --upscale) left, enhanced right: twice the width."),
     compare_only: bool = typer.Option(False, "--compare-only", help="A split preview at the frame's own width: left half original, right half enhanced."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
@@ -525,11 +535,11 @@ def video(
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as NAME_000001.png, ... (16-bit PNG for high-bit-depth video)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality: 0 lossless, 18 visually lossless, 23 x264's default; lower is larger."),
     preset: str = typer.Option("medium", "--preset", help="x264 speed/size trade-off: ultrafast ... medium ... veryslow."),
-    tile: int = typer.Option(512, "--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory."),
-    overlap: int = typer.Option(32, "--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4)."),
+    tile: TileOption = 512,
+    overlap: OverlapOption = 32,
     batch: int = typer.Option(4, "--batch", min=1, help="Frames run through the network at once (the same tile of each)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 / bf16 autocast on CUDA (a batch with NaN/Inf is redone in fp32)."),
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the percentile mapping."),
 ):
     """Sharpen a video (e.g. a NIR surgical recording) frame by frame into an H.264 file.

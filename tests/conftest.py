@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from ficli import modelfile
 from ficli.io import write_image
+from ficli.nets import Generator, GeneratorConfig
 from ficli.phantom import phantom, to_dtype
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -44,3 +47,32 @@ def shared_images(split: str, count: int) -> list[Path]:
     if not files:
         pytest.skip(f"real images not found in {folder}")
     return files
+
+
+# The smallest generator: one block of one layer. Fresh, it is the identity (out_scale 0).
+TINY = GeneratorConfig(features=8, growth=4, layers=1, blocks=1)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The machine's cores are busy: two spinning OpenMP pools on 2 cores can be many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_identity_model(tmp_path_factory) -> Path:
+    """A model file whose generator returns its input unchanged."""
+    return modelfile.save_model(tmp_path_factory.mktemp("model") / "identity.safetensors", Generator(TINY, spectral_norm=False), TINY, {"scale": 4})
+
+
+class RunsCodeOnLoad:
+    """Unpickling this creates the file `marker`: proof that a loader ran code from a file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

@@ -19,29 +19,22 @@ from safetensors.torch import save_file
 
 from ficli import io, modelfile
 from ficli.nets import Generator, GeneratorConfig
+from conftest import TINY
 from hostile_files import (
     BAD_FILES, deny_open, deny_writing, fill_disk_after, good_gray, leftovers, snapshot, write_bad,
 )
 
 hostile = pytest.mark.hostile
-TINY = GeneratorConfig(features=8, growth=4, layers=1, blocks=1)
 TRAIN_FAST = ("--epochs", "1", "--steps", "1", "--batch", "2", "--crop", "16", "--features", "8",
               "--no-gan", "--device", "cpu", "--val-size", "16")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine's cores are busy: two spinning OpenMP pools on 2 cores can be many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    """A fresh generator: the identity (out_scale 0)."""
-    return modelfile.save_model(tmp_path_factory.mktemp("model") / "identity.safetensors", Generator(TINY, spectral_norm=False), TINY, {"scale": 4})
+@pytest.fixture
+def model(tiny_identity_model) -> Path:
+    return tiny_identity_model
 
 
 @pytest.fixture

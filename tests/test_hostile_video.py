@@ -24,21 +24,15 @@ from hostile_files import deny_writing, snapshot
 
 hostile = pytest.mark.hostile
 FF = video.ffmpeg_exe()
-TINY = GeneratorConfig(features=8, growth=4, layers=1, blocks=1)
 FAST = ("--preset", "ultrafast", "--device", "cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return modelfile.save_model(tmp_path_factory.mktemp("model") / "identity.safetensors", Generator(TINY, spectral_norm=False), TINY, {"scale": 4})
+@pytest.fixture
+def model(tiny_identity_model) -> Path:
+    return tiny_identity_model
 
 
 def make_clip(path: Path, seconds: float = 0.4, size: str = "32x24") -> Path:

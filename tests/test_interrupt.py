@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ficli import io, modelfile
 from ficli import train as training
@@ -32,12 +31,7 @@ TRAIN_FAST = ("--batch", "2", "--crop", "16", "--features", "8", "--no-gan", "--
 STALE = ".{name}.k3j_9x0q.part"  # what a killed atomic write of NAME leaves
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(folder: Path, count: int, side: int = 16) -> list[str]:

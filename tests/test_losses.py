@@ -24,6 +24,8 @@ from ficli.losses import (
     tg_loss_fft,
 )
 
+from conftest import RunsCodeOnLoad
+
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference relative to the largest magnitude of the reference b."""
@@ -265,19 +267,13 @@ def test_load_perceptual_refuses_a_resnet_file_as_vgg(tmp_path):
         load_perceptual("vgg16", tmp_path / "r.pth")
 
 
-class _RunsCodeOnLoad:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_load_perceptual_never_unpickles_code(tmp_path, how):
     marker = tmp_path / "marker"
     path = tmp_path / "vgg16.pth"
-    payload = {"features.0.weight": _RunsCodeOnLoad(str(marker))}
+    payload = {"features.0.weight": RunsCodeOnLoad(str(marker))}
     if how == "pickle":
         path.write_bytes(pickle.dumps(payload, protocol=2))
     else:

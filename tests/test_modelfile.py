@@ -11,6 +11,8 @@ from ficli.errors import ModelFileError
 from ficli.modelfile import load_model, model_info, save_model
 from ficli.nets import Generator, GeneratorConfig, count_parameters
 
+from conftest import RunsCodeOnLoad
+
 CFG = GeneratorConfig(features=8, growth=4, layers=2, blocks=2)
 META = {"scale": 4, "stages": [{"stage": "pretrain", "epochs": 3}], "val_psnr": 31.5}
 
@@ -75,19 +77,13 @@ def test_missing_file_is_refused(tmp_path):
         model_info(tmp_path / "nope.safetensors")
 
 
-class _RunsCodeOnLoad:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_a_pickle_is_refused_and_never_unpickled(tmp_path, how):
     marker = tmp_path / "marker"
     path = tmp_path / "model.safetensors"
-    payload = {"head.weight": _RunsCodeOnLoad(str(marker))}
+    payload = {"head.weight": RunsCodeOnLoad(str(marker))}
     if how == "pickle":
         path.write_bytes(pickle.dumps(payload))
     else:

@@ -20,30 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ficli import modelfile, video
 from ficli.errors import ConfigError, InputError, OutputError
-from ficli.nets import Generator, GeneratorConfig
 from ficli.phantom import phantom
 
 FF = video.ffmpeg_exe()
 FAST = ("--preset", "ultrafast")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine's cores are busy: two spinning OpenMP pools on 2 cores can be 30× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def identity_model(tmp_path_factory) -> Path:
-    config = GeneratorConfig(features=8, growth=4, layers=1, blocks=1)
-    return modelfile.save_model(tmp_path_factory.mktemp("model") / "identity.safetensors", Generator(config), config, {"scale": 4})
+@pytest.fixture
+def identity_model(tiny_identity_model) -> Path:
+    return tiny_identity_model
 
 
 def scene_frames(width: int, height: int, count: int, colour: bool = False) -> list[np.ndarray]:

@@ -1,0 +1,62 @@
+"""The shipped model: it loads safely, carries its story, and still gives the stored output."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ficli.enhance import EnhanceOptions, default_model_path, enhance_frames, load_generator
+from ficli.metrics import psnr, ssim
+from ficli.modelfile import model_info
+
+GOLDEN = Path(__file__).parent / "data" / "golden.npz"
+
+
+def test_default_model_is_small_safe_and_documented():
+    path = default_model_path()
+    assert path.suffix == ".safetensors" and path.stat().st_size < 8_000_000
+    info = model_info(path)
+    assert info["scale"] == 4 and info["parameters"] == 1_426_690
+    stages = info["info"]["stages"]
+    assert [s["stage"] for s in stages] == ["pretrain", "finetune"]
+    assert stages[-1]["val_metrics"]["val_psnr"] > stages[-1]["val_metrics"]["val_bicubic_psnr"]
+    assert (path.parent / "MODEL_CARD.md").is_file() or (Path(__file__).parents[1] / "models" / "MODEL_CARD.md").is_file()
+
+
+def test_golden_output_and_it_beats_bicubic():
+    """A fixed ×4-degraded phantom (stored with its HR and the model's output when it shipped)."""
+    torch.set_num_threads(2)
+    golden = np.load(GOLDEN)
+    generator, _ = load_generator(None, torch.device("cpu"))
+    out = enhance_frames(generator, [golden["lr"]], EnhanceOptions())[0]
+    assert np.abs(out - golden["sr"]).max() < 1e-4
+    hr, lr = golden["hr"], golden["lr"]
+    assert psnr(out, hr) > psnr(lr, hr) + 1.0
+    assert ssim(out, hr) > ssim(lr, hr) + 0.03
+
+
+def test_enhance_without_model_option_uses_the_shipped_model(run_cli, tmp_path):
+    from ficli import io
+
+    golden = np.load(GOLDEN)
+    io.write_image(tmp_path / "in" / "lr.tif", golden["lr"])
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    out = io.read_image(tmp_path / "out" / "lr.tif").data
+    assert out.dtype == np.float32 and np.abs(out - golden["sr"]).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_a_wheel_install_finds_the_model(tmp_path):
+    """`pip install .` (not editable) carries models/ inside the package as ficli/_models."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(repo), "-w", str(tmp_path / "whl")], check=True)
+    wheel = next((tmp_path / "whl").glob("ficli-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    code = "import ficli.enhance as e; print(e.default_model_path())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}, check=True)
+    assert done.stdout.strip() == str(tmp_path / "site" / "ficli" / "_models" / "ficli-default.safetensors")
