@@ -502,6 +502,7 @@ def bench(
             ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
             ("Generator forward, batch 1, fp32" + (" (quick: width 16)" if quick else ""), lambda: b.bench_generator(((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)), dev, reps, small)),
             ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
+            ("ficli video end to end (decode, infer, encode) vs the network alone, default generator", lambda: _bench_video(quick, dev)),
         ):
             with err_console.status(f"timing: {title} …"):
                 rows = run()
@@ -607,6 +608,14 @@ def video(
         f"(network alone {report.network_fps:.2f} frames/s) -> {report.out}",
         highlight=False, soft_wrap=True, markup=False,
     )
+
+
+def _bench_video(quick: bool, device: str) -> list[dict]:
+    from ficli.video import bench_video
+
+    if quick:
+        return [bench_video((160, 92), frames=4, device=device)]
+    return [bench_video(size, frames=12, device=device) for size in ((640, 360), (1280, 720))]
 
 
 def main() -> None:

@@ -32,7 +32,6 @@ import os
 import queue
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -1100,10 +1099,3 @@ def _all_frames(info: VideoInfo) -> list[np.ndarray]:
     _check_decoder(proc, info, len(frames))
     return frames
 
-
-if __name__ == "__main__":  # python -m ficli.video [FRAMES]: the benchmark table on CPU
-    from ficli.bench import format_table
-
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    print(f"ficli video, default generator, random weights, CPU, {torch.get_num_threads()} threads, {n} frames")
-    print(format_table([bench_video(size, frames=n) for size in ((640, 360), (1280, 720))]))

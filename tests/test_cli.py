@@ -117,9 +117,9 @@ def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
 
     result = run_cli("bench", "--quick", "--device", "cpu", "--json", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    for title in ("Total gradient loss", "Generator forward", "Tiled engine"):
+    for title in ("Total gradient loss", "Generator forward", "Tiled engine", "ficli video end to end"):
         assert title in result.output
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["machine"]["torch"] and len(data["tables"]) == 3
+    assert data["machine"]["torch"] and len(data["tables"]) == 4
     tg = next(rows for title, rows in data["tables"].items() if title.startswith("Total gradient"))
     assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)
