@@ -396,3 +396,20 @@ def test_percentile_range_rejects_nan_and_bad_percentiles():
         percentile_range(np.full((4, 4), np.nan, np.float32))
     with pytest.raises(ConfigError):
         percentile_range(np.zeros((4, 4)), 99, 1)
+
+
+def test_an_image_within_one_tile_area_runs_in_one_piece():
+    """640×360 fits in 512² pixels: one call of the callable on the whole padded image, exact."""
+    calls = []
+
+    def fn(x):
+        calls.append(tuple(x.shape))
+        return x * 2
+
+    image = np.random.default_rng(0).random((1, 358, 638)).astype(np.float32)
+    out = run_tiled(fn, image, TileConfig(tile=512, overlap=32))
+    assert calls == [(1, 1, 360, 640)]
+    assert np.allclose(out, image * 2)
+    calls.clear()
+    run_tiled(fn, np.zeros((1, 600, 600), np.float32), TileConfig(tile=512, overlap=32))
+    assert len(calls) > 1 and all(c[2] <= 512 and c[3] <= 512 for c in calls)
