@@ -378,7 +378,8 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
 
 
 # atomic_write's temporary names: "." + target name + "." + mkstemp's 8 random characters + ".part".
-_PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.part")
+# `.NAME.xxxxxxxx.part` (atomic_write) or `.STEM.xxxxxxxx.part.EXT` (video, whose muxer needs EXT).
+_PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.part(?P<ext>\.[A-Za-z0-9]+)?")
 
 
 def remove_stale_parts(targets) -> int:
@@ -401,7 +402,7 @@ def remove_stale_parts(targets) -> int:
             continue
         for entry in entries:
             match = _PART_NAME.fullmatch(entry.name)
-            if match and match["target"] in names and entry.is_file(follow_symlinks=False):
+            if match and match["target"] + (match["ext"] or "") in names and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1

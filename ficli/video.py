@@ -176,6 +176,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise InputError(f"{path}: no such file")
     if not path.is_file():
         raise InputError(f"{path}: not a file")
+    try:  # ffmpeg's own message for an unreadable file is vague; say it plainly first
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; check the file's read permission") from None
     try:
         result = subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
@@ -887,6 +892,9 @@ def enhance_video(
                        keep_original=options.layout != "enhanced", on_notice=notice)
     left = f"bicubic x{s}" if s > 1 else "original"
 
+    stale = io.remove_stale_parts([out])
+    if stale:
+        notice(f"removed {stale} unfinished temporary file(s) of a killed earlier run beside {out}")
     try:
         if options.frames_dir is not None:
             options.frames_dir.mkdir(parents=True, exist_ok=True)

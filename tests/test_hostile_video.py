@@ -108,7 +108,23 @@ def test_tiny_frames_are_padded_to_even_sides(run_cli, tmp_path, model, width, h
 
 
 @hostile
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; ffmpeg opens the file itself")
+def test_unreadable_video_simulated(run_cli, clip, model, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):  # what chmod 000 does for a normal user
+        if str(file) == str(clip):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    result = run_cli("video", clip, "--model", model, *FAST)
+    clean_failure(result, clip, "permission denied")
+
+
+@hostile
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode (the simulated test above runs)")
 def test_unreadable_video_for_real(run_cli, clip, model):
     clip.chmod(0)
     try:
@@ -181,6 +197,16 @@ def test_killed_mid_video_then_the_same_command_again(run_cli, tmp_path):
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
     assert frame_count(out) == 200
-    # At most the killed run's own hidden temporary remains (the rerun does not remove it yet).
-    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert all(name.startswith(".long_ficli.") and name.endswith(".part.mp4") for name in hidden), hidden
+    assert "removed 1 unfinished temporary" in result.output  # the killed run's, by the rerun
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@hostile
+def test_rerun_removes_only_its_own_stale_temporaries(run_cli, clip, model):
+    own = clip.with_name(f".{clip.stem}_ficli.k3j_9x0q.part.mp4")
+    foreign = [clip.with_name(".other.k3j_9x0q.part.mp4"), clip.with_name(".notes.txt")]
+    for path in (own, *foreign):
+        path.write_bytes(b"left by a killed run")
+    result = run_cli("video", clip, "--model", model, *FAST)
+    assert result.exit_code == 0, result.output
+    assert not own.exists() and all(p.exists() for p in foreign)
