@@ -53,7 +53,7 @@ def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch
     """The generator of a model file (the default model when `path` is None), ready for inference."""
     path = Path(path) if path else default_model_path()
     generator, config, meta = modelfile.load_model(path, device=str(device))
-    generator.requires_grad_(False).eval()
+    generator.requires_grad_(False).eval().to(memory_format=torch.channels_last)  # see engine._call
     return generator, {"path": str(path), "config": config, **meta}
 
 
