@@ -138,7 +138,6 @@ def degrade(
 
 
 # ------------------------------------------------------------------------------------------ evaluate
-# (section owned by the evaluate work: metrics.py / evaluate.py)
 
 
 @app.command()
@@ -516,7 +515,6 @@ def bench(
 
 
 # --------------------------------------------------------------------------------------------- video
-# (section owned by the video work: video.py)
 
 
 @app.command()
