@@ -82,27 +82,51 @@ def bench_generator(
     device: str = "cpu",
     repeats: int = 3,
     config: GeneratorConfig = GeneratorConfig(),
+    batches: Sequence[int] = (1,),
+    precisions: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Inference time of the generator (plain weights, eval, torch.inference_mode), batch 1, float32.
+    """Inference time of the generator (plain weights, eval, inference_mode, channels-last as
+    `enhance` runs it) per size, precision and batch; random weights (the time does not depend on them).
 
-    sizes are (width, height), multiples of 4. Weights are random: the time does not depend on
-    them. One row per size: {"width", "height", "device", "forward_ms", "fps", "gflop", "gflop_per_s"}.
+    sizes are (width, height), multiples of 4. `precisions` defaults to fp32 on CPU and fp32, bf16
+    (where supported) and fp16 on CUDA (autocast, as the engine runs them). One row per size,
+    precision and batch: {"width", "height", "precision", "batch", "ms_per_frame", "fps", "gflop",
+    "tflop_per_s"}; `best_batch_rows` keeps the fastest batch of each size and precision.
     """
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    if precisions is None:
+        precisions = ["fp32"]
+        if dev.type == "cuda":
+            precisions += (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["fp16"]
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     torch.manual_seed(0)
-    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)  # as enhance runs it
+    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
     rows = []
     for w, h in sizes:
-        x = torch.rand(1, config.channels, h, w, device=dev).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            ms = _best_ms(lambda: g(x), repeats, sync)
         gflop = generator_flops(config, h, w) / 1e9
-        rows.append({
-            "width": w, "height": h, "device": str(dev), "forward_ms": ms,
-            "fps": 1e3 / ms, "gflop": gflop, "gflop_per_s": gflop / (ms / 1e3),
-        })
+        for precision in precisions:
+            half = precision != "fp32"
+            for batch in batches:
+                x = torch.rand(batch, config.channels, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), torch.autocast(dev.type, dtype=dtypes[precision], enabled=half):
+                    ms = _best_ms(lambda: g(x), repeats, sync) / batch
+                rows.append({
+                    "width": w, "height": h, "precision": precision, "batch": batch, "ms_per_frame": ms,
+                    "fps": 1e3 / ms, "gflop": gflop, "tflop_per_s": gflop / ms,
+                })
     return rows
+
+
+def best_batch_rows(rows: Sequence[dict]) -> list[dict]:
+    """Of `bench_generator`'s rows, the batch-1 row and the fastest batch per size and precision."""
+    kept = []
+    for key in dict.fromkeys((r["width"], r["height"], r["precision"]) for r in rows):
+        group = [r for r in rows if (r["width"], r["height"], r["precision"]) == key]
+        single = next((r for r in group if r["batch"] == 1), None)
+        best = max(group, key=lambda r: r["fps"])
+        kept += [single, best] if single is not None and best is not single else [best]
+    return kept
 
 
 def format_table(rows: Sequence[dict]) -> str:

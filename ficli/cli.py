@@ -499,7 +499,9 @@ def bench(
         tables = {}
         for title, run in (
             ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
-            ("Generator forward, batch 1, fp32" + (" (quick: width 16)" if quick else ""), lambda: b.bench_generator(((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)), dev, reps, small)),
+            ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
+             lambda: b.best_batch_rows(b.bench_generator(((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)), dev, reps, small,
+                                                         batches=(1, 2) if quick else (1, 2, 4)))),
             ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
             ("ficli video end to end (decode, infer, encode) vs the network alone, default generator", lambda: _bench_video(quick, dev)),
         ):

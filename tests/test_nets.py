@@ -167,12 +167,15 @@ def test_generator_flops_counts_every_conv_by_hand():
 
 
 def test_bench_rows_and_table():
-    from ficli.bench import bench_generator, bench_tg, format_table
+    from ficli.bench import bench_generator, bench_tg, best_batch_rows, format_table
 
     tg = bench_tg(sizes=(8,), batch=1, repeats=1)
     assert tg[0]["size"] == 8 and tg[0]["direct_ms"] > 0 and tg[0]["fft_ms"] > 0
-    gen = bench_generator(sizes=((16, 8),), repeats=1, config=TINY)
-    assert (gen[0]["width"], gen[0]["height"]) == (16, 8) and gen[0]["fps"] == pytest.approx(1e3 / gen[0]["forward_ms"])
+    gen = bench_generator(sizes=((16, 8),), repeats=1, config=TINY, batches=(1, 2))
+    assert [(r["width"], r["height"], r["precision"], r["batch"]) for r in gen] == [(16, 8, "fp32", 1), (16, 8, "fp32", 2)]
+    assert all(r["fps"] == pytest.approx(1e3 / r["ms_per_frame"]) for r in gen)
+    best = best_batch_rows(gen)
+    assert best[0]["batch"] == 1 and len(best) in (1, 2) and best[-1]["fps"] == max(r["fps"] for r in gen)
     lines = format_table(gen).splitlines()
-    assert len(lines) == 3 and lines[0].split()[:2] == ["width", "height"] and set(lines[1]) <= {"-", " "}
+    assert len(lines) == 4 and lines[0].split()[:2] == ["width", "height"] and set(lines[1]) <= {"-", " "}
     assert format_table([]) == ""
