@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ficli import __version__
@@ -56,7 +57,7 @@ def _reporting_errors(interrupted=BATCH_INTERRUPTED):
     try:
         yield
     except FicliError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         message = interrupted() if callable(interrupted) else interrupted
@@ -90,7 +91,7 @@ def _run_files(description: str, items, out_for, process, skip_existing: bool):
             rate = (progress.tasks[task].completed + 1) / max(time.perf_counter() - start, 1e-9)
             progress.update(task, advance=1, rate=f"{rate:.2f} files/s")
             if status == "failed":
-                progress.console.print(f"[red]failed:[/] {message}", highlight=False, soft_wrap=True)
+                progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)  # names may hold [brackets]
 
         report = run_batch(items, out_for, process, skip_existing=skip_existing, on_item=on_item)
     console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)

@@ -123,3 +123,10 @@ def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
     assert data["machine"]["torch"] and len(data["tables"]) == 4
     tg = next(rows for title, rows in data["tables"].items() if title.startswith("Total gradient"))
     assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)
+
+
+def test_file_names_with_brackets_are_printed_as_they_are(run_cli, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "[red]well[b].png").write_bytes(b"not a png")
+    result = run_cli("degrade", tmp_path / "in", "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "[red]well[b].png" in result.output
