@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli import io
-from ficli.errors import ConfigError, InputError
+from ficli.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,7 @@ def degrade_file(item_path, out_path, settings: Degradation, seed: int) -> None:
     over their neighbours and write an image of NaN.
     """
     image = io.read_image(item_path)
-    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
-        raise InputError(f"{item_path}: holds NaN or infinite values; fix or mask them before degrading")
+    io.check_finite(image, "fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]

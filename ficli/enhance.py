@@ -19,7 +19,7 @@ import torch
 from ficli import io, modelfile
 from ficli.degrade import resize_array
 from ficli.engine import TileConfig, denormalize, normalize, percentile_range, run_tiled
-from ficli.errors import ConfigError, InputError, ModelFileError
+from ficli.errors import ConfigError, ModelFileError
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
 
@@ -107,8 +107,7 @@ def enhance_file(
 ) -> None:
     """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type."""
     image = io.read_image(src)
-    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
-        raise InputError(f"{src}: holds NaN or infinite values; fix or mask them before enhancing")
+    io.check_finite(image, "fix or mask them before enhancing")
     frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice)
     frames = [io.from_unit(f, image.data.dtype) for f in frames]
     data = np.stack(frames) if image.is_stack else frames[0]

@@ -346,8 +346,7 @@ def _describe_shape(image: Image) -> str:
 
 
 def _check_finite(image: Image) -> None:
-    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
-        raise InputError(f"{image.path}: holds NaN or infinite pixels; metrics would be meaningless (not scored)")
+    io.check_finite(image, "metrics would be meaningless (not scored)", what="pixels")
 
 
 def _note_narrow(report: Report, image: Image) -> None:

@@ -103,6 +103,12 @@ def from_unit(data: np.ndarray, dtype) -> np.ndarray:
     return np.asarray(data).astype(dtype)
 
 
+def check_finite(image: Image, advice: str, what: str = "values") -> None:
+    """InputError naming the file when a float image holds NaN or infinite values (`advice`: what to do)."""
+    if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
+        raise InputError(f"{image.path}: holds NaN or infinite {what}; {advice}")
+
+
 def check_dtype(dtype, path: Path | str | None = None) -> None:
     dtype = np.dtype(dtype)
     if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
@@ -377,8 +383,8 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
         raise
 
 
-# atomic_write's temporary names: "." + target name + "." + mkstemp's 8 random characters + ".part".
-# `.NAME.xxxxxxxx.part` (atomic_write) or `.STEM.xxxxxxxx.part.EXT` (video, whose muxer needs EXT).
+# Temporary names (mkstemp adds 8 random characters): `.NAME.xxxxxxxx.part` (atomic_write) or
+# `.STEM.xxxxxxxx.part.EXT` (video, whose ffmpeg muxer needs EXT).
 _PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.part(?P<ext>\.[A-Za-z0-9]+)?")
 
 

@@ -134,8 +134,7 @@ def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, 
     images = []
     for item in items:
         image = io.read_image(item.path)
-        if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
-            raise InputError(f"{item.path}: holds NaN or infinite values; fix it or take it out of the {role} folder")
+        io.check_finite(image, f"fix it or take it out of the {role} folder")
         height, width = image.frames[0].shape[:2]
         if min(height, width) < min_side:
             raise InputError(

@@ -477,11 +477,11 @@ def compose(original: np.ndarray | None, enhanced: np.ndarray, layout: str, labe
     side-by-side: original left, enhanced right (twice the width); compare: one frame, left half
     original and right half enhanced, split by a thin gray line.
     """
-    enh = _to_uint8(enhanced)
+    enh = io.from_unit(enhanced, np.uint8)
     if layout == "enhanced":
         out = enh
     else:
-        orig = _to_uint8(original)
+        orig = io.from_unit(original, np.uint8)
         if orig.ndim != enh.ndim:  # gray enhancement of a colour frame: show both in gray
             orig = orig.mean(axis=2).astype(np.uint8) if orig.ndim == 3 else orig
             enh = enh.mean(axis=2).astype(np.uint8) if enh.ndim == 3 else enh
@@ -500,10 +500,6 @@ def compose(original: np.ndarray | None, enhanced: np.ndarray, layout: str, labe
             for text, x in places:
                 _label(out, text, x)
     return even_sides(out)
-
-
-def _to_uint8(frame: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
 
 
 def _label(frame: np.ndarray, text: str, x: int) -> None:
@@ -1068,7 +1064,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         proc = _FFmpeg(["-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-framerate", "25", "-i", "pipe:0",
                         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(clip)], stdin=subprocess.PIPE)
         for i in range(frames):
-            proc.proc.stdin.write(_to_uint8(base[i : i + h, i : i + w]).tobytes())
+            proc.proc.stdin.write(io.from_unit(base[i : i + h, i : i + w], np.uint8).tobytes())
         proc.proc.stdin.close()
         if proc.wait() != 0:
             raise FicliError(f"could not write the benchmark clip: {proc.stderr_tail()}")
