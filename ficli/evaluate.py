@@ -38,6 +38,8 @@ METRICS = ("psnr", "ssim", "rmse")
 # ----------------------------------------------------------------------------------------------- scale
 
 
+NAN_ADVICE = "metrics would be meaningless (not scored)"
+
 @dataclass(frozen=True)
 class Scale:
     """How intensities are put on [0, 1] before scoring: kind 'dtype', 'hr' or 'value' (÷ value)."""
@@ -291,7 +293,7 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
             continue
         try:
             hr_image = read_image(item.path)
-            _check_finite(hr_image)
+            io.check_finite(hr_image, NAN_ADVICE, what="pixels")
         except FicliError as exc:
             report.problems.append(Problem("unreadable", item.path, None, str(exc)))
             hr_image = None
@@ -311,7 +313,7 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
 def _score_pair(report: Report, hr_item: InputFile, hr_image: Image, method: str, sr_item: InputFile) -> Problem | None:
     try:
         sr_image = read_image(sr_item.path)
-        _check_finite(sr_image)
+        io.check_finite(sr_image, NAN_ADVICE, what="pixels")
     except FicliError as exc:
         return Problem("unreadable", sr_item.path, method, str(exc))
     hr_data, sr_data = hr_image.data, sr_image.data
@@ -343,10 +345,6 @@ def _describe_shape(image: Image) -> str:
     if image.is_stack:
         text += f", stack of {image.data.shape[0]}"
     return text
-
-
-def _check_finite(image: Image) -> None:
-    io.check_finite(image, "metrics would be meaningless (not scored)", what="pixels")
 
 
 def _note_narrow(report: Report, image: Image) -> None:

@@ -36,8 +36,8 @@ SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 # Refuse images whose header claims more pixels than this before decoding them (decompression bombs).
 MAX_PIXELS = 20_000 * 20_000
 # mkstemp creates files readable by the owner only; results get the permissions a plain open() gives.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 @dataclass
@@ -373,7 +373,7 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)

@@ -354,11 +354,6 @@ def _check_decoder(proc: _FFmpeg, info: VideoInfo, frames: int) -> None:
         )
 
 
-def to_unit(frame: np.ndarray) -> np.ndarray:
-    """A decoded uint8/uint16 frame as float32 on the [0, 1] scale."""
-    return np.multiply(frame, np.float32(1.0 / io.dtype_max(frame.dtype)), dtype=np.float32)
-
-
 # --- sampling for normalisation and colour detection -----------------------------------------
 
 
@@ -379,13 +374,13 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
             proc = _FFmpeg(_decoder_args(info, section, start=section.start + (i + 0.5) * seconds / count, frames=1),
                            stdout=subprocess.PIPE)
             try:
-                frames += [to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)]
+                frames += [io.to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)]
             finally:
                 proc.kill()
     if not frames:
         proc = _FFmpeg(_decoder_args(info, section), stdout=subprocess.PIPE)
         try:
-            frames = _thinned((to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)), count)
+            frames = _thinned((io.to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)), count)
             _check_decoder(proc, info, len(frames))
         finally:
             proc.kill()
@@ -721,7 +716,7 @@ class _Inference:
         """
         originals, planes, chromas = [], [], []
         for frame in frames:
-            x = to_unit(frame)
+            x = io.to_unit(frame)
             if x.shape[2] == 1:
                 x = x[..., 0]
             if self.upscale > 1:
@@ -982,17 +977,11 @@ def _close_encoder(encoder: _FFmpeg, writer: _Writer, out: Path) -> None:
 
 def _finish(tmp: Path, out: Path) -> None:
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~io.UMASK)
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{out}: could not be written ({exc.strerror or exc})") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp: Path, out: Path, plan: VideoPlan) -> VideoInterrupted:
