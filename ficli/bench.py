@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from ficli.engine import PRECISIONS, resolve_precision
+from ficli.errors import ConfigError
 from ficli.losses import tg_loss_direct, tg_loss_fft
 from ficli.nets import Generator, GeneratorConfig
 
@@ -88,18 +90,15 @@ def bench_generator(
     """Inference time of the generator (plain weights, eval, inference_mode, channels-last as
     `enhance` runs it) per size, precision and batch; random weights (the time does not depend on them).
 
-    sizes are (width, height), multiples of 4. `precisions` defaults to fp32 on CPU and fp32, bf16
-    (where supported) and fp16 on CUDA (autocast, as the engine runs them). One row per size,
+    sizes are (width, height), multiples of 4. `precisions` defaults to every one the engine runs on
+    the device: fp32, bf16 where native (CUDA or AVX-512 BF16/AMX CPUs) and fp16 on CUDA (autocast). One row per size,
     precision and batch: {"width", "height", "precision", "batch", "ms_per_frame", "fps", "gflop",
     "tflop_per_s"}; `best_batch_rows` keeps the fastest batch of each size and precision.
     """
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     if precisions is None:
-        precisions = ["fp32"]
-        if dev.type == "cuda":
-            precisions += (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["fp16"]
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        precisions = [p for p in PRECISIONS if _runs(p, dev)]
     torch.manual_seed(0)
     g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
     rows = []
@@ -109,13 +108,21 @@ def bench_generator(
             half = precision != "fp32"
             for batch in batches:
                 x = torch.rand(batch, config.channels, h, w, device=dev).contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), torch.autocast(dev.type, dtype=dtypes[precision], enabled=half):
+                with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=half):
                     ms = _best_ms(lambda: g(x), repeats, sync) / batch
                 rows.append({
                     "width": w, "height": h, "precision": precision, "batch": batch, "ms_per_frame": ms,
                     "fps": 1e3 / ms, "gflop": gflop, "tflop_per_s": gflop / ms,
                 })
     return rows
+
+
+def _runs(precision: str, device: torch.device) -> bool:
+    try:
+        resolve_precision(precision, device)
+        return True
+    except ConfigError:
+        return False
 
 
 def best_batch_rows(rows: Sequence[dict]) -> list[dict]:

@@ -270,7 +270,7 @@ ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Mode
 TileOption = Annotated[int, typer.Option("--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory.")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, or fp16 / bf16 autocast on CUDA (a batch with NaN/Inf is redone in fp32).")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact); fp16: CUDA autocast, within 1 grey level of 8-bit of fp32; bf16: CUDA, or a CPU with AVX-512 BF16/AMX (about 3× fp32 there), within 2 grey levels. A batch with NaN/Inf is redone in fp32.")]
 
 
 # ------------------------------------------------------------------------------------------- enhance

@@ -345,13 +345,31 @@ def test_resolve_device():
 def test_resolve_precision():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is torch.float32
-    for half in ("fp16", "bf16"):
-        with pytest.raises(ConfigError, match="fp32"):
-            resolve_precision(half, cpu)
-        with pytest.raises(ConfigError, match="CUDA"):
-            run_tiled(lambda x: x, random_image(1, 8, 8), TileConfig(precision=half))
+    with pytest.raises(ConfigError, match="fp32"):
+        resolve_precision("fp16", cpu)  # emulated on CPUs: slower than fp32
+    with pytest.raises(ConfigError, match="CUDA"):
+        run_tiled(lambda x: x, random_image(1, 8, 8), TileConfig(precision="fp16"))
     with pytest.raises(ConfigError):
         resolve_precision("int8", cpu)
+
+
+def test_bf16_on_cpu_follows_native_support(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="AVX-512 BF16 or AMX.*fp32"):
+        resolve_precision("bf16", cpu)
+    with pytest.raises(ConfigError, match="AVX-512 BF16 or AMX"):
+        run_tiled(lambda x: x, random_image(1, 8, 8), TileConfig(precision="bf16"))
+
+
+@pytest.mark.skipif(not engine.cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+def test_bf16_on_cpu_runs_under_autocast():
+    seen = []
+    out = run_tiled(lambda x: seen.append(torch.is_autocast_enabled("cpu")) or torch.nn.functional.conv2d(x, torch.ones(1, 1, 1, 1)),
+                    random_image(1, 40, 40), TileConfig(tile=32, overlap=4, precision="bf16"))
+    assert seen and all(seen) and out.dtype == np.float32
 
 
 # --- intensity normalisation ------------------------------------------------------------------

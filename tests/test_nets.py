@@ -171,7 +171,7 @@ def test_bench_rows_and_table():
 
     tg = bench_tg(sizes=(8,), batch=1, repeats=1)
     assert tg[0]["size"] == 8 and tg[0]["direct_ms"] > 0 and tg[0]["fft_ms"] > 0
-    gen = bench_generator(sizes=((16, 8),), repeats=1, config=TINY, batches=(1, 2))
+    gen = bench_generator(sizes=((16, 8),), repeats=1, config=TINY, batches=(1, 2), precisions=("fp32",))
     assert [(r["width"], r["height"], r["precision"], r["batch"]) for r in gen] == [(16, 8, "fp32", 1), (16, 8, "fp32", 2)]
     assert all(r["fps"] == pytest.approx(1e3 / r["ms_per_frame"]) for r in gen)
     best = best_batch_rows(gen)
@@ -179,3 +179,12 @@ def test_bench_rows_and_table():
     lines = format_table(gen).splitlines()
     assert len(lines) == 4 and lines[0].split()[:2] == ["width", "height"] and set(lines[1]) <= {"-", " "}
     assert format_table([]) == ""
+
+
+def test_bench_defaults_to_every_precision_the_device_runs(monkeypatch):
+    from ficli import bench, engine
+
+    for native, expected in ((True, ["fp32", "bf16"]), (False, ["fp32"])):
+        monkeypatch.setattr(engine, "cpu_has_bf16", lambda: native)
+        rows = bench.bench_generator(sizes=((16, 8),), repeats=1, config=TINY)
+        assert [r["precision"] for r in rows] == expected
