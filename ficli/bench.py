@@ -56,27 +56,83 @@ def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats:
     return rows
 
 
-def generator_flops(config: GeneratorConfig, h: int, w: int) -> int:
+GENERATOR_PARTS = ("head", "down", "body", "up", "tail")
+
+
+def generator_flops(config: GeneratorConfig, h: int, w: int, parts: bool = False) -> int | dict[str, int]:
     """Floating-point operations of one generator forward pass on an h × w image.
 
     2 × multiply-adds of every convolution, from its weight and output shapes (collected by forward
     hooks on a shape-only "meta" model, so nothing is computed). Biases, activations, pixel
-    shuffles and the residual additions (under 1 % together) are not counted.
+    shuffles and the residual additions (under 1 % together) are not counted. With `parts`, a dict
+    of the counts per part of `GENERATOR_PARTS` (body: the residual dense blocks and global fusion).
     """
-    total = 0
+    totals = dict.fromkeys(GENERATOR_PARTS, 0)
 
-    def count(module: nn.Conv2d, inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        cout, cin_per_group, kh, kw = module.weight.shape
-        total += 2 * output.shape[0] * cout * output.shape[2] * output.shape[3] * cin_per_group * kh * kw
+    def counter(part: str):
+        def count(module: nn.Conv2d, inputs, output: torch.Tensor) -> None:
+            cout, cin_per_group, kh, kw = module.weight.shape
+            totals[part] += 2 * output.shape[0] * cout * output.shape[2] * output.shape[3] * cin_per_group * kh * kw
+        return count
 
     with torch.device("meta"):
         g = Generator(config, spectral_norm=False)
-        for m in g.modules():
-            if isinstance(m, nn.Conv2d):
-                m.register_forward_hook(count)
+        for part, modules in (("head", [g.head]), ("down", [g.down]), ("body", [g.blocks, g.fusion]),
+                              ("up", [g.up]), ("tail", [g.tail])):
+            for module in modules:
+                for m in module.modules():
+                    if isinstance(m, nn.Conv2d):
+                        m.register_forward_hook(counter(part))
         g(torch.empty(1, config.channels, h, w))
-    return total
+    return totals if parts else sum(totals.values())
+
+
+# Dense (no sparsity) bf16/fp16 tensor-core peaks from NVIDIA's datasheets, TFLOP/s, by a part of
+# the name torch reports; the first match counts, so the more specific names come first.
+GPU_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4),
+                   ("GH200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("A10", 125.0), ("L4", 121.0))
+
+
+def peak_tflops(device: str) -> float | None:
+    """The dense half-precision peak of a CUDA device, or None where unknown (and on CPUs)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(dev)
+    return next((peak for key, peak in GPU_PEAK_TFLOPS if key in name), None)
+
+
+def bench_body(
+    sizes: Sequence[tuple[int, int]] = ((1280, 720),),
+    device: str = "cpu",
+    repeats: int = 3,
+    config: GeneratorConfig = GeneratorConfig(),
+    precisions: Sequence[str] | None = None,
+    batch: int = 1,
+) -> list[dict]:
+    """The generator's convolution-bound body alone (residual dense blocks and global fusion, at a
+    quarter of the frame's width and height): time, TFLOP/s and share of the device's dense
+    half-precision peak (`peak_tflops`; None where unknown). One row per size and precision.
+    """
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    precisions = precisions or [p for p in PRECISIONS if precision_runs(p, dev)]
+    peak = peak_tflops(device)
+    torch.manual_seed(0)
+    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
+    rows = []
+    for w, h in sizes:
+        gflop = batch * generator_flops(config, h, w, parts=True)["body"] / 1e9
+        x = torch.rand(batch, config.features, h // 4, w // 4, device=dev).contiguous(memory_format=torch.channels_last)
+        for precision in precisions:
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=precision != "fp32"):
+                ms = _best_ms(lambda: g.body(x), repeats, sync)
+            tflops = gflop / ms
+            rows.append({
+                "width": w, "height": h, "precision": precision, "batch": batch, "body_ms": ms, "gflop": gflop,
+                "tflop_per_s": tflops, "pct_of_peak": None if peak is None or precision == "fp32" else 100 * tflops / peak,
+            })
+    return rows
 
 
 def bench_generator(
@@ -98,7 +154,7 @@ def bench_generator(
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     if precisions is None:
-        precisions = [p for p in PRECISIONS if _runs(p, dev)]
+        precisions = [p for p in PRECISIONS if precision_runs(p, dev)]
     torch.manual_seed(0)
     g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
     rows = []
@@ -117,9 +173,10 @@ def bench_generator(
     return rows
 
 
-def _runs(precision: str, device: torch.device) -> bool:
+def precision_runs(precision: str, device: str | torch.device) -> bool:
+    """Whether the engine runs `precision` on `device` (see `engine.resolve_precision`)."""
     try:
-        resolve_precision(precision, device)
+        resolve_precision(precision, torch.device(device))
         return True
     except ConfigError:
         return False
@@ -144,12 +201,14 @@ def format_table(rows: Sequence[dict]) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-        return str(v)
+        return "-" if v is None else str(v)
 
     keys = list(rows[0])
     cells = [keys] + [[cell(r[k]) for k in keys] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
-    lines = ["  ".join(c.rjust(wd) for c, wd in zip(line, widths)) for line in cells]
+    # Numbers right-aligned, words (the first row's str values) left-aligned.
+    left = [isinstance(rows[0][k], str) for k in keys]
+    lines = ["  ".join(c.ljust(wd) if lf else c.rjust(wd) for c, wd, lf in zip(line, widths, left)) for line in cells]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
     return "\n".join(lines)
 
@@ -180,6 +239,42 @@ def bench_tiled(
         whole = _best_ms(lambda: run_tiled(g, image, whole_cfg), repeats)
         tiled = _best_ms(lambda: run_tiled(g, image, tiled_cfg), repeats)
         rows.append({"width": w, "height": h, "whole_ms": whole, "tiled_ms": tiled, "tiled_over_whole": tiled / whole})
+    return rows
+
+
+def target_rows(generator: Sequence[dict], body: Sequence[dict], video: Sequence[dict], device: str) -> list[dict]:
+    """The performance targets against this run's rows: what was asked, what was measured, whether
+    it was met, and for video the stage that limits it. The GPU targets are for an H100-class GPU;
+    on another device they are reported, not judged ("met" is "-")."""
+    gpu = torch.device(device).type == "cuda"
+    h100_class = gpu and (peak_tflops(device) or 0) >= 750
+
+    def pick(rows, w, h, precision=None, key="fps"):
+        found = [r for r in rows if (r["width"], r["height"]) == (w, h) and precision in (None, r["precision"])]
+        return max(found, key=lambda r: r[key] if r[key] is not None else -1.0) if found else None
+
+    def judged(value, goal, judge):
+        if value is None:
+            return "-"
+        return ("yes" if value >= goal else "no") if judge else "-"
+
+    gen = pick(generator, 1280, 720, "bf16")
+    bod = pick(body, 1280, 720, "bf16", key="tflop_per_s")
+    vid = pick(video, 1280, 720, key="e2e_fps")
+    cpu = pick(video, 640, 360, "fp32", key="e2e_fps")
+    rows = [
+        {"target": "generator 1280×720 bf16, best batch (H100-class GPU)", "goal": 300.0, "unit": "frames/s",
+         "measured": gen and gen["fps"], "met": judged(gen and gen["fps"], 300, h100_class), "limit": "-"},
+        {"target": "body 1280×720 bf16, share of dense peak (H100-class GPU)", "goal": 40.0, "unit": "%",
+         "measured": bod and bod["pct_of_peak"], "met": judged(bod and bod["pct_of_peak"], 40, h100_class), "limit": "-"},
+        {"target": "ficli video 1280×720 end to end (H100-class GPU)", "goal": 120.0, "unit": "frames/s",
+         "measured": vid and vid["e2e_fps"], "met": judged(vid and vid["e2e_fps"], 120, h100_class),
+         "limit": vid["limit"] if vid else "-"},
+    ]
+    if not gpu:
+        rows.append({"target": "ficli video 640×360 end to end, fp32, CPU", "goal": 2.0, "unit": "frames/s",
+                     "measured": cpu and cpu["e2e_fps"], "met": judged(cpu and cpu["e2e_fps"], 2, True),
+                     "limit": cpu["limit"] if cpu else "-"})
     return rows
 
 

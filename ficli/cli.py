@@ -498,19 +498,27 @@ def bench(
         reps = 1 if quick else repeats
         small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
         tables = {}
+        sizes = ((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080))
         for title, run in (
             ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
             ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
-             lambda: b.best_batch_rows(b.bench_generator(((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)), dev, reps, small,
-                                                         batches=(1, 2) if quick else (1, 2, 4)))),
+             lambda: b.best_batch_rows(b.bench_generator(sizes, dev, reps, small, batches=(1, 2) if quick else (1, 2, 4)))),
+            ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
+             lambda: b.bench_body(sizes if quick else sizes[1:2], dev, reps, small)),
             ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
-            ("ficli video end to end (decode, infer, encode) vs the network alone, default generator", lambda: _bench_video(quick, dev)),
+            ("ficli video: each stage alone (frames/s), end to end, and the stage that limits it; default-size generator",
+             lambda: _bench_video(quick, dev, reps)),
         ):
             with err_console.status(f"timing: {title} …"):
                 rows = run()
             tables[title] = rows
             console.print(f"\n[bold]{title}[/]")
             console.print(b.format_table(rows), highlight=False, markup=False)
+        generator_rows, body_rows, _, video_rows = list(tables.values())[1:]
+        targets = b.target_rows(generator_rows, body_rows, video_rows, dev)
+        tables["Targets"] = targets
+        console.print("\n[bold]Targets[/] (judged only on the device they are set for)")
+        console.print(b.format_table(targets), highlight=False, markup=False)
         if json_file is not None:
             from ficli.io import write_text
 
@@ -611,12 +619,18 @@ def video(
     )
 
 
-def _bench_video(quick: bool, device: str) -> list[dict]:
+def _bench_video(quick: bool, device: str, repeats: int) -> list[dict]:
+    """fp32 and the fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs with it)."""
+    from ficli.bench import precision_runs
     from ficli.video import bench_video
 
     if quick:
         return [bench_video((160, 92), frames=4, device=device)]
-    return [bench_video(size, frames=12, device=device) for size in ((640, 360), (1280, 720))]
+    cuda = device.startswith("cuda")
+    half = "fp16" if cuda else "bf16"
+    frames = 300 if cuda else 12  # GPU rates need enough frames to outweigh ffmpeg's start-up
+    return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats)
+            for size in ((640, 360), (1280, 720)) for p in ("fp32", half) if precision_runs(p, device)]
 
 
 def main() -> None:

@@ -120,13 +120,15 @@ class Generator(nn.Module):
                 f"Generator expects (B, {self.config.channels}, H, W) with H and W multiples of {m}, "
                 f"got {tuple(x.shape)}; pad the input first (ficli.engine does)"
             )
-        h = self.down(self.head(x))
+        return x + self.out_scale * self.tail(self.up(self.body(self.down(self.head(x)))))
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        """The residual dense blocks, global fusion and global residual, at 1/4 of the input's size."""
         b, outs = h, []
         for block in self.blocks:
             b = block(b)
             outs.append(b)
-        b = self.fusion(torch.cat(outs, 1)) + h  # global fusion and global residual
-        return x + self.out_scale * self.tail(self.up(b))
+        return self.fusion(torch.cat(outs, 1)) + h
 
 
 class Discriminator(nn.Module):

@@ -47,7 +47,7 @@ import torch
 
 from ficli import io
 from ficli.degrade import resize_array
-from ficli.engine import TileConfig, denormalize, normalize, percentile_range, run_tiled
+from ficli.engine import TileConfig, denormalize, normalize, percentile_range, resolve_precision, run_tiled
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 
 CHANNEL_MODES = ("auto", "gray", "luma", "rgb")
@@ -1029,15 +1029,26 @@ def _trim_to_video(path: Path, frames: int, fps: Fraction) -> None:
 # --- benchmark --------------------------------------------------------------------------------
 
 
-def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str | os.PathLike | None = None,
-                device: str = "cpu", tile: TileConfig | None = None, batch: int = 1) -> dict:
-    """End-to-end video fps next to network-only fps for one frame size (width, height).
+STAGES = ("decode", "host", "transfer", "model", "encode")
 
-    Writes a synthetic gray clip of `frames` frames, and (without `model`) a temporary model file
-    with the default-size generator `Generator(GeneratorConfig())` and random weights (the time does
-    not depend on them). network_fps runs the same inference on the decoded frames in memory, with
-    no ffmpeg running beside it; in_pipeline_fps is that inference timed inside `enhance_video`,
-    while ffmpeg runs beside it; e2e_fps is `enhance_video` from probe to rename.
+
+def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str | os.PathLike | None = None,
+                device: str = "cpu", precision: str = "fp32", repeats: int = 1) -> dict:
+    """End-to-end `enhance_video` frames/s for one frame size (width, height), next to the rate of
+    each stage alone, and the stage that limits it.
+
+    On a synthetic gray clip of `frames` frames and (without `model`) a default-size generator with
+    random weights (the time does not depend on them), each stage is timed on its own, with nothing
+    beside it; the best of `repeats` runs after a warm-up counts:
+    - decode: ffmpeg decoding the clip into frames in memory;
+    - host: the CPU work around the network (scaling, normalisation, tiling and blending with an
+      identity network, composing the output frame and its rgb24 bytes);
+    - transfer: the frame to the device and back (None on the CPU);
+    - model: the generator alone on a frame already on the device;
+    - encode: the H.264 encoder, with `enhance_video`'s settings, on frames already composed.
+    The stages overlap in the pipeline (decode and encode in their own threads and processes), so
+    the slowest one bounds the end-to-end rate: "limit" names it. host and transfer share the
+    inference thread with the model, so their costs add there.
     """
     from ficli.enhance import load_generator
     from ficli.modelfile import save_model
@@ -1045,7 +1056,10 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
     from ficli.phantom import phantom
 
     w, h = size
-    tile = tile or TileConfig(device=device)
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    dtype = resolve_precision(precision, dev)
+    tile = TileConfig(device=device, precision=precision)
     with tempfile.TemporaryDirectory(prefix="ficli-bench-") as folder:
         folder = Path(folder)
         clip = folder / "clip.mp4"
@@ -1064,25 +1078,56 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
             with torch.no_grad():
                 g.out_scale.fill_(0.1)
             model = save_model(folder / "random.safetensors", g, config, {"scale": 4, "note": "random weights, timing only"})
-        dev = torch.device(device)
         generator, meta = load_generator(model, dev)
         channels = meta["config"].channels
-        options = VideoOptions(out=folder / "out.mp4", tile=tile, batch=batch)
+        options = VideoOptions(out=folder / "out.mp4", tile=tile, batch=1)
         info = probe_video(clip)
+
+        def best_rate(run: Callable[[], object], count: int) -> float:
+            run()  # warm-up (and for the model: cuDNN's algorithm search)
+            best = math.inf
+            for _ in range(repeats):
+                t = time.perf_counter()
+                run()
+                sync()
+                best = min(best, time.perf_counter() - t)
+            return count / best
+
         decoded = _all_frames(info)
-        infer = _Inference(generator, channels, "gray", (0.0, 1.0), 1, replace(tile, batch=1))
-        infer(decoded[:batch])  # warm-up
-        t = time.perf_counter()
-        for i in range(0, len(decoded), batch):
-            infer(decoded[i : i + batch])
-        network = time.perf_counter() - t
-        report = enhance_video(clip, generator, options, channels)
+        rates = {"decode": best_rate(lambda: _all_frames(info), len(decoded))}
+        host = _Inference(lambda x: x, channels, "gray", (0.0, 1.0), 1, TileConfig(device="cpu", batch=1), keep_original=False)
+        composed = []
+
+        def host_work():
+            composed.clear()
+            for frame in decoded:
+                _, enhanced = host([frame])[0]
+                composed.append(_as_rgb24(compose(None, enhanced, "enhanced", False)))
+
+        rates["host"] = best_rate(host_work, len(decoded))
+        planes = torch.from_numpy(io.to_unit(decoded[0])[None, None, ..., 0].copy())
+        x = planes.to(dev).contiguous(memory_format=torch.channels_last)
+        rates["transfer"] = best_rate(lambda: planes.to(dev).cpu(), 1) if dev.type != "cpu" else None
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not torch.float32):
+            rates["model"] = best_rate(lambda: generator(x), 1)
+        plan = plan_video(clip, options, channels, info=info)
+
+        def encode():
+            enc = _FFmpeg(_encoder_args(plan, Section(), options, folder / "encoded.mp4"), stdin=subprocess.PIPE)
+            for data in composed:
+                enc.proc.stdin.write(data)
+            enc.proc.stdin.close()
+            if enc.wait() != 0:
+                raise FicliError(f"the benchmark encoder failed: {enc.stderr_tail()}")
+
+        rates["encode"] = best_rate(encode, len(composed))
+        enhance_video(clip, generator, options, channels)  # warm-up: the pipeline's threads and caches
+        e2e = max(enhance_video(clip, generator, replace(options, overwrite=True), channels).fps for _ in range(repeats))
+    limit = min((stage for stage in STAGES if rates[stage] is not None), key=lambda stage: rates[stage])
     return {
-        "width": w, "height": h, "frames": report.frames, "device": str(dev),
-        "network_fps": len(decoded) / network,  # inference alone, frames in memory
-        "in_pipeline_fps": report.network_fps,  # the same inference while ffmpeg decodes and encodes
-        "e2e_fps": report.fps,  # probe, sampling, decode, inference, encode, rename
-        "e2e/network": report.fps / (len(decoded) / network),
+        "width": w, "height": h, "frames": len(decoded), "device": str(dev), "precision": precision,
+        **{f"{stage}_fps": rates[stage] for stage in STAGES},
+        "e2e_fps": e2e, "e2e/model": e2e / rates["model"], "limit": limit,
     }
 
 

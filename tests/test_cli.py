@@ -117,10 +117,11 @@ def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
 
     result = run_cli("bench", "--quick", "--device", "cpu", "--json", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    for title in ("Total gradient loss", "Generator forward", "Tiled engine", "ficli video end to end"):
+    for title in ("Total gradient loss", "Generator forward", "Generator body", "Tiled engine", "ficli video: each stage", "Targets"):
         assert title in result.output
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["machine"]["torch"] and len(data["tables"]) == 4
+    assert data["machine"]["torch"] and len(data["tables"]) == 6
+    assert [r["goal"] for r in data["tables"]["Targets"]] == [300, 40, 120, 2]
     tg = next(rows for title, rows in data["tables"].items() if title.startswith("Total gradient"))
     assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)
 

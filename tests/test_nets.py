@@ -188,3 +188,43 @@ def test_bench_defaults_to_every_precision_the_device_runs(monkeypatch):
         monkeypatch.setattr(engine, "cpu_has_bf16", lambda: native)
         rows = bench.bench_generator(sizes=((16, 8),), repeats=1, config=TINY)
         assert [r["precision"] for r in rows] == expected
+
+
+def test_flops_per_part_add_up_and_follow_the_layer_shapes():
+    from ficli.bench import GENERATOR_PARTS, generator_flops
+
+    cfg = GeneratorConfig()
+    parts = generator_flops(cfg, 720, 1280, parts=True)
+    assert list(parts) == list(GENERATOR_PARTS) and sum(parts.values()) == generator_flops(cfg, 720, 1280)
+    # By hand: the tail is one 3×3 conv 64 -> 1 at full size; the body's first dense layer 64 -> 32 at 1/4.
+    assert parts["tail"] == 2 * 720 * 1280 * 64 * 9
+    per_block = sum(2 * 180 * 320 * 32 * 9 * (64 + 32 * i) for i in range(4)) + 2 * 180 * 320 * (64 + 128) * 64
+    assert parts["body"] == 7 * per_block + 2 * 180 * 320 * (7 * 64 * 64 + 64 * 64 * 9)
+
+
+def test_peak_table_matches_device_names(monkeypatch):
+    from ficli import bench
+
+    assert bench.peak_tflops("cpu") is None
+    for name, peak in (("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
+                       ("NVIDIA GeForce GTX 1080", None)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert bench.peak_tflops("cuda") == peak
+
+
+def test_targets_are_judged_only_on_their_device(monkeypatch):
+    from ficli import bench
+
+    gen = [{"width": 1280, "height": 720, "precision": "bf16", "fps": 350.0}]
+    body = [{"width": 1280, "height": 720, "precision": "bf16", "tflop_per_s": 300.0, "pct_of_peak": 30.3}]
+    vid = [{"width": 1280, "height": 720, "precision": p, "e2e_fps": fps, "limit": limit}
+           for p, fps, limit in (("fp32", 50.0, "model"), ("fp16", 90.0, "encode"))]
+    vid += [{"width": 640, "height": 360, "precision": "fp32", "e2e_fps": 1.5, "limit": "model"}]
+    cpu = {r["target"]: r for r in bench.target_rows(gen, body, vid, "cpu")}
+    assert [r["met"] for r in cpu.values()] == ["-", "-", "-", "no"]
+    assert cpu["ficli video 1280×720 end to end (H100-class GPU)"]["measured"] == 90.0
+    assert cpu["ficli video 1280×720 end to end (H100-class GPU)"]["limit"] == "encode"
+    monkeypatch.setattr(bench, "peak_tflops", lambda device: 989.4)
+    gpu = bench.target_rows(gen, body, vid, "cuda")
+    assert [r["met"] for r in gpu] == ["yes", "no", "no"]
+    assert bench.target_rows([], [], [], "cuda")[0]["measured"] is None

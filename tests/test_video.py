@@ -468,6 +468,10 @@ def test_compose_layouts_and_even_sides():
     assert cmp.shape == (48, 66) and cmp[30:, :30].max() == 0 and cmp[30:, 40:60].min() == 255
 
 
-def test_bench_video_reports_both_rates():
+def test_bench_video_reports_every_stage_and_the_limit():
     row = video.bench_video((64, 48), frames=2)
-    assert row["frames"] == 2 and row["e2e_fps"] > 0 and row["network_fps"] > 0
+    assert row["frames"] == 2 and row["e2e_fps"] > 0 and row["transfer_fps"] is None  # no transfer on the CPU
+    rates = {stage: row[f"{stage}_fps"] for stage in video.STAGES if row[f"{stage}_fps"] is not None}
+    assert set(rates) == {"decode", "host", "model", "encode"} and all(r > 0 for r in rates.values())
+    assert row["limit"] == min(rates, key=rates.get)
+    assert row["e2e/model"] == pytest.approx(row["e2e_fps"] / row["model_fps"])
