@@ -19,13 +19,14 @@ from ficli.losses import tg_loss_direct, tg_loss_fft
 from ficli.nets import Generator, GeneratorConfig
 
 
-def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    """Shortest wall time of fn() in milliseconds over `repeats` calls, after one untimed warm-up.
+def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None, warmup: int = 1) -> float:
+    """Shortest wall time of fn() in milliseconds over `repeats` calls, after `warmup` untimed calls.
 
     The minimum, not the median: on a shared machine other work only ever adds time, so the
     fastest run is the best estimate of the code's own cost (as `timeit` advises).
     """
-    fn()
+    for _ in range(warmup):
+        fn()
     sync()
     times = []
     for _ in range(repeats):
@@ -142,9 +143,12 @@ def bench_generator(
     config: GeneratorConfig = GeneratorConfig(),
     batches: Sequence[int] = (1,),
     precisions: Sequence[str] | None = None,
+    compiled: Sequence[bool] = (False,),
 ) -> list[dict]:
     """Inference time of the generator (plain weights, eval, inference_mode, channels-last as
-    `enhance` runs it) per size, precision and batch; random weights (the time does not depend on them).
+    `enhance` runs it) per size, precision, batch and, with `compiled=(False, True)`, without and
+    with `torch.compile` as `--compile` runs it (CUDA graphs on CUDA; three warm-up calls, so that
+    compiling and graph recording are not timed); random weights (the time does not depend on them).
 
     sizes are (width, height), multiples of 4. `precisions` defaults to every one the engine runs on
     the device: fp32, bf16 where native (CUDA or AVX-512 BF16/AMX CPUs) and fp16 on CUDA (autocast). One row per size,
@@ -157,6 +161,11 @@ def bench_generator(
         precisions = [p for p in PRECISIONS if precision_runs(p, dev)]
     torch.manual_seed(0)
     g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
+    runners = {False: g}
+    if True in compiled:
+        from ficli.enhance import CompiledGenerator
+
+        runners[True] = CompiledGenerator(g, cuda_graphs=dev.type == "cuda")
     rows = []
     for w, h in sizes:
         gflop = generator_flops(config, h, w) / 1e9
@@ -164,12 +173,15 @@ def bench_generator(
             half = precision != "fp32"
             for batch in batches:
                 x = torch.rand(batch, config.channels, h, w, device=dev).contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=half):
-                    ms = _best_ms(lambda: g(x), repeats, sync) / batch
-                rows.append({
-                    "width": w, "height": h, "precision": precision, "batch": batch, "ms_per_frame": ms,
-                    "fps": 1e3 / ms, "gflop": gflop, "tflop_per_s": gflop / ms,
-                })
+                for use_compile in compiled:
+                    run = runners[use_compile]
+                    with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=half):
+                        ms = _best_ms(lambda: run(x), repeats, sync, warmup=3 if use_compile else 1) / batch
+                    rows.append({
+                        "width": w, "height": h, "precision": precision, "batch": batch,
+                        **({"compiled": use_compile} if len(compiled) > 1 or use_compile else {}),
+                        "ms_per_frame": ms, "fps": 1e3 / ms, "gflop": gflop, "tflop_per_s": gflop / ms,
+                    })
     return rows
 
 
@@ -183,10 +195,15 @@ def precision_runs(precision: str, device: str | torch.device) -> bool:
 
 
 def best_batch_rows(rows: Sequence[dict]) -> list[dict]:
-    """Of `bench_generator`'s rows, the batch-1 row and the fastest batch per size and precision."""
+    """Of `bench_generator`'s rows, the batch-1 row and the fastest batch per size, precision and
+    compile setting."""
     kept = []
-    for key in dict.fromkeys((r["width"], r["height"], r["precision"]) for r in rows):
-        group = [r for r in rows if (r["width"], r["height"], r["precision"]) == key]
+
+    def key_of(r):
+        return r["width"], r["height"], r["precision"], r.get("compiled")
+
+    for key in dict.fromkeys(key_of(r) for r in rows):
+        group = [r for r in rows if key_of(r) == key]
         single = next((r for r in group if r["batch"] == 1), None)
         best = max(group, key=lambda r: r["fps"])
         kept += [single, best] if single is not None and best is not single else [best]

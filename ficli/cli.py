@@ -65,6 +65,11 @@ def _reporting_errors(interrupted=BATCH_INTERRUPTED):
         raise typer.Exit(130) from None
 
 
+def _note(message: str) -> None:
+    """A yellow "note:" line on stderr (above a running progress bar); the message is printed as is."""
+    err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -269,6 +274,7 @@ def _print_evaluate_notes(report, shown: int = 10) -> None:
 ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/.")]
 TileOption = Annotated[int, typer.Option("--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory.")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
+CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact); fp16: CUDA autocast, within 1 grey level of 8-bit of fp32; bf16: CUDA, or a CPU with AVX-512 BF16/AMX (about 3× fp32 there), within 2 grey levels. A batch with NaN/Inf is redone in fp32.")]
 
@@ -287,6 +293,7 @@ def enhance(
     batch: int = typer.Option(4, "--batch", min=1, help="Tiles run through the network at once."),
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    compile_model: CompileOption = False,
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the 0.1/99.9-percentile mapping (for data already spanning [0, 1])."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (resume an interrupted batch)."),
@@ -300,7 +307,7 @@ def enhance(
     """
     from ficli import io
     from ficli.engine import TileConfig, resolve_device
-    from ficli.enhance import EnhanceOptions, enhance_file, load_generator, shard
+    from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_file, load_generator, shard
 
     with _reporting_errors():
         dev = resolve_device(device)
@@ -318,7 +325,10 @@ def enhance(
         def notice(message: str):
             if message not in notices:
                 notices.add(message)
-                err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+                _note(message)
+
+        if compile_model:
+            generator = CompiledGenerator(generator, on_notice=notice)
 
         _run_files(
             "enhance",
@@ -434,10 +444,7 @@ def train(
                 )
                 bar.reset(task, total=cfg.steps)
 
-            def on_notice(message):
-                bar.console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
-
-            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch, on_notice=on_notice), resume=bool(resume))
+            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch, on_notice=_note), resume=bool(resume))
         if summary["rank"] == 0:
             console.print(
                 f"best val PSNR {summary['best_val_psnr']:.2f} dB at epoch {summary['best_epoch']}; "
@@ -478,6 +485,7 @@ def bench(
     device: DeviceOption = "auto",
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here."),
+    compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, next to the plain rows."),
 ):
     """Time the parts that decide speed: TG loss (direct vs FFT), the generator, tiled vs whole.
 
@@ -502,12 +510,13 @@ def bench(
         for title, run in (
             ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
             ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
-             lambda: b.best_batch_rows(b.bench_generator(sizes, dev, reps, small, batches=(1, 2) if quick else (1, 2, 4)))),
+             lambda: b.best_batch_rows(b.bench_generator(sizes, dev, reps, small, batches=(1, 2) if quick else (1, 2, 4),
+                                                         compiled=(False, True) if compile_model else (False,)))),
             ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
              lambda: b.bench_body(sizes if quick else sizes[1:2], dev, reps, small)),
             ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
             ("ficli video: each stage alone (frames/s), end to end, and the stage that limits it; default-size generator",
-             lambda: _bench_video(quick, dev, reps)),
+             lambda: _bench_video(quick, dev, reps, compile_model)),
         ):
             with err_console.status(f"timing: {title} …"):
                 rows = run()
@@ -550,6 +559,7 @@ def video(
     batch: int = typer.Option(4, "--batch", min=1, help="Frames run through the network at once (the same tile of each)."),
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    compile_model: CompileOption = False,
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the percentile mapping."),
 ):
     """Sharpen a video (e.g. a NIR surgical recording) frame by frame into an H.264 file.
@@ -568,7 +578,7 @@ def video(
     them, playable, as OUT.partial.mp4 (OUT is written only when complete).
     """
     from ficli.engine import TileConfig, resolve_device
-    from ficli.enhance import load_generator
+    from ficli.enhance import CompiledGenerator, load_generator
     from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
     with _reporting_errors():
@@ -586,6 +596,8 @@ def video(
         try:
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = load_generator(model, dev)
+            if compile_model:
+                generator = CompiledGenerator(generator, cuda_graphs=dev.type == "cuda", on_notice=_note)
             with _progress() as progress:
                 task = progress.add_task("video", total=None, rate="")
 
@@ -600,11 +612,8 @@ def video(
                     rate = done / max(time.perf_counter() - begun, 1e-9)
                     progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
-                def on_notice(message):
-                    progress.console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
-
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
-                                       on_start=on_start, on_progress=on_progress, on_notice=on_notice)
+                                       on_start=on_start, on_progress=on_progress, on_notice=_note)
                 progress.update(task, completed=report.frames, total=report.frames)
         except VideoInterrupted as stop:
             err_console.print(f"interrupted: {stop}", highlight=False, soft_wrap=True, markup=False)
@@ -619,18 +628,20 @@ def video(
     )
 
 
-def _bench_video(quick: bool, device: str, repeats: int) -> list[dict]:
-    """fp32 and the fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs with it)."""
+def _bench_video(quick: bool, device: str, repeats: int, compile_model: bool) -> list[dict]:
+    """fp32 and the fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs
+    with it); with --compile, each also compiled."""
     from ficli.bench import precision_runs
     from ficli.video import bench_video
 
+    compiled = (False, True) if compile_model else (False,)
     if quick:
-        return [bench_video((160, 92), frames=4, device=device)]
+        return [bench_video((160, 92), frames=4, device=device, compile_model=c) for c in compiled]
     cuda = device.startswith("cuda")
     half = "fp16" if cuda else "bf16"
     frames = 300 if cuda else 12  # GPU rates need enough frames to outweigh ffmpeg's start-up
-    return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats)
-            for size in ((640, 360), (1280, 720)) for p in ("fp32", half) if precision_runs(p, device)]
+    return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats, compile_model=c)
+            for size in ((640, 360), (1280, 720)) for p in ("fp32", half) if precision_runs(p, device) for c in compiled]
 
 
 def main() -> None:

@@ -50,11 +50,54 @@ def default_model_path() -> Path:
 
 
 def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The generator of a model file (the default model when `path` is None), ready for inference."""
+    """The generator of a model file (the default model when `path` is None), ready for inference.
+
+    On CUDA this also turns on cuDNN's algorithm search (`cudnn.benchmark`): tiles and video frames
+    repeat one shape, so the search runs once per shape and the fastest kernels are kept.
+    """
     path = Path(path) if path else default_model_path()
     generator, config, meta = modelfile.load_model(path, device=str(device))
     generator.requires_grad_(False).eval().to(memory_format=torch.channels_last)  # see engine._call
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
     return generator, {"path": str(path), "config": config, **meta}
+
+
+class CompiledGenerator:
+    """`torch.compile` of a module, with the module itself as the fallback.
+
+    Compilation happens on the first call for each input shape; if it fails (no C++ compiler, no
+    Triton, an unsupported platform or Python), the failure is reported once through `on_notice`
+    and every later call runs the module eagerly, so `--compile` never costs a result. Out-of-memory
+    errors are passed on (the engine halves its tiles). `cuda_graphs` (fixed shapes: video frames)
+    selects the "reduce-overhead" mode, which replays each shape's kernels as one CUDA graph.
+    """
+
+    def __init__(self, module: torch.nn.Module, cuda_graphs: bool = False, on_notice: Callable[[str], None] | None = None):
+        self.module = module
+        self.on_notice = on_notice
+        self.compiled: Callable | None = None
+        try:
+            self.compiled = torch.compile(module, mode="reduce-overhead" if cuda_graphs else None)
+        except Exception as exc:  # torch.compile itself refuses on some platforms and Pythons
+            self._fall_back(exc)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:
+                if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+                    raise
+                self._fall_back(exc)
+        return self.module(x)
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.compiled = None
+        if self.on_notice is not None:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.on_notice(f"--compile: torch.compile is not usable here ({type(exc).__name__}: {first[:200]}); "
+                           "running without it")
 
 
 def enhance_frames(

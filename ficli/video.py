@@ -1033,7 +1033,7 @@ STAGES = ("decode", "host", "transfer", "model", "encode")
 
 
 def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str | os.PathLike | None = None,
-                device: str = "cpu", precision: str = "fp32", repeats: int = 1) -> dict:
+                device: str = "cpu", precision: str = "fp32", repeats: int = 1, compile_model: bool = False) -> dict:
     """End-to-end `enhance_video` frames/s for one frame size (width, height), next to the rate of
     each stage alone, and the stage that limits it.
 
@@ -1048,9 +1048,10 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
     - encode: the H.264 encoder, with `enhance_video`'s settings, on frames already composed.
     The stages overlap in the pipeline (decode and encode in their own threads and processes), so
     the slowest one bounds the end-to-end rate: "limit" names it. host and transfer share the
-    inference thread with the model, so their costs add there.
+    inference thread with the model, so their costs add there. `compile_model`: the generator runs
+    as `ficli video --compile` runs it (`CompiledGenerator`, CUDA graphs on CUDA).
     """
-    from ficli.enhance import load_generator
+    from ficli.enhance import CompiledGenerator, load_generator
     from ficli.modelfile import save_model
     from ficli.nets import Generator, GeneratorConfig
     from ficli.phantom import phantom
@@ -1079,12 +1080,15 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
                 g.out_scale.fill_(0.1)
             model = save_model(folder / "random.safetensors", g, config, {"scale": 4, "note": "random weights, timing only"})
         generator, meta = load_generator(model, dev)
+        if compile_model:
+            generator = CompiledGenerator(generator, cuda_graphs=dev.type == "cuda")
         channels = meta["config"].channels
         options = VideoOptions(out=folder / "out.mp4", tile=tile, batch=1)
         info = probe_video(clip)
 
-        def best_rate(run: Callable[[], object], count: int) -> float:
-            run()  # warm-up (and for the model: cuDNN's algorithm search)
+        def best_rate(run: Callable[[], object], count: int, warmup: int = 1) -> float:
+            for _ in range(warmup):  # cuDNN's algorithm search; compiling and CUDA graph recording
+                run()
             best = math.inf
             for _ in range(repeats):
                 t = time.perf_counter()
@@ -1109,7 +1113,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         x = planes.to(dev).contiguous(memory_format=torch.channels_last)
         rates["transfer"] = best_rate(lambda: planes.to(dev).cpu(), 1) if dev.type != "cpu" else None
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not torch.float32):
-            rates["model"] = best_rate(lambda: generator(x), 1)
+            rates["model"] = best_rate(lambda: generator(x), 1, warmup=3 if compile_model else 1)
         plan = plan_video(clip, options, channels, info=info)
 
         def encode():
@@ -1125,7 +1129,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         e2e = max(enhance_video(clip, generator, replace(options, overwrite=True), channels).fps for _ in range(repeats))
     limit = min((stage for stage in STAGES if rates[stage] is not None), key=lambda stage: rates[stage])
     return {
-        "width": w, "height": h, "frames": len(decoded), "device": str(dev), "precision": precision,
+        "width": w, "height": h, "frames": len(decoded), "device": str(dev), "precision": precision, "compiled": compile_model,
         **{f"{stage}_fps": rates[stage] for stage in STAGES},
         "e2e_fps": e2e, "e2e/model": e2e / rates["model"], "limit": limit,
     }

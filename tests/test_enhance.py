@@ -212,3 +212,83 @@ def test_torchrun_shards_files_across_two_processes(identity_model, phantom_fold
     assert len(list((tmp_path / "out").iterdir())) == 6
     summaries = [line for line in done.stdout.splitlines() if line.startswith("enhance:")]
     assert sorted(int(s.split()[1]) for s in summaries) == [3, 3]  # each rank did its half
+
+
+# --- --compile ---------------------------------------------------------------------------------
+
+
+def test_compile_failure_falls_back_to_the_module_once(monkeypatch):
+    from ficli.enhance import CompiledGenerator
+
+    def broken_compile(module, mode=None):
+        def run(x):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore details")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    g = _generator(GeneratorConfig(features=8, growth=4, layers=1, blocks=1))
+    notes = []
+    compiled = CompiledGenerator(g, on_notice=notes.append)
+    image = _real_or_phantom(64)[None]
+    with torch.inference_mode():
+        expected = g(torch.from_numpy(image)[None]).numpy()[0]
+    out = [run_tiled(compiled, image, TileConfig(tile=64, overlap=4)) for _ in range(2)]  # one piece
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert len(notes) == 1 and "no working C++ compiler found" in notes[0] and "more details" not in notes[0]
+
+
+def test_compile_refused_up_front_falls_back(monkeypatch):
+    from ficli.enhance import CompiledGenerator
+
+    def refuses(module, mode=None):
+        raise RuntimeError("torch.compile is not supported on Python 3.14+")
+
+    monkeypatch.setattr(torch, "compile", refuses)
+    notes = []
+    g = _generator(GeneratorConfig(features=8, growth=4, layers=1, blocks=1))
+    compiled = CompiledGenerator(g, on_notice=notes.append)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        assert torch.equal(compiled(x), g(x))
+    assert len(notes) == 1 and "Python 3.14" in notes[0]
+
+
+def test_compile_passes_out_of_memory_on(monkeypatch):
+    from ficli.enhance import CompiledGenerator
+
+    def oom(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: oom)
+    compiled = CompiledGenerator(_generator(), on_notice=lambda m: pytest.fail(m))
+    with pytest.raises(torch.OutOfMemoryError):
+        compiled(torch.rand(1, 1, 16, 16))
+
+
+@pytest.mark.slow
+def test_compiled_generator_gives_the_eager_result(run_cli, active_model, tmp_path):
+    # The real torch.compile (inductor needs a C++ compiler; without one the fallback note shows).
+    src = tmp_path / "in"
+    src.mkdir()
+    io.write_image(src / "a.png", to_dtype(phantom(48, 64, seed=1), np.uint16))
+    outs = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / f"out{len(flag)}"
+        result = run_cli("enhance", src, "--out", out, "--model", active_model, "--device", "cpu", *flag)
+        assert result.exit_code == 0, result.output
+        outs[len(flag)] = io.read_image(out / "a.png").data.astype(int)
+    assert np.abs(outs[0] - outs[1]).max() <= 1
+
+
+def test_compile_option_compiles_the_generator_for_enhance(run_cli, active_model, phantom_folder, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_compile(module, mode=None):
+        calls.append(mode)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", active_model, "--device", "cpu", "--compile")
+    assert result.exit_code == 0, result.output
+    assert calls == [None]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ficli import modelfile, video
 from ficli.errors import ConfigError, InputError, OutputError
@@ -475,3 +476,17 @@ def test_bench_video_reports_every_stage_and_the_limit():
     assert set(rates) == {"decode", "host", "model", "encode"} and all(r > 0 for r in rates.values())
     assert row["limit"] == min(rates, key=rates.get)
     assert row["e2e/model"] == pytest.approx(row["e2e_fps"] / row["model_fps"])
+
+
+def test_compile_option_compiles_the_generator_for_video(run_cli, identity_model, clip, monkeypatch):
+    modes = []
+
+    def fake_compile(module, mode=None):
+        modes.append(mode)
+        return lambda x: module(x)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = run_cli("video", clip, "--model", identity_model, *FAST, "--compile")
+    assert result.exit_code == 0, result.output
+    assert modes == [None]  # CUDA graphs ("reduce-overhead") only on CUDA
+    assert len(decode(clip.with_name("clip_ficli.mp4"), 64, 48)) == 20
