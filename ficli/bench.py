@@ -124,8 +124,11 @@ def bench_body(
     rows = []
     for w, h in sizes:
         gflop = batch * generator_flops(config, h, w, parts=True)["body"] / 1e9
-        x = torch.rand(batch, config.features, h // 4, w // 4, device=dev).contiguous(memory_format=torch.channels_last)
         for precision in precisions:
+            # In the generator the body's input comes out of an autocast convolution: in the compute
+            # dtype (an fp32 input would make every concatenation in the blocks fp32).
+            x = torch.rand(batch, config.features, h // 4, w // 4, device=dev, dtype=PRECISIONS[precision])
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=precision != "fp32"):
                 ms = _best_ms(lambda: g.body(x), repeats, sync)
             tflops = gflop / ms

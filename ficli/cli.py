@@ -272,7 +272,7 @@ def _print_evaluate_notes(report, shown: int = 10) -> None:
 
 # Options that enhance and video share: one definition each, so their help cannot drift apart.
 ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/.")]
-TileOption = Annotated[int, typer.Option("--tile", help="Tile side in pixels (multiple of 4). Smaller tiles use less memory.")]
+TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pixels (multiple of 4). An image whose area is at most tile² runs whole; a larger one is cut into the fewest equal tiles of at most this side. Memory is about 0.5 GB per million pixels of a batch in fp32: smaller tiles use less.")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
 CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
@@ -290,7 +290,7 @@ def enhance(
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge genuinely low-resolution inputs by this factor before enhancing (the paper's re-up-scaling); 1 = same size."),
     tile: TileOption = 512,
     overlap: OverlapOption = 32,
-    batch: int = typer.Option(4, "--batch", min=1, help="Tiles run through the network at once."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Tiles run through the network at once [default: 1 on the CPU, where it is fastest, 4 on a GPU]."),
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     compile_model: CompileOption = False,
@@ -306,7 +306,7 @@ def enhance(
     -m ficli enhance ...` each process takes every N-th file. Exit code 1 if any file failed.
     """
     from ficli import io
-    from ficli.engine import TileConfig, resolve_device
+    from ficli.engine import TileConfig, default_batch, resolve_device
     from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_file, load_generator, shard
 
     with _reporting_errors():
@@ -314,7 +314,7 @@ def enhance(
         options = EnhanceOptions(
             upscale=upscale,
             normalize=not no_normalize,
-            tile=TileConfig(tile=tile, overlap=overlap, batch=batch, device=str(dev), precision=precision),
+            tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
         )
         items = io.collect_inputs(inputs, recursive=recursive)
         io.check_output_dir(out, items, recursive=recursive)
@@ -554,9 +554,9 @@ def video(
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as NAME_000001.png, ... (16-bit PNG for high-bit-depth video)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality: 0 lossless, 18 visually lossless, 23 x264's default; lower is larger."),
     preset: str = typer.Option("medium", "--preset", help="x264 speed/size trade-off: ultrafast ... medium ... veryslow."),
-    tile: TileOption = 512,
+    tile: TileOption = 1280,  # video.VIDEO_TILE: 720p frames whole, 1080p in two tiles
     overlap: OverlapOption = 32,
-    batch: int = typer.Option(4, "--batch", min=1, help="Frames run through the network at once (the same tile of each)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames run through the network at once (the same tile of each) [default: 1 on the CPU, where it is fastest, 4 on a GPU]."),
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     compile_model: CompileOption = False,
@@ -577,7 +577,7 @@ def video(
     (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
     them, playable, as OUT.partial.mp4 (OUT is written only when complete).
     """
-    from ficli.engine import TileConfig, resolve_device
+    from ficli.engine import TileConfig, default_batch, resolve_device
     from ficli.enhance import CompiledGenerator, load_generator
     from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
@@ -589,7 +589,7 @@ def video(
             out=out, overwrite=overwrite, layout="side-by-side" if side_by_side else "compare" if compare_only else "enhanced",
             labels=labels, channels=channels.lower(), upscale=upscale, normalize=not no_normalize,
             section=Section(start=start, duration=duration, max_frames=max_frames), frames_dir=frames_dir,
-            crf=crf, preset=preset, batch=batch,
+            crf=crf, preset=preset, batch=batch or default_batch(dev),
             tile=TileConfig(tile=tile, overlap=overlap, batch=1, device=str(dev), precision=precision),
         )
         begun = time.perf_counter()

@@ -10,6 +10,7 @@ from ficli import engine
 from ficli.engine import (
     TileConfig,
     axis_windows,
+    balanced_tile,
     denormalize,
     normalize,
     percentile_range,
@@ -134,6 +135,24 @@ def test_axis_windows_partition_unity_and_keep_context(length, tile, overlap):
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("length, tile, overlap", LAYOUTS + [(1280, 512, 32), (720, 512, 32), (1080, 1024, 32), (500, 64, 16), (308, 28, 4)])
+def test_balanced_tiles_are_fewest_smallest_and_still_partition_unity(length, tile, overlap):
+    size = balanced_tile(length, tile, overlap)
+    assert size == length if length <= tile else (size <= tile and size % 4 == 0)
+    n = len(tile_starts(length, size, overlap))
+    assert n == len(tile_starts(length, tile, overlap))  # no more tiles than full-size ones need
+    if n > 1:  # one grid step smaller would need another tile
+        assert len(tile_starts(length, size - 4, overlap)) > n
+    test_axis_windows_partition_unity_and_keep_context(length, size, overlap)
+
+
+def test_balanced_tiles_cut_the_recomputed_area_at_720p():
+    computed = {t: len(tile_starts(1280, t[1], 32)) * t[1] * len(tile_starts(720, t[0], 32)) * t[0]
+                for t in [(512, 512), (balanced_tile(720, 512, 32), balanced_tile(1280, 512, 32))]}
+    # 1,572,864 -> 1,204,416 px computed for the frame's 921,600: 1.71 -> 1.31 x
+    assert list(computed.values()) == [3 * 512 * 2 * 512, 3 * 492 * 2 * 408]
+
+
 def test_window_is_a_smooth_ramp_over_the_overlap():
     (_, first), (_, second) = axis_windows(100, 64, 8)
     ramp = first[(first > 0) & (first < 1)]
@@ -225,7 +244,7 @@ def test_progress_reports_every_tile():
     run_tiled(lambda x: x, random_image(1, 100, 100), TileConfig(tile=32, overlap=4, batch=3),
               on_progress=lambda done, total: seen.append((done, total)))
     total = seen[-1][1]
-    assert seen[-1] == (total, total) and total == len(tile_starts(100, 32, 4)) ** 2
+    assert seen[-1] == (total, total) and total == len(tile_starts(100, balanced_tile(100, 32, 4), 4)) ** 2
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
@@ -257,8 +276,9 @@ def test_out_of_memory_halves_the_tile_and_still_matches(error):
     fn, sides = oom_above(48, net, error)
     notices = []
     tiled = run_tiled(fn, image, TileConfig(tile=96, overlap=4), on_notice=notices.append)
-    assert sides[0] == 96 and set(sides[1:]) == {48}
-    assert len(notices) == 1 and "48" in notices[0]
+    # 100×152 in balanced tiles of at most 96: 56×84; after the failure, at most 42 -> 40: 36×40
+    assert sides[0] == 84 and set(sides[1:]) == {40}
+    assert len(notices) == 1 and "40-pixel" in notices[0]
     np.testing.assert_allclose(tiled, whole_pass(net, image), rtol=0, atol=1e-5)
 
 
@@ -268,7 +288,7 @@ def test_out_of_memory_gives_up_with_advice_below_the_floor():
     with pytest.raises(FicliError, match="--batch"):
         run_tiled(fn, random_image(1, 100, 150), TileConfig(tile=96, overlap=8),
                   on_notice=notices.append)
-    assert sides == [96, 48, 40]  # halved, then the floor 3 * 8 + 16
+    assert sides == [88, 44, 40]  # balanced tiles of at most 96, halved, then the floor 3 * 8 + 16
     assert len(notices) == 2
 
 

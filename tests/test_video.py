@@ -490,3 +490,12 @@ def test_compile_option_compiles_the_generator_for_video(run_cli, identity_model
     assert result.exit_code == 0, result.output
     assert modes == [None]  # CUDA graphs ("reduce-overhead") only on CUDA
     assert len(decode(clip.with_name("clip_ficli.mp4"), 64, 48)) == 20
+
+
+def test_cli_tile_default_is_the_video_tile():
+    import inspect
+
+    from ficli import cli
+
+    assert inspect.signature(cli.video).parameters["tile"].default == video.VIDEO_TILE
+    assert video.VideoOptions().tile.tile == video.VIDEO_TILE
