@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import warnings
 
 import torch
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row after a warm-up; the best counts (default 3)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said by mkldnn.flags()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     print(" · ".join(f"{k} {v}" for k, v in machine_info("cpu").items()))
     rows = []

@@ -395,6 +395,13 @@ def _run_once(fn, image, tile, config, device, dtype, notice, on_progress) -> np
     win_x = axis_windows(len(cols), tile[1], config.overlap)
     jobs = [(y, wy, x, wx) for y, wy in win_y for x, wx in win_x]
 
+    if len(jobs) == 1:  # one piece: nothing to blend (a video frame's usual case)
+        tile_in = _cut(image, rows, cols, 0, len(win_y[0][1]), 0, len(win_x[0][1]))
+        result = _run_batch(fn, tile_in[None], device, dtype, notice)[0]
+        if on_progress is not None:
+            on_progress(1, 1)
+        return np.ascontiguousarray(result[:, :height, :width])
+
     # Accumulate over the unpadded image only; the weight sum is separable: two 1-D sums.
     total_y = axis_weight_sum(len(rows), win_y)[:height]
     total_x = axis_weight_sum(len(cols), win_x)[:width]

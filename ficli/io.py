@@ -97,8 +97,8 @@ def from_unit(data: np.ndarray, dtype) -> np.ndarray:
         scaled = np.array(data, _work_dtype(dtype))  # one working copy, then in place
         scaled *= top
         np.rint(scaled, out=scaled)
-        np.nan_to_num(scaled, copy=False, nan=0.0)
-        np.clip(scaled, 0, top, out=scaled)
+        np.fmax(scaled, 0, out=scaled)  # NaN -> 0 (fmax takes the number), -inf -> 0
+        np.minimum(scaled, top, out=scaled)
         return scaled.astype(dtype)
     return np.asarray(data).astype(dtype)
 

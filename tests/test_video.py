@@ -499,3 +499,21 @@ def test_cli_tile_default_is_the_video_tile():
 
     assert inspect.signature(cli.video).parameters["tile"].default == video.VIDEO_TILE
     assert video.VideoOptions().tile.tile == video.VIDEO_TILE
+
+
+def test_gray_output_is_encoded_from_gray_with_neutral_chroma(run_cli, identity_model, clip, tmp_path):
+    result = run_cli("video", clip, "--model", identity_model, *FAST, "--side-by-side")
+    assert result.exit_code == 0, result.output
+    raw = subprocess.run([FF, "-loglevel", "error", "-i", str(clip.with_name("clip_ficli.mp4")), "-f", "rawvideo",
+                          "-pix_fmt", "yuv420p", "-"], capture_output=True, check=True).stdout
+    w, h = 128, 48
+    planes = np.frombuffer(raw, np.uint8).reshape(-1, w * h * 3 // 2)
+    assert len(planes) == 20 and np.all(planes[:, w * h :] == 128)  # no tint from the gray -> YUV conversion
+
+
+def test_raw_bytes_for_the_encoder():
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert video.raw_bytes(gray, "gray") == gray.tobytes()
+    assert video.raw_bytes(gray, "rgb24") == np.repeat(gray[..., None], 3, axis=2).tobytes()
+    with pytest.raises(ValueError, match="gray encoder"):
+        video.raw_bytes(np.zeros((3, 4, 3), np.uint8), "gray")
