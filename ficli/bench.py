@@ -164,11 +164,6 @@ def bench_generator(
         precisions = [p for p in PRECISIONS if precision_runs(p, dev)]
     torch.manual_seed(0)
     g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
-    runners = {False: g}
-    if True in compiled:
-        from ficli.enhance import CompiledGenerator
-
-        runners[True] = CompiledGenerator(g, cuda_graphs=dev.type == "cuda")
     rows = []
     for w, h in sizes:
         gflop = generator_flops(config, h, w) / 1e9
@@ -177,7 +172,7 @@ def bench_generator(
             for batch in batches:
                 x = torch.rand(batch, config.channels, h, w, device=dev).contiguous(memory_format=torch.channels_last)
                 for use_compile in compiled:
-                    run = runners[use_compile]
+                    run = _compiled(g, dev) if use_compile else g
                     with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=half):
                         ms = _best_ms(lambda: run(x), repeats, sync, warmup=3 if use_compile else 1) / batch
                     rows.append({
@@ -186,6 +181,16 @@ def bench_generator(
                         "ms_per_frame": ms, "fps": 1e3 / ms, "gflop": gflop, "tflop_per_s": gflop / ms,
                     })
     return rows
+
+
+def _compiled(module: nn.Module, device: torch.device) -> Callable:
+    """A fresh `CompiledGenerator` for one shape and precision: torch.compile's caches are cleared
+    first, so no row inherits another's graphs or runs into its recompilation limit (beyond which
+    it would quietly run uncompiled)."""
+    from ficli.enhance import CompiledGenerator
+
+    torch._dynamo.reset()
+    return CompiledGenerator(module, cuda_graphs=device.type == "cuda")
 
 
 def precision_runs(precision: str, device: str | torch.device) -> bool:

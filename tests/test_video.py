@@ -517,3 +517,10 @@ def test_raw_bytes_for_the_encoder():
     assert video.raw_bytes(gray, "rgb24") == np.repeat(gray[..., None], 3, axis=2).tobytes()
     with pytest.raises(ValueError, match="gray encoder"):
         video.raw_bytes(np.zeros((3, 4, 3), np.uint8), "gray")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16])
+def test_channel_mean_equals_numpy_mean(dtype):
+    rng = np.random.default_rng(4)
+    frame = (rng.random((37, 53, 3)) * (1 if dtype == np.float32 else np.iinfo(dtype).max)).astype(dtype)
+    np.testing.assert_array_equal(video.channel_mean(frame), frame.mean(axis=2, dtype=np.float32))
