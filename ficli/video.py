@@ -1,12 +1,12 @@
 """Enhancing videos: frames streamed from ffmpeg through the engine and back into ffmpeg.
 
     decoder ffmpeg --rawvideo--> reader thread (scale, normalise) --queue--> inference (this
-        thread, groups of frames: the network only) --queue--> writer thread (inverse map, compose)
+        thread, groups of frames: the network, the inverse map) --queue--> writer thread (compose)
         --rawvideo--> encoder ffmpeg (H.264 + the input's audio) --> OUT
 
 The three stages overlap and the queues are short, so memory holds a few frames whatever the length
-of the recording. The host work sits in the reader and writer threads so that on a GPU the
-inference thread does nothing but feed the network. ffmpeg is imageio-ffmpeg's bundled binary (no system ffmpeg is assumed), run as
+of the recording. Most host work sits in the reader and writer threads, so that on a GPU it runs
+beside the network instead of between its calls. ffmpeg is imageio-ffmpeg's bundled binary (no system ffmpeg is assumed), run as
 child processes in their own session, so that Ctrl-C in the terminal reaches ficli only and ficli
 decides how to close the output.
 
@@ -496,6 +496,9 @@ def video_range(samples: list[np.ndarray], mode: str, lo_pct: float = 0.1, hi_pc
 def compose(original: np.ndarray | None, enhanced: np.ndarray, layout: str, labels: bool, left_label: str = "original") -> np.ndarray:
     """The uint8 output frame, (H, W) or (H, W, 3), for a layout; sides padded to even numbers.
 
+    `original`: the uint8 frame shown beside (None for the "enhanced" layout); `enhanced`: float on
+    [0, 1], not clipped.
+
     side-by-side: original left, enhanced right (twice the width); compare: one frame, left half
     original and right half enhanced, split by a thin gray line.
     """
@@ -503,7 +506,7 @@ def compose(original: np.ndarray | None, enhanced: np.ndarray, layout: str, labe
     if layout == "enhanced":
         out = enh
     else:
-        orig = io.from_unit(original, np.uint8)
+        orig = original
         if orig.ndim != enh.ndim:  # gray enhancement of a colour frame: show both in gray
             orig = channel_mean(orig).astype(np.uint8) if orig.ndim == 3 else orig
             enh = channel_mean(enh).astype(np.uint8) if enh.ndim == 3 else enh
@@ -635,7 +638,8 @@ class VideoPlan:
 @dataclass
 class VideoReport:
     """What was written. fps is end to end (probe to rename); network_fps counts the inference
-    thread only (the tiled engine and the network, with the transfers to and from the device)."""
+    thread only (the tiled engine and the network with the transfers to and from the device, the
+    inverse map)."""
 
     out: Path
     frames: int
@@ -750,18 +754,18 @@ def _encoder_args(plan: VideoPlan, section: Section, options: VideoOptions, tmp:
 class _Prepared:
     """One decoded frame made ready for the network (by the decoding thread)."""
 
-    original: np.ndarray | None  # the [0, 1] frame shown beside the result, or None
+    original: np.ndarray | None  # the uint8 frame shown beside the result, or None
     planes: np.ndarray  # (P, H, W) normalised planes the network sees
     chroma: np.ndarray | None  # (H, W, 2) kept aside in luma mode
 
 
 @dataclass(frozen=True)
 class _Inference:
-    """The work on a frame, in three steps for three threads: `prepare` (decoding thread: scale,
-    enlarge, split into planes, normalise), `network` (inference thread: the tiled engine on a group
-    of frames), `finish` (encoding thread: the inverse map, planes back into a frame). The host work
-    around the network thus runs beside it instead of between its calls (1280×720 gray, identity
-    network, 2 CPU cores: see CHANGELOG)."""
+    """The work on a frame in three steps: `prepare` in the decoding thread (scale, enlarge, split
+    into planes, normalise, the 8-bit original to show), `network` and `finish` in the inference
+    thread (the tiled engine on a group of frames; the inverse map, planes back into a frame). Most
+    host work thus runs beside the network instead of between its calls; the inverse map stays with
+    it because the encoding thread has the heavier share (composing, 8-bit conversion)."""
 
     generator: Callable[[torch.Tensor], torch.Tensor]
     model_channels: int
@@ -782,7 +786,11 @@ class _Inference:
             x = resize_array(x, (h * self.upscale, w * self.upscale))
         planes, chroma = planes_of(x, self.mode)
         lo, hi = self.range or (0.0, 1.0)
-        return _Prepared(x if self.keep_original else None, normalize(planes, lo, hi), chroma)
+        shown = None
+        if self.keep_original:  # 8-bit frames as decoded: from_unit(to_unit(v)) is v, exactly
+            shown = (frame[..., 0] if frame.shape[2] == 1 else frame) if frame.dtype == np.uint8 and self.upscale == 1 \
+                else io.from_unit(x, np.uint8)
+        return _Prepared(shown, normalize(planes, lo, hi), chroma)
 
     def network(self, frames: list[_Prepared]) -> list[np.ndarray]:
         """The network's (P, H, W) output planes, still normalised, for each prepared frame.
@@ -797,14 +805,10 @@ class _Inference:
         return [y[i * per : (i + 1) * per] for i in range(len(frames))]
 
     def finish(self, frame: _Prepared, planes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """(shown original or None, enhanced) float32 frames on [0, 1] from the network's planes."""
+        """(the uint8 original to show or None, the enhanced float32 frame on [0, 1]) from the
+        network's planes."""
         lo, hi = self.range or (0.0, 1.0)
         return frame.original, frame_of(denormalize(planes, lo, hi), frame.chroma, self.mode)
-
-    def __call__(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray]]:
-        """All three steps in this thread, for decoded uint frames (H, W, C)."""
-        prepared = [self.prepare(frame) for frame in frames]
-        return [self.finish(f, y) for f, y in zip(prepared, self.network(prepared))]
 
 
 def _per_image(generator, channels: int):
@@ -866,8 +870,7 @@ class _Writer:
     frames_dir: Path | None
     stem: str
     dtype: np.dtype
-    pix_fmt: str  # what the encoder reads (VideoPlan.encode_format)
-    finish: Callable[[_Prepared, np.ndarray], tuple]  # _Inference.finish: network planes -> frames
+    pix_fmt: str = "rgb24"  # what the encoder reads (VideoPlan.encode_format)
     written: int = 0
     error: BaseException | None = None
 
@@ -878,7 +881,7 @@ class _Writer:
                 item = _get(q, abort)
                 if item is _END:
                     break
-                original, enhanced = self.finish(*item)
+                original, enhanced = item
                 out = compose(original, enhanced, self.options.layout, self.options.labels, self.left_label)
                 self.proc.proc.stdin.write(raw_bytes(out, self.pix_fmt))
                 if self.frames_dir is not None:
@@ -975,7 +978,7 @@ def enhance_video(
     q_in: queue.Queue = queue.Queue(maxsize=group + 2)
     q_out: queue.Queue = queue.Queue(maxsize=group)
     encoder = decoder = None
-    writer = _Writer(None, options, left, options.frames_dir, src.stem, info.decode_format[2], plan.encode_format, infer.finish)
+    writer = _Writer(None, options, left, options.frames_dir, src.stem, info.decode_format[2], plan.encode_format)
     threads: list[threading.Thread] = []
     done, network = 0, 0.0
     try:
@@ -999,9 +1002,9 @@ def enhance_video(
                 frames.append(item)
             if frames:
                 t = time.perf_counter()
-                results = infer.network(frames)
+                results = [infer.finish(f, y) for f, y in zip(frames, infer.network(frames))]
                 network += time.perf_counter() - t
-                for result in zip(frames, results):
+                for result in results:
                     if not _put(q_out, result, stop):
                         break
                 done += len(frames)
@@ -1114,9 +1117,10 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
     random weights (the time does not depend on them), each stage is timed on its own, with nothing
     beside it; the best of `repeats` runs after a warm-up counts:
     - decode: ffmpeg decoding the clip into frames in memory;
-    - host: the CPU work around the network, in the decoding thread (scaling, normalisation) and
-      in the encoding thread (the inverse map, composing the output frame and its bytes for the
-      encoder): the rate of the busier of the two;
+    - host: the CPU work around the network, in the decoding thread (scaling, normalisation), in
+      the inference thread (the engine's own work, the inverse map) and in the encoding thread
+      (composing the output frame and its bytes for the encoder): the rate of the busiest share
+      (the inference thread's adds to the model's time);
     - transfer: the frame to the device and back (None on the CPU);
     - model: the generator alone on a frame already on the device;
     - encode: the H.264 encoder, with `enhance_video`'s settings, on frames already composed.
@@ -1179,16 +1183,18 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         rates = {"decode": best_rate(lambda: _all_frames(info), len(decoded))}
         host = _Inference(lambda x: x, channels, plan.channels, plan.range, 1, replace(tile, device="cpu", precision="fp32", batch=1))
         prepared = [host.prepare(frame) for frame in decoded]
-        outputs = [y for p in prepared for y in host.network([p])]
+        enhanced = [host.finish(p, host.network([p])[0])[1] for p in prepared]
         composed = []
 
         def host_out():
             composed.clear()
-            for p, y in zip(prepared, outputs):
-                _, enhanced = host.finish(p, y)
-                composed.append(raw_bytes(compose(None, enhanced, "enhanced", False), plan.encode_format))
+            for frame in enhanced:
+                composed.append(raw_bytes(compose(None, frame, "enhanced", False), plan.encode_format))
 
+        # The decoding thread's share (prepare), the inference thread's (network and finish with an
+        # identity network: the engine's own work) and the encoding thread's (compose, bytes).
         rates["host"] = min(best_rate(lambda: [host.prepare(frame) for frame in decoded], len(decoded)),
+                            best_rate(lambda: [host.finish(p, host.network([p])[0]) for p in prepared], len(decoded)),
                             best_rate(host_out, len(decoded)))
         planes = torch.from_numpy(io.to_unit(decoded[0])[None, None, ..., 0].copy())
         x = planes.to(dev).contiguous(memory_format=torch.channels_last)

@@ -482,7 +482,7 @@ def test_check_output_refuses_unknown_types_and_folders(tmp_path):
 
 
 def test_compose_layouts_and_even_sides():
-    orig = np.zeros((47, 65), np.float32)
+    orig = np.zeros((47, 65), np.uint8)
     enh = np.ones((47, 65), np.float32)
     assert video.compose(None, enh, "enhanced", False).shape == (48, 66)
     sbs = video.compose(orig, enh, "side-by-side", False)
