@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ficli.engine import PRECISIONS, resolve_precision
+from ficli.engine import PRECISIONS, configure_cuda, resolve_precision
 from ficli.errors import ConfigError
 from ficli.losses import tg_loss_direct, tg_loss_fft
 from ficli.nets import Generator, GeneratorConfig
@@ -94,6 +94,15 @@ GPU_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), (
                    ("GH200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("A10", 125.0), ("L4", 121.0))
 
 
+def _timing_generator(config: GeneratorConfig, device: torch.device) -> nn.Module:
+    """A generator with random weights (the time does not depend on them) as `enhance` runs one:
+    plain weights, eval, channels-last, cuDNN set up on CUDA."""
+    if device.type == "cuda":
+        configure_cuda()
+    torch.manual_seed(0)
+    return Generator(config, spectral_norm=False).to(device).eval().to(memory_format=torch.channels_last)
+
+
 def peak_tflops(device: str) -> float | None:
     """The dense half-precision peak of a CUDA device, or None where unknown (and on CPUs)."""
     dev = torch.device(device)
@@ -119,8 +128,7 @@ def bench_body(
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     precisions = precisions or [p for p in PRECISIONS if precision_runs(p, dev)]
     peak = peak_tflops(device)
-    torch.manual_seed(0)
-    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
+    g = _timing_generator(config, dev)
     rows = []
     for w, h in sizes:
         gflop = batch * generator_flops(config, h, w, parts=True)["body"] / 1e9
@@ -162,8 +170,7 @@ def bench_generator(
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     if precisions is None:
         precisions = [p for p in PRECISIONS if precision_runs(p, dev)]
-    torch.manual_seed(0)
-    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
+    g = _timing_generator(config, dev)
     rows = []
     for w, h in sizes:
         gflop = generator_flops(config, h, w) / 1e9
@@ -200,6 +207,65 @@ def precision_runs(precision: str, device: str | torch.device) -> bool:
         return True
     except ConfigError:
         return False
+
+
+# Compiling takes tens of seconds per shape and precision, so --compile adds rows only where the
+# targets are judged (1280×720, a half precision): a GPU check stays within minutes.
+COMPILED_SIZE = (1280, 720)
+
+
+def _compiled_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    return COMPILED_SIZE if COMPILED_SIZE in sizes else sizes[0]
+
+
+def generator_rows(quick: bool, device: str, repeats: int, config: GeneratorConfig,
+                   sizes: Sequence[tuple[int, int]], compile_model: bool) -> list[dict]:
+    """`ficli bench`'s generator table: batch 1 and the best batch per size and precision the
+    device runs; with `compile_model`, also compiled at COMPILED_SIZE (or the first size, where it
+    is not among them) in bf16 (fp32 where the device has no bf16), at the batches kept for it."""
+    rows = best_batch_rows(bench_generator(sizes, device, repeats, config, batches=(1, 2) if quick else (1, 2, 4)))
+    if not compile_model:
+        return rows
+    size = _compiled_size(sizes)
+    precision = "bf16" if precision_runs("bf16", device) else "fp32"
+    batches = sorted({r["batch"] for r in rows if (r["width"], r["height"]) == size and r["precision"] == precision})
+    compiled = bench_generator((size,), device, repeats, config, batches=batches, precisions=(precision,), compiled=(True,))
+    return [{**r, "compiled": False} for r in rows] + best_batch_rows(compiled)
+
+
+def video_rows(quick: bool, device: str, repeats: int, compile_model: bool,
+               sizes: Sequence[tuple[int, int]] | None = None) -> list[dict]:
+    """`ficli bench`'s video table: at each size (default 640×360 and 1280×720), fp32 and the
+    fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs with it); with
+    `compile_model`, also compiled at COMPILED_SIZE (or the first size) in that half precision.
+    `quick`: a 160×92 clip of 4 frames in fp32, to check that everything runs."""
+    from ficli.video import bench_video
+
+    if quick:
+        return [bench_video((160, 92), frames=4, device=device, compile_model=c) for c in ((False, True) if compile_model else (False,))]
+    sizes = sizes or ((640, 360), COMPILED_SIZE)
+    cuda = device.startswith("cuda")
+    half = "fp16" if cuda and precision_runs("fp16", device) else "bf16"
+    frames = 300 if cuda else 12  # GPU rates need enough frames to outweigh ffmpeg's start-up
+    runs = [(size, p, False) for size in sizes for p in ("fp32", half) if precision_runs(p, device)]
+    if compile_model:
+        runs.append((_compiled_size(sizes), half if precision_runs(half, device) else "fp32", True))
+    return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats, compile_model=c) for size, p, c in runs]
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """"1280x720,640x360" -> ((1280, 720), (640, 360)); ConfigError unless each side is a positive
+    multiple of 4 (the generator's grid)."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            w, h = (int(v) for v in part.strip().lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--sizes {text!r}: give WIDTHxHEIGHT[,WIDTHxHEIGHT...], e.g. 1280x720") from None
+        if w <= 0 or h <= 0 or w % 4 or h % 4:
+            raise ConfigError(f"--sizes {part.strip()!r}: width and height must be positive multiples of 4")
+        sizes.append((w, h))
+    return tuple(sizes)
 
 
 def best_batch_rows(rows: Sequence[dict]) -> list[dict]:
@@ -254,8 +320,7 @@ def bench_tiled(
     from ficli.engine import TileConfig, run_tiled
 
     dev = torch.device(device)
-    torch.manual_seed(0)
-    g = Generator(config, spectral_norm=False).to(dev).eval().to(memory_format=torch.channels_last)
+    g = _timing_generator(config, dev)
     rows = []
     for w, h in sizes:
         image = torch.rand(config.channels, h, w).numpy()

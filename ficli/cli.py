@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ficli import __version__
-from ficli.errors import FicliError
+from ficli.errors import ConfigError, FicliError
 
 app = typer.Typer(
     name="ficli",
@@ -485,7 +485,9 @@ def bench(
     device: DeviceOption = "auto",
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here."),
-    compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, next to the plain rows."),
+    compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, video [default: all]."),
+    sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
 ):
     """Time the parts that decide speed: TG loss (direct vs FFT), the generator, tiled vs whole.
 
@@ -499,32 +501,40 @@ def bench(
     from ficli.engine import resolve_device
     from ficli.nets import GeneratorConfig
 
+    tables_known = ("tg", "generator", "body", "tiled", "video")
+    chosen = list(tables_known) if only is None else [name.strip() for name in only.split(",") if name.strip()]
     with _reporting_errors():
+        if not chosen or any(name not in tables_known for name in chosen):
+            raise ConfigError(f"--only {only!r}: use a comma-separated list of {', '.join(tables_known)}")
+        chosen_sizes = b.parse_sizes(sizes_option) if sizes_option else None
         dev = str(resolve_device(device))
         info = b.machine_info(dev)
         console.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
         reps = 1 if quick else repeats
         small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
         tables = {}
-        sizes = ((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080))
-        for title, run in (
-            ("Total gradient loss, forward + backward, k_max N/2 (CPU)", lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
-            ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
-             lambda: b.best_batch_rows(b.bench_generator(sizes, dev, reps, small, batches=(1, 2) if quick else (1, 2, 4),
-                                                         compiled=(False, True) if compile_model else (False,)))),
-            ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
-             lambda: b.bench_body(sizes if quick else sizes[1:2], dev, reps, small)),
-            ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image", lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
-            ("ficli video: each stage alone (frames/s), end to end, and the stage that limits it; default-size generator",
-             lambda: _bench_video(quick, dev, reps, compile_model)),
-        ):
+        sizes = chosen_sizes or (((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)))
+        runs = {
+            "tg": ("Total gradient loss, forward + backward, k_max N/2 (CPU)",
+                   lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), repeats=reps)),
+            "generator": ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
+                          lambda: b.generator_rows(quick, dev, reps, small, sizes, compile_model)),
+            "body": ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
+                     lambda: b.bench_body(sizes if quick or chosen_sizes else sizes[1:2], dev, reps, small)),
+            "tiled": ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image",
+                      lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
+            "video": ("ficli video: each stage alone (frames/s), end to end once frames flow, the one-off start, and the stage that limits it; default-size generator",
+                      lambda: b.video_rows(quick, dev, reps, compile_model, chosen_sizes)),
+        }
+        rows_of = {}
+        for name in chosen:
+            title, run = runs[name]
             with err_console.status(f"timing: {title} …"):
-                rows = run()
-            tables[title] = rows
+                rows_of[name] = run()
+            tables[title] = rows_of[name]
             console.print(f"\n[bold]{title}[/]")
-            console.print(b.format_table(rows), highlight=False, markup=False)
-        generator_rows, body_rows, _, video_rows = list(tables.values())[1:]
-        targets = b.target_rows(generator_rows, body_rows, video_rows, dev)
+            console.print(b.format_table(rows_of[name]), highlight=False, markup=False)
+        targets = b.target_rows(rows_of.get("generator", []), rows_of.get("body", []), rows_of.get("video", []), dev)
         tables["Targets"] = targets
         console.print("\n[bold]Targets[/] (judged only on the device they are set for)")
         console.print(b.format_table(targets), highlight=False, markup=False)
@@ -626,22 +636,6 @@ def video(
         f"(network alone {report.network_fps:.2f} frames/s) -> {report.out}",
         highlight=False, soft_wrap=True, markup=False,
     )
-
-
-def _bench_video(quick: bool, device: str, repeats: int, compile_model: bool) -> list[dict]:
-    """fp32 and the fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs
-    with it); with --compile, each also compiled."""
-    from ficli.bench import precision_runs
-    from ficli.video import bench_video
-
-    compiled = (False, True) if compile_model else (False,)
-    if quick:
-        return [bench_video((160, 92), frames=4, device=device, compile_model=c) for c in compiled]
-    cuda = device.startswith("cuda")
-    half = "fp16" if cuda else "bf16"
-    frames = 300 if cuda else 12  # GPU rates need enough frames to outweigh ffmpeg's start-up
-    return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats, compile_model=c)
-            for size in ((640, 360), (1280, 720)) for p in ("fp32", half) if precision_runs(p, device) for c in compiled]
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from ficli import io, modelfile
 from ficli.degrade import resize_array
-from ficli.engine import TileConfig, denormalize, normalize, percentile_range, run_tiled
+from ficli.engine import TileConfig, configure_cuda, denormalize, normalize, percentile_range, run_tiled
 from ficli.errors import ConfigError, ModelFileError
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
@@ -52,14 +52,14 @@ def default_model_path() -> Path:
 def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The generator of a model file (the default model when `path` is None), ready for inference.
 
-    On CUDA this also turns on cuDNN's algorithm search (`cudnn.benchmark`): tiles and video frames
-    repeat one shape, so the search runs once per shape and the fastest kernels are kept.
+    On CUDA this also sets cuDNN up for inference (`engine.configure_cuda`: algorithm search on,
+    TF32 off).
     """
     path = Path(path) if path else default_model_path()
     generator, config, meta = modelfile.load_model(path, device=str(device))
     generator.requires_grad_(False).eval().to(memory_format=torch.channels_last)  # see engine._call
     if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        configure_cuda()
     return generator, {"path": str(path), "config": config, **meta}
 
 

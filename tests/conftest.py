@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from ficli.io import write_image
 from ficli.nets import Generator, GeneratorConfig
 from ficli.phantom import phantom, to_dtype
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; FICLI_SHARED_DATA elsewhere (the GPU machine gets the
+# repository alone: benchmarks/gpu_prepare.sh copies the test images into it).
+SHARED_DATA = Path(os.environ.get("FICLI_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture

@@ -126,6 +126,33 @@ def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
     assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)
 
 
+def test_bench_only_runs_the_tables_named(run_cli, tmp_path):
+    import json
+
+    result = run_cli("bench", "--quick", "--device", "cpu", "--only", "tiled, tg", "--json", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.output
+    titles = list(json.loads((tmp_path / "bench.json").read_text())["tables"])
+    assert [t.split()[0] for t in titles] == ["Tiled", "Total", "Targets"]
+    assert "Generator forward" not in result.output
+    refused = run_cli("bench", "--only", "generator,gpu")
+    assert refused.exit_code == 1 and "comma-separated list of tg, generator, body, tiled, video" in refused.output
+
+
+def test_bench_sizes_choose_the_frames_timed(run_cli, tmp_path):
+    import json
+
+    from ficli.bench import parse_sizes
+
+    assert parse_sizes("1280x720, 64X48") == ((1280, 720), (64, 48))
+    result = run_cli("bench", "--quick", "--device", "cpu", "--only", "generator,body", "--sizes", "96x64", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    generator, body = list(json.loads((tmp_path / "b.json").read_text())["tables"].values())[:2]
+    assert {(r["width"], r["height"]) for r in generator + body} == {(96, 64)}
+    for bad in ("1280x722", "1280", "0x720"):
+        refused = run_cli("bench", "--sizes", bad)
+        assert refused.exit_code == 1 and "--sizes" in refused.output, bad
+
+
 def test_file_names_with_brackets_are_printed_as_they_are(run_cli, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "[red]well[b].png").write_bytes(b"not a png")

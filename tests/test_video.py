@@ -274,6 +274,7 @@ def test_callbacks_get_the_plan_and_the_progress(identity_model, clip):
     assert plans[0].frames == 20 and plans[0].channels == "gray" and plans[0].audio == "copied"
     assert progress[0] == (8, 20) and progress[-1] == (20, 20)
     assert report.frames == 20 and report.out == clip.with_name("clip_ficli.mp4") and report.fps > 0
+    assert 0 < report.start_seconds < report.seconds and report.stream_fps > report.fps
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -499,6 +500,7 @@ def test_bench_video_reports_every_stage_and_the_limit():
     assert row["limit"] == min(rates, key=rates.get)
     assert row["e2e/model"] == pytest.approx(row["e2e_fps"] / row["model_fps"])
     assert row["pipeline_fps"] > row["e2e_fps"]  # an identity network is faster than the real one
+    assert row["start_s"] > 0
 
 
 def test_compile_option_compiles_the_generator_for_video(run_cli, identity_model, clip, monkeypatch):
