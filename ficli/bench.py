@@ -37,19 +37,21 @@ def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = 
     return min(times)
 
 
-def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10) -> list[dict]:
+def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10, device: str = "cpu") -> list[dict]:
     """Direct vs FFT total gradient loss, forward + backward, k_max "N/2", on (batch, 1, n, n) float32.
 
     One row per size: {"size", "batch", "k_max", "direct_ms", "fft_ms", "speedup"} (direct / fft).
     """
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     rows = []
     for n in sizes:
         gen = torch.Generator().manual_seed(n)
-        pred = torch.rand(batch, 1, n, n, generator=gen, requires_grad=True)
-        target = torch.rand(batch, 1, n, n, generator=gen)
+        pred = torch.rand(batch, 1, n, n, generator=gen).to(dev).requires_grad_(True)
+        target = torch.rand(batch, 1, n, n, generator=gen).to(dev)
         ms = {}
         for name, loss in (("direct", tg_loss_direct), ("fft", tg_loss_fft)):
-            ms[name] = _best_ms(lambda: torch.autograd.grad(loss(pred, target, "N/2"), pred), repeats)
+            ms[name] = _best_ms(lambda: torch.autograd.grad(loss(pred, target, "N/2"), pred), repeats, sync)
         rows.append({
             "size": n, "batch": batch, "k_max": "N/2",
             "direct_ms": ms["direct"], "fft_ms": ms["fft"], "speedup": ms["direct"] / ms["fft"],
