@@ -489,7 +489,8 @@ def bench(
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
 ):
-    """Time the parts that decide speed: TG loss (direct vs FFT), the generator, tiled vs whole.
+    """Time the parts that decide speed: TG loss (direct vs FFT), the generator and its body, tiled
+    vs whole, each stage of `ficli video`; then the performance targets against what was measured.
 
     Best of --repeats runs after a warm-up (other jobs on a shared machine only add time). GFLOP
     are counted from the convolution shapes. Ratios measured in the same run are the numbers to
