@@ -6,9 +6,9 @@
 
 The three stages overlap and the queues are short, so memory holds a few frames whatever the length
 of the recording. Most host work sits in the reader and writer threads, so that on a GPU it runs
-beside the network instead of between its calls. ffmpeg is imageio-ffmpeg's bundled binary (no system ffmpeg is assumed), run as
-child processes in their own session, so that Ctrl-C in the terminal reaches ficli only and ficli
-decides how to close the output.
+beside the network instead of between its calls. ffmpeg is imageio-ffmpeg's bundled binary (no
+system ffmpeg is assumed), run as child processes in their own session, so that Ctrl-C in the
+terminal reaches ficli only and ficli decides how to close the output.
 
 Decisions, each stated once here and in `ficli video --help`:
 - Intensity normalisation (DESIGN section 4): one 0.1/99.9-percentile range for the whole selected
@@ -1137,8 +1137,8 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
     to encoding, every stage running: what a long recording gets); "start_s" the one-off seconds
     before the first frame (probe, sampling, range), which a short clip pays on top. "pipeline" is
     e2e with an identity network on the device: the rate everything but the model allows, the
-    stages running together as they do for real (on a CPU they share its cores). `compile_model`: the generator runs as
-    `ficli video --compile` runs it (`CompiledGenerator`, CUDA graphs on CUDA).
+    stages running together as they do for real (on a CPU they share its cores). `compile_model`:
+    the generator runs as `ficli video --compile` runs it (`CompiledGenerator`, CUDA graphs on CUDA).
     """
     from ficli.enhance import CompiledGenerator, load_generator
     from ficli.modelfile import save_model
