@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -372,13 +373,19 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
     frames = []
     if expected is not None and expected > SEEK_THRESHOLD:
         seconds = section.seconds(info)
-        for i in range(count):
+
+        def sample(i: int) -> list[np.ndarray]:
             proc = _FFmpeg(_decoder_args(info, section, start=section.start + (i + 0.5) * seconds / count, frames=1),
                            stdout=subprocess.PIPE)
             try:
-                frames += [io.to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)]
+                return [io.to_unit(f[::stride, ::stride]) for f in _read_frames(proc, info)]
             finally:
                 proc.kill()
+
+        # Each seek decodes from the keyframe before it (up to x264's 250 frames): the decoders run
+        # side by side, one per core, in the order of their times.
+        with ThreadPoolExecutor(max_workers=min(count, os.cpu_count() or 1, 8)) as pool:
+            frames = [f for got in pool.map(sample, range(count)) for f in got]
     if not frames:
         proc = _FFmpeg(_decoder_args(info, section), stdout=subprocess.PIPE)
         try:
