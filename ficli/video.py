@@ -383,7 +383,8 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
                 proc.kill()
 
         # Each seek decodes from the keyframe before it (up to x264's 250 frames): the decoders run
-        # side by side, one per core, in the order of their times.
+        # side by side, one per core, in the order of their times. On Ctrl-C or an error, map
+        # cancels the seeks not started.
         with ThreadPoolExecutor(max_workers=min(count, os.cpu_count() or 1, 8)) as pool:
             frames = [f for got in pool.map(sample, range(count)) for f in got]
     if not frames:

@@ -198,6 +198,25 @@ def test_long_sections_are_sampled_by_seeking(tmp_path):
     assert found[0] == 100 and found[-1] >= 145 and found == sorted(set(found))  # across the section
 
 
+def test_ctrl_c_while_sampling_drops_the_seeks_not_started_and_leaves_nothing(identity_model, tmp_path, monkeypatch):
+    src = write_clip(tmp_path / "long.mp4", scene_frames(64, 48, 300), audio=False)
+    generator, _, _ = modelfile.load_model(identity_model)
+    calls = []
+    to_unit = video.io.to_unit
+
+    def interrupted_at_the_second_sample(frame):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return to_unit(frame)
+
+    monkeypatch.setattr(video.io, "to_unit", interrupted_at_the_second_sample)
+    with pytest.raises(KeyboardInterrupt):
+        video.enhance_video(src, generator, video.VideoOptions(preset="ultrafast"))
+    assert len(calls) < video.VideoOptions().samples  # not every one of the 32 seeks ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
 def test_start_past_the_end_is_refused(run_cli, identity_model, clip):
     result = run_cli("video", clip, "--model", identity_model, "--start", "5")
     assert result.exit_code == 1 and "past the end" in result.output
