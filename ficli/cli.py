@@ -484,7 +484,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Small sizes and one repeat (about a minute on 2 CPU cores): checks that everything runs, not how fast."),
     device: DeviceOption = "auto",
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here (rewritten after each table, so a run cut short keeps what it measured)."),
     compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
@@ -529,6 +529,12 @@ def bench(
             "video": ("ficli video: each stage alone (frames/s), end to end once frames flow, the one-off start, and the stage that limits it; default-size generator",
                       lambda: b.video_rows(quick, dev, reps, compile_model, chosen_sizes)),
         }
+        from ficli.io import write_text
+
+        def save() -> None:  # after every table: a run cut short keeps what it measured
+            if json_file is not None:
+                write_text(json_file, json.dumps({"machine": info, "quick": quick, "tables": tables}, indent=2))
+
         rows_of = {}
         for name in chosen:
             title, run = runs[name]
@@ -537,14 +543,12 @@ def bench(
             tables[title] = rows_of[name]
             console.print(f"\n[bold]{title}[/]")
             console.print(b.format_table(rows_of[name]), highlight=False, markup=False)
+            save()
         targets = b.target_rows(rows_of.get("generator", []), rows_of.get("body", []), rows_of.get("video", []), dev)
         tables["Targets"] = targets
         console.print("\n[bold]Targets[/] (judged only on the device they are set for)")
         console.print(b.format_table(targets), highlight=False, markup=False)
-        if json_file is not None:
-            from ficli.io import write_text
-
-            write_text(json_file, json.dumps({"machine": info, "quick": quick, "tables": tables}, indent=2))
+        save()
 
 
 # --------------------------------------------------------------------------------------------- video

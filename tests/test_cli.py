@@ -138,6 +138,21 @@ def test_bench_only_runs_the_tables_named(run_cli, tmp_path):
     assert refused.exit_code == 1 and "comma-separated list of tg, generator, body, tiled, video" in refused.output
 
 
+def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeypatch):
+    import json
+
+    from ficli import bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "bench_body", interrupted)
+    result = run_cli("bench", "--quick", "--device", "cpu", "--only", "tg,body", "--json", tmp_path / "b.json")
+    assert result.exit_code == 130
+    titles = list(json.loads((tmp_path / "b.json").read_text())["tables"])
+    assert len(titles) == 1 and titles[0].startswith("Total gradient loss")
+
+
 def test_bench_sizes_choose_the_frames_timed(run_cli, tmp_path):
     import json
 
