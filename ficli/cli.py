@@ -500,17 +500,12 @@ def bench(
 
     from ficli import bench as b
     from ficli.engine import resolve_device
+    from ficli.io import write_text
     from ficli.nets import GeneratorConfig
 
-    tables_known = ("tg", "generator", "body", "tiled", "video")
-    chosen = list(tables_known) if only is None else [name.strip() for name in only.split(",") if name.strip()]
     with _reporting_errors():
-        if not chosen or any(name not in tables_known for name in chosen):
-            raise ConfigError(f"--only {only!r}: use a comma-separated list of {', '.join(tables_known)}")
         chosen_sizes = b.parse_sizes(sizes_option) if sizes_option else None
         dev = str(resolve_device(device))
-        info = b.machine_info(dev)
-        console.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
         reps = 1 if quick else repeats
         small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
         tables = {}
@@ -529,7 +524,11 @@ def bench(
             "video": ("ficli video: each stage alone (frames/s), end to end once frames flow, the one-off start, and the stage that limits it; default-size generator",
                       lambda: b.video_rows(quick, dev, reps, compile_model, chosen_sizes)),
         }
-        from ficli.io import write_text
+        chosen = list(runs) if only is None else [name.strip() for name in only.split(",") if name.strip()]
+        if not chosen or any(name not in runs for name in chosen):
+            raise ConfigError(f"--only {only!r}: use a comma-separated list of {', '.join(runs)}")
+        info = b.machine_info(dev)
+        console.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
 
         def save() -> None:  # after every table: a run cut short keeps what it measured
             if json_file is not None:
