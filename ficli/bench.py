@@ -37,13 +37,19 @@ def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = 
     return min(times)
 
 
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """A function that waits for `device` to finish its queued work (CUDA runs asynchronously), for
+    timing; a no-op elsewhere."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
 def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10, device: str = "cpu") -> list[dict]:
     """Direct vs FFT total gradient loss, forward + backward, k_max "N/2", on (batch, 1, n, n) float32.
 
     One row per size: {"size", "batch", "k_max", "direct_ms", "fft_ms", "speedup"} (direct / fft).
     """
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = device_sync(dev)
     rows = []
     for n in sizes:
         gen = torch.Generator().manual_seed(n)
@@ -127,7 +133,7 @@ def bench_body(
     half-precision peak (`peak_tflops`; None where unknown). One row per size and precision.
     """
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = device_sync(dev)
     precisions = precisions or [p for p in PRECISIONS if precision_runs(p, dev)]
     peak = peak_tflops(device)
     g = _timing_generator(config, dev)
@@ -169,7 +175,7 @@ def bench_generator(
     "tflop_per_s"}; `best_batch_rows` keeps the fastest batch of each size and precision.
     """
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = device_sync(dev)
     if precisions is None:
         precisions = [p for p in PRECISIONS if precision_runs(p, dev)]
     g = _timing_generator(config, dev)

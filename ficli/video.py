@@ -38,8 +38,8 @@ import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -800,10 +800,12 @@ class _Inference:
             x = resize_array(x, (h * self.upscale, w * self.upscale))
         planes, chroma = planes_of(x, self.mode)
         lo, hi = self.range or (0.0, 1.0)
-        shown = None
-        if self.keep_original:  # 8-bit frames as decoded: from_unit(to_unit(v)) is v, exactly
-            shown = (frame[..., 0] if frame.shape[2] == 1 else frame) if frame.dtype == np.uint8 and self.upscale == 1 \
-                else io.from_unit(x, np.uint8)
+        if not self.keep_original:
+            shown = None
+        elif frame.dtype == np.uint8 and self.upscale == 1:  # as decoded: from_unit(to_unit(v)) is v, exactly
+            shown = frame[..., 0] if frame.shape[2] == 1 else frame
+        else:
+            shown = io.from_unit(x, np.uint8)
         return _Prepared(shown, normalize(planes, lo, hi), chroma)
 
     def network(self, frames: list[_Prepared]) -> list[np.ndarray]:
@@ -1148,6 +1150,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
     stages running together as they do for real (on a CPU they share its cores). `compile_model`:
     the generator runs as `ficli video --compile` runs it (`CompiledGenerator`, CUDA graphs on CUDA).
     """
+    from ficli.bench import device_sync
     from ficli.enhance import CompiledGenerator, load_generator
     from ficli.modelfile import save_model
     from ficli.nets import Generator, GeneratorConfig
@@ -1155,7 +1158,7 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
 
     w, h = size
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = device_sync(dev)
     dtype = resolve_precision(precision, dev)
     tile = TileConfig(tile=VIDEO_TILE, device=device, precision=precision)
     with tempfile.TemporaryDirectory(prefix="ficli-bench-") as folder:
@@ -1199,20 +1202,21 @@ def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str 
         decoded = _all_frames(info)
         rates = {"decode": best_rate(lambda: _all_frames(info), len(decoded))}
         host = _Inference(lambda x: x, channels, plan.channels, plan.range, 1, replace(tile, device="cpu", precision="fp32", batch=1))
-        prepared = [host.prepare(frame) for frame in decoded]
-        enhanced = [host.finish(p, host.network([p])[0])[1] for p in prepared]
-        composed = []
-
-        def host_out():
-            composed.clear()
-            for frame in enhanced:
-                composed.append(raw_bytes(compose(None, frame, "enhanced", False), plan.encode_format))
-
         # The decoding thread's share (prepare), the inference thread's (network and finish with an
         # identity network: the engine's own work) and the encoding thread's (compose, bytes).
-        rates["host"] = min(best_rate(lambda: [host.prepare(frame) for frame in decoded], len(decoded)),
-                            best_rate(lambda: [host.finish(p, host.network([p])[0]) for p in prepared], len(decoded)),
-                            best_rate(host_out, len(decoded)))
+        def decoding_share():
+            return [host.prepare(frame) for frame in decoded]
+
+        def inference_share():
+            return [host.finish(p, host.network([p])[0])[1] for p in prepared]
+
+        def encoding_share():
+            return [raw_bytes(compose(None, frame, "enhanced", False), plan.encode_format) for frame in enhanced]
+
+        prepared = decoding_share()
+        enhanced = inference_share()
+        composed = encoding_share()
+        rates["host"] = min(best_rate(share, len(decoded)) for share in (decoding_share, inference_share, encoding_share))
         planes = torch.from_numpy(io.to_unit(decoded[0])[None, None, ..., 0].copy())
         x = planes.to(dev).contiguous(memory_format=torch.channels_last)
         rates["transfer"] = best_rate(lambda: planes.to(dev).cpu(), 1) if dev.type != "cpu" else None
