@@ -104,12 +104,16 @@ def test_stack_stays_a_stack_and_frames_share_one_intensity_map(run_cli, active_
     out = io.read_image(tmp_path / "out" / "stack.tif")
     assert out.is_stack and out.data.shape == frames.shape and out.data.dtype == np.uint16
     # One map for the whole stack: the frames are the same as enhancing the stack in one piece.
+    # The CLI runs the generator in channels_last, this reference in the default layout: oneDNN
+    # picks other fp32 kernels for each (and others again per CPU: AVX2, AVX-512, AMX), whose sums
+    # differ in the last bits, which can flip a value lying near .5 of a grey level when rounding to
+    # 16 bits. Hence 1 level of 65535; a per-frame map would differ by thousands (checked below).
     g = modelfile.load_model(active_model)[0]
     units = [io.to_unit(f) for f in frames]
-    expect = [io.from_unit(f, np.uint16) for f in enhance_frames(g, units, EnhanceOptions())]
-    assert np.array_equal(out.data, np.stack(expect))
-    alone = io.from_unit(enhance_frames(g, units[:1], EnhanceOptions())[0], np.uint16)
-    assert not np.array_equal(alone, out.data[0])  # per-frame maps would differ
+    expect = np.stack([io.from_unit(f, np.uint16) for f in enhance_frames(g, units, EnhanceOptions())]).astype(int)
+    assert np.abs(out.data.astype(int) - expect).max() <= 1
+    alone = io.from_unit(enhance_frames(g, units[:1], EnhanceOptions())[0], np.uint16).astype(int)
+    assert np.abs(alone - expect[0]).max() > 100  # per-frame maps would differ far beyond rounding
 
 
 def test_intensities_stay_in_the_image_units():
