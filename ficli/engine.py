@@ -496,7 +496,8 @@ def percentile_range(array, lo_pct: float = 0.1, hi_pct: float = 99.9) -> tuple[
     Computed once per image (or stack, or video) before tiling, never per tile. Exact
     (`np.percentile`, linear interpolation) on one working copy of the values, partitioned in place.
     A (nearly) flat image, where hi <= lo, falls back to its minimum and maximum; if it is entirely
-    flat, to hi = lo + 1 (one full [0, 1] data range), so `normalize` maps it to 0 and stays finite.
+    flat, to hi = lo + 1 (one full [0, 1] data range), so `normalize` maps it to 0 and stays finite;
+    `enhance` and `video` then put its flat planes back unchanged (`flat_values`, `keep_flat`).
     """
     if not 0 <= lo_pct < hi_pct <= 100:
         raise ConfigError(
@@ -533,6 +534,23 @@ def denormalize(y, lo: float, hi: float):
         out += np.float32(lo)
         return out
     return y * (hi - lo) + lo
+
+
+def flat_values(planes: np.ndarray) -> list[float | None]:
+    """For each (H, W) plane of `planes`: its value if it is constant, else None.
+
+    Flat in, flat out: a constant plane holds no structure to sharpen, and the network would
+    print its own faint pattern on it (a constant 16-bit 1000 came back 719..1179), so callers
+    put such planes back unchanged (`keep_flat`) instead of using the network's output.
+    """
+    return [float(p.flat[0]) if p.min() == p.max() else None for p in planes]
+
+
+def keep_flat(planes: np.ndarray, constants: list[float | None]) -> None:
+    """Set each plane of `planes` (C, H, W) whose entry in `constants` is a value to that value, in place."""
+    for plane, value in zip(planes, constants):
+        if value is not None:
+            plane[...] = value
 
 
 # --- small helpers ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 from ficli import io, modelfile
 from ficli.degrade import resize_array
-from ficli.engine import TileConfig, configure_cuda, denormalize, normalize, percentile_range, run_tiled
+from ficli.engine import TileConfig, configure_cuda, denormalize, flat_values, keep_flat, normalize, percentile_range, run_tiled
 from ficli.errors import ConfigError, ModelFileError
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
@@ -113,22 +113,24 @@ def enhance_frames(
     A 1-channel model runs over each colour channel of an RGB image; alpha is carried unchanged.
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     """
+    flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
     if options.upscale > 1:
         h, w = frames[0].shape[:2]
         frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
     lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
     out = []
-    for frame in frames:
-        colour = _colour(frame)
-        planes = colour[None] if colour.ndim == 2 else np.moveaxis(colour, -1, 0)  # (C, H, W)
+    for frame, constants in zip(frames, flat):
+        planes = _planes(frame)
         x = normalize(planes, lo, hi)
-        if channels == 1:
-            y = np.concatenate([run_tiled(generator, p[None], options.tile, on_notice=on_notice) for p in x])
+        if channels == 1:  # a flat plane skips the network: it is put back below
+            y = np.concatenate([p[None] if c is not None else run_tiled(generator, p[None], options.tile, on_notice=on_notice)
+                                for p, c in zip(x, constants)])
         elif channels == x.shape[0]:
             y = run_tiled(generator, x, options.tile, on_notice=on_notice)
         else:
             raise ConfigError(f"the model takes {channels} channels, the image has {x.shape[0]}")
         y = denormalize(y, lo, hi)
+        keep_flat(y, constants)
         result = y[0] if frame.ndim == 2 else np.moveaxis(y, 0, -1)
         if frame.ndim == 3 and frame.shape[2] == 4:
             result = np.concatenate([result, frame[..., 3:]], axis=-1)
@@ -138,6 +140,12 @@ def enhance_frames(
 
 def _colour(frame: np.ndarray) -> np.ndarray:
     return frame[..., :3] if frame.ndim == 3 and frame.shape[2] == 4 else frame
+
+
+def _planes(frame: np.ndarray) -> np.ndarray:
+    """The colour planes of a (H, W) or (H, W, C) frame as (C, H, W), alpha left out."""
+    colour = _colour(frame)
+    return colour[None] if colour.ndim == 2 else np.moveaxis(colour, -1, 0)
 
 
 def enhance_file(

@@ -50,7 +50,7 @@ import torch
 
 from ficli import io
 from ficli.degrade import resize_array
-from ficli.engine import TileConfig, denormalize, normalize, percentile_range, resolve_precision, run_tiled
+from ficli.engine import TileConfig, denormalize, flat_values, keep_flat, normalize, percentile_range, resolve_precision, run_tiled
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 
 CHANNEL_MODES = ("auto", "gray", "luma", "rgb")
@@ -771,6 +771,7 @@ class _Prepared:
     original: np.ndarray | None  # the uint8 frame shown beside the result, or None
     planes: np.ndarray  # (P, H, W) normalised planes the network sees
     chroma: np.ndarray | None  # (H, W, 2) kept aside in luma mode
+    flat: list[float | None]  # per plane: its value if constant (put back after the network), else None
 
 
 @dataclass(frozen=True)
@@ -795,10 +796,12 @@ class _Inference:
         x = io.to_unit(frame)
         if x.shape[2] == 1:
             x = x[..., 0]
+        planes, chroma = planes_of(x, self.mode)
+        flat = flat_values(planes)  # before enlarging, which may add rounding
         if self.upscale > 1:
             h, w = x.shape[:2]
             x = resize_array(x, (h * self.upscale, w * self.upscale))
-        planes, chroma = planes_of(x, self.mode)
+            planes, chroma = planes_of(x, self.mode)
         lo, hi = self.range or (0.0, 1.0)
         if not self.keep_original:
             shown = None
@@ -806,7 +809,7 @@ class _Inference:
             shown = frame[..., 0] if frame.shape[2] == 1 else frame
         else:
             shown = io.from_unit(x, np.uint8)
-        return _Prepared(shown, normalize(planes, lo, hi), chroma)
+        return _Prepared(shown, normalize(planes, lo, hi), chroma, flat)
 
     def network(self, frames: list[_Prepared]) -> list[np.ndarray]:
         """The network's (P, H, W) output planes, still normalised, for each prepared frame.
@@ -824,7 +827,9 @@ class _Inference:
         """(the uint8 original to show or None, the enhanced float32 frame on [0, 1]) from the
         network's planes."""
         lo, hi = self.range or (0.0, 1.0)
-        return frame.original, frame_of(denormalize(planes, lo, hi), frame.chroma, self.mode)
+        planes = denormalize(planes, lo, hi)
+        keep_flat(planes, frame.flat)  # flat in, flat out
+        return frame.original, frame_of(planes, frame.chroma, self.mode)
 
 
 def _per_image(generator, channels: int):
