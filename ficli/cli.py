@@ -45,6 +45,33 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
+    _tolerate_undecodable_names()
+
+
+def _tolerate_undecodable_names() -> None:
+    """A file name that is not UTF-8 (Python holds its bytes as surrogate escapes) is printed as its
+    own bytes, as `ls` does, instead of crashing a strict UTF-8 stdout or stderr mid-table."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="surrogateescape")
+
+
+def _stdout_console(*outputs) -> Console:
+    """Where tables and messages go: stderr when one of `outputs` is "-" (standard output), so
+    that stdout holds the data alone."""
+    from ficli.io import is_stdout
+
+    return err_console if any(path is not None and is_stdout(path) for path in outputs) else console
+
+
+def _one_stdout(**options) -> None:
+    """Usage error (exit 2) when more than one of `options` (name → path) is "-"."""
+    from ficli.io import is_stdout
+
+    named = [name for name, path in options.items() if path is not None and is_stdout(path)]
+    if len(named) > 1:
+        raise typer.BadParameter(f"only one output can go to standard output ('-'), not {' and '.join(named)}", param_hint=named[-1])
 
 
 BATCH_INTERRUPTED = "interrupted: finished files are complete, no partial file was left; rerun with --skip-existing to go on"
@@ -154,8 +181,8 @@ def evaluate(
     crop_border: int = typer.Option(0, "--crop-border", min=0, help="Pixels cropped from each side of each image before scoring (e.g. the scale factor); 0 = none."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders; pairing uses the path inside each folder."),
     per_image: bool = typer.Option(True, "--per-image/--summary-only", help="Show one row per image, or only the mean ± std and count rows."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale)."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here: scale, per-method mean/std/n, every problem by file."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
 ):
     """Score restorations against ground truth: PSNR (dB), SSIM and RMSE per image and per folder.
@@ -181,9 +208,11 @@ def evaluate(
             scale = ev.parse_scale(data_range)
         except FicliError as exc:
             raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-range") from None
+        _one_stdout(**{"--csv": csv_file, "--json": json_file})
         for path, option in ((csv_file, "--csv"), (json_file, "--json")):
             if path is not None:
                 ev.check_output_file(path, option)
+        out_console = _stdout_console(csv_file, json_file)
         with _progress() as progress:
             task = progress.add_task("evaluate", total=None, rate="")
             report = ev.evaluate_folders(
@@ -191,7 +220,7 @@ def evaluate(
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
                 outputs=[path for path in (csv_file, json_file) if path is not None],
             )
-        console.print(_evaluate_table(report, per_image))
+        out_console.print(_evaluate_table(report, per_image))
         _print_evaluate_notes(report)
         if csv_file is not None:
             ev.write_csv(report, csv_file)
@@ -460,20 +489,25 @@ def train(
 def profile(
     images: list[Path] = typer.Argument(..., help="Images of the same field and size: e.g. original, bicubic and enhanced."),
     line: str = typer.Option(..., "--line", help="x0,y0,x1,y1 in pixels (x to the right, y down; sub-pixel allowed)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The plot, a PNG file."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plot, a PNG file; '-' = standard output."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image (headed by the file names; names that are not UTF-8 as their own bytes); '-' = standard output."),
     title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out or --csv file. An input image is never replaced."),
 ):
     """Plot the intensity along one line through several images (like the paper's Figs. 5-7).
 
     One sample per pixel of line length, bilinear interpolation, in each file's own units; colour
-    images give the mean over channels; a stack gives its first frame.
+    images give the mean over channels; a stack gives its first frame. --out and --csv are checked
+    before any image is read: neither may name an input image, nor an existing file without
+    --overwrite.
     """
-    from ficli.profile import parse_line, profile_files
+    from ficli.profile import check_outputs, parse_line, profile_files
 
     with _reporting_errors():
+        _one_stdout(**{"--out": out, "--csv": csv_file})
+        check_outputs(images, out, csv_file, overwrite=overwrite)
         profile_files(images, parse_line(line), out, csv_file, title)
-        console.print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False)
+        _stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------------------------- bench
@@ -484,7 +518,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Small sizes and one repeat (about a minute on 2 CPU cores): checks that everything runs, not how fast."),
     device: DeviceOption = "auto",
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here (rewritten after each table, so a run cut short keeps what it measured)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here (rewritten after each table, so a run cut short keeps what it measured); '-' = standard output, once at the end (the tables then go to stderr)."),
     compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
@@ -500,7 +534,7 @@ def bench(
 
     from ficli import bench as b
     from ficli.engine import resolve_device
-    from ficli.io import write_text
+    from ficli.io import is_stdout, write_text
     from ficli.nets import GeneratorConfig
 
     with _reporting_errors():
@@ -528,10 +562,11 @@ def bench(
         if not chosen or any(name not in runs for name in chosen):
             raise ConfigError(f"--only {only!r}: use a comma-separated list of {', '.join(runs)}")
         info = b.machine_info(dev)
-        console.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
+        shown = _stdout_console(json_file)  # stderr when the JSON goes to stdout
+        shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
 
-        def save() -> None:  # after every table: a run cut short keeps what it measured
-            if json_file is not None:
+        def save(final: bool = False) -> None:  # after every table: a run cut short keeps what it measured
+            if json_file is not None and (final or not is_stdout(json_file)):
                 write_text(json_file, json.dumps({"machine": info, "quick": quick, "tables": tables}, indent=2))
 
         rows_of = {}
@@ -540,14 +575,14 @@ def bench(
             with err_console.status(f"timing: {title} …"):
                 rows_of[name] = run()
             tables[title] = rows_of[name]
-            console.print(f"\n[bold]{title}[/]")
-            console.print(b.format_table(rows_of[name]), highlight=False, markup=False)
+            shown.print(f"\n[bold]{title}[/]")
+            shown.print(b.format_table(rows_of[name]), highlight=False, markup=False)
             save()
         targets = b.target_rows(rows_of.get("generator", []), rows_of.get("body", []), rows_of.get("video", []), dev)
         tables["Targets"] = targets
-        console.print("\n[bold]Targets[/] (judged only on the device they are set for)")
-        console.print(b.format_table(targets), highlight=False, markup=False)
-        save()
+        shown.print("\n[bold]Targets[/] (judged only on the device they are set for)")
+        shown.print(b.format_table(targets), highlight=False, markup=False)
+        save(final=True)
 
 
 # --------------------------------------------------------------------------------------------- video

@@ -278,7 +278,7 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     sr_items = {method.name: collect_inputs([method.folder], recursive=recursive) for method in methods}
     inputs = {item.path.resolve() for item in [*hr_items, *(i for items in sr_items.values() for i in items)]}
     for path in outputs:
-        if Path(path).resolve() in inputs:
+        if not io.writes_through(path) and io.write_target(path).resolve() in inputs:
             raise OutputError(f"{path}: is one of the input images; choose another file name for the scores")
     for method in methods:
         pairs, problems = pair_files(hr_items, sr_items[method.name], method.name)
@@ -358,7 +358,8 @@ def _note_narrow(report: Report, image: Image) -> None:
 
 
 def write_csv(report: Report, path: Path | str) -> None:
-    """One row per scored image: hr, method, sr, psnr_db, ssim, rmse, scale (atomic write)."""
+    """One row per scored image: hr, method, sr, psnr_db, ssim, rmse, scale (atomic write; "-":
+    standard output). File names that are not UTF-8 are written as their own bytes (`io.write_text`)."""
     buf = StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["hr", "method", "sr", "psnr_db", "ssim", "rmse", "scale"])
@@ -370,11 +371,14 @@ def write_csv(report: Report, path: Path | str) -> None:
 
 
 def summary_dict(report: Report) -> dict:
-    """The report's summary as JSON-ready data; inf is written as the string "inf", NaN as null."""
+    """The report as JSON-ready data: the summary per method, one entry per scored image, the
+    problems. Strict JSON: an infinite or undefined number (PSNR of identical images, a mean or
+    std over them) is null, and file names that are not UTF-8 are written with \\xNN for their
+    bytes (`io.printable`)."""
     methods = []
     for method in report.methods:
         s = report.summary(method.name)
-        entry: dict = {"name": method.name, "folder": method.folder, "n": s.n}
+        entry: dict = {"name": io.printable(method.name), "folder": io.printable(method.folder), "n": s.n}
         for m in METRICS:
             key = "psnr_db" if m == "psnr" else m
             entry[key] = {
@@ -383,13 +387,19 @@ def summary_dict(report: Report) -> dict:
             }
         methods.append(entry)
     return {
-        "hr": report.hr,
+        "hr": io.printable(report.hr),
         "scale": report.scale.label,
         "scale_description": report.scale.describe(),
         "crop_border": report.crop_border,
         "methods": methods,
-        "problems": [{"kind": p.kind, "file": str(p.path), "method": p.method, "message": p.message} for p in report.problems],
-        "narrow_range_hr": [{"file": str(p), "min": lo, "max": hi, "type_max": top} for p, lo, hi, top in report.narrow],
+        "images": [
+            {"hr": io.printable(row.hr.as_posix()), "method": io.printable(row.method), "sr": io.printable(row.sr_path),
+             "psnr_db": _json_number(row.scores.psnr), "ssim": _json_number(row.scores.ssim), "rmse": _json_number(row.scores.rmse)}
+            for row in report.rows
+        ],
+        "problems": [{"kind": p.kind, "file": io.printable(p.path), "method": p.method and io.printable(p.method), "message": io.printable(p.message)}
+                     for p in report.problems],
+        "narrow_range_hr": [{"file": io.printable(p), "min": lo, "max": hi, "type_max": top} for p, lo, hi, top in report.narrow],
     }
 
 
@@ -399,16 +409,13 @@ def write_json(report: Report, path: Path | str) -> None:
 
 
 def _json_number(value: float):
-    if math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
+    """A finite float as it is; inf, -inf and NaN as None (null: JSON has no such numbers)."""
+    return value if math.isfinite(value) else None
 
 
 def check_output_file(path: Path | str, option: str) -> None:
-    """Refuse an output path that is a folder, or in a folder that cannot be written, before any work."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{option} {path}: is a folder; give a file name such as {path / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
-    io.check_writable(path.parent)
+    """Refuse an output path that is a folder, or in a folder that cannot be written, before any work
+    ("-", FIFOs and devices are written into and pass)."""
+    if not io.writes_through(path) and io.write_target(path).is_dir():
+        raise OutputError(f"{option} {path}: is a folder; give a file name such as {Path(path) / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
+    io.check_output_file(path, option)

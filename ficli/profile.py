@@ -46,6 +46,14 @@ def line_profile(image: np.ndarray, line: tuple[float, float, float, float]) -> 
     return t * length, values
 
 
+def check_outputs(images: list[Path], out_png: Path, csv_path: Path | None, *, overwrite: bool = False) -> None:
+    """Before any image is read: neither output may be an input image (also through a link), a
+    folder, or an existing file without `overwrite`; "-" (standard output) and FIFOs pass."""
+    for path, option in ((out_png, "--out"), (csv_path, "--csv")):
+        if path is not None:
+            io.check_output_file(path, option, overwrite=overwrite, inputs=images)
+
+
 def profile_files(paths: list[Path], line, out_png: Path, csv_path: Path | None = None, title: str | None = None) -> list[np.ndarray]:
     """Plot the profile of `line` through every image in `paths` on one axis; optionally write CSV.
 
@@ -79,10 +87,11 @@ def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> 
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for path, values in zip(paths, profiles):
-        ax.plot(distance, values, label=path.parent.name + "/" + path.name if path.parent.name else path.name, lw=1.4)
+        label = path.parent.name + "/" + path.name if path.parent.name else path.name
+        ax.plot(distance, values, label=io.printable(label), lw=1.4)  # the font cannot draw a non-UTF-8 name's bytes
     ax.set_xlabel("distance along the line (pixels)")
     ax.set_ylabel("intensity (file units)")
-    ax.set_title(title or "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=10)
+    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
