@@ -503,7 +503,7 @@ def profile(
     """
     from ficli.profile import check_outputs, parse_line, profile_files
 
-    with _reporting_errors():
+    with _reporting_errors("interrupted: nothing was written; run it again"):
         _one_stdout(**{"--out": out, "--csv": csv_file})
         check_outputs(images, out, csv_file, overwrite=overwrite)
         profile_files(images, parse_line(line), out, csv_file, title)

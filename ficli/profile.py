@@ -60,6 +60,9 @@ def profile_files(paths: list[Path], line, out_png: Path, csv_path: Path | None 
     All images must have the same size (a bicubic and an enhanced image of the same field).
     """
     images = [io.read_image(p) for p in paths]
+    for image in images:
+        io.check_finite(image, "replace them (e.g. by 0) before profiling")
+    io.remove_stale_parts([p for p in (out_png, csv_path) if p is not None])  # a killed run's temporaries
     shapes = {im.data.shape[:2] if not im.is_stack else im.data.shape[1:3] for im in images}
     if len(shapes) > 1:
         raise InputError("the images differ in size (" + ", ".join(f"{p.name}: {im.data.shape}" for p, im in zip(paths, images)) + "); profile images of one field at one size")
