@@ -36,7 +36,7 @@ ficli enhance "$out/usaf/bicubic_poisson200" --out "$out/usaf/ficli_poisson200" 
     --json scores.json) || true
 t=usaf1951_capture.tif
 ficli profile "$target" "$out/usaf/bicubic/$t" "$out/usaf/ficli/$t" --line 108,212,148,212 \
-    --out "$repo/docs/usaf_profile.png" --csv "$out/usaf/profile.csv" --title "USAF-1951 capture, ×4: a line across the group-6 bars"
+    --out "$repo/docs/usaf_profile.png" --csv "$out/usaf/profile.csv" --overwrite --title "USAF-1951 capture, ×4: a line across the group-6 bars"
 python "$here/make_panel.py" --crop 60,150,100 --out "$repo/docs/usaf_panel.png" --title "USAF-1951 capture, ×4 (right: Poisson noise, peak 200 photons)" \
     "HR=$target" "bicubic=$out/usaf/bicubic/$t" "ficli=$out/usaf/ficli/$t" \
     "bicubic+noise=$out/usaf/bicubic_poisson200/$t" "ficli+noise=$out/usaf/ficli_poisson200/$t"
