@@ -143,7 +143,7 @@ def _plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool
 
 
 # Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.
-InputsHelp = ("Files, folders or glob patterns (quote globs); - reads paths from standard input and @FILE from FILE, "
+InputsHelp = ("files, folders or glob patterns (quote globs); - reads paths from standard input and @FILE from FILE, "
               "one a line (blank lines and # comments skipped).")
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept. Two inputs of the same name from different folders (A/x.png B/x.png) keep their folders' names: OUT/A/x.png, OUT/B/x.png.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist already. Without it (or --skip-existing) a run that finds any refuses before starting. Inputs are never overwritten.")]
@@ -353,12 +353,13 @@ def enhance(
     output, or data upsampled by the microscope software) and on similarly blurred data. On images
     at their native resolution (already sharp to the pixel) it over-sharpens: dark halos around
     bright structures. For those give --upscale S: each image is first enlarged S× (output S×
-    larger), which is the case the model knows.
+    larger; 4 matches the ×4 it was trained on), which is the case the model knows.
 
     Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
     the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
     go through a 1-channel model channel by channel; alpha is kept. Under `torchrun --nproc-per-node N
-    -m ficli enhance ...` each process takes every N-th file. Exit code 1 if any file failed.
+    -m ficli enhance ...` each process takes every N-th file. Exit code: 1 if any file failed (the others are
+    written) or outputs exist already; 2 for an option value that cannot work here.
     """
     with _reporting_errors():
         outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)

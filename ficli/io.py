@@ -715,7 +715,8 @@ def refuse_existing(paths, *, overwrite: bool = False, skip_existing: bool = Fal
     how += " or choose another output; nothing was done"
     if len(paths) == 1:
         raise OutputError(f"{existing[0]}: exists already; {how}")
-    raise OutputError(f"{len(existing)} of the {len(paths)} outputs exist already (e.g. {existing[0]}); {how}")
+    count = f"all {len(paths)}" if len(existing) == len(paths) else f"{len(existing)} of the {len(paths)}"
+    raise OutputError(f"{count} outputs exist already (e.g. {existing[0]}); {how}")
 
 
 def check_input_file(path: Path | str) -> None:

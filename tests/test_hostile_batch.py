@@ -388,3 +388,22 @@ def test_help_says_what_the_default_size_does_and_when_to_use_it(run_cli, comman
     text = " ".join(run_cli(command, "--help").output.split())
     for words in ("native resolution", "dark halos", "--upscale"):
         assert words in text, (words, text)
+
+
+@hostile
+def test_degrade_out_of_memory_fails_the_file_alone(run_cli, tmp_path, monkeypatch):
+    import ficli.degrade as degrade_module
+
+    real = degrade_module.degrade_file
+
+    def short_of_memory(path, *args):
+        if Path(path).name == "a.png":
+            raise MemoryError("Unable to allocate 37.3 GiB for an array with shape (100000, 100000) and data type float32")
+        return real(path, *args)
+
+    monkeypatch.setattr(degrade_module, "degrade_file", short_of_memory)
+    for name in ("a.png", "b.png"):
+        io.write_image(tmp_path / "in" / name, good_gray())
+    result = run_cli("degrade", tmp_path / "in", "--out", tmp_path / "out")
+    clean_failure(result, "a.png: out of memory (Unable to allocate 37.3 GiB", "1 done", "the other 1 were written")
+    assert sorted(snapshot(tmp_path / "out")) == ["b.png"]
