@@ -15,7 +15,7 @@ ficli train "${common[@]}" --out "$out/no_tg" --tg-weight 0
 for k in 1 N/2 N; do
   ficli train "${common[@]}" --out "$out/tg_k${k//\//_}" --tg-weight 10 --k-max "$k"
 done
-ficli degrade "$data/fluorescence/test" --out "$out/test/bicubic"
+ficli degrade "$data/fluorescence/test" --out "$out/test/bicubic" --skip-existing
 for run in no_tg tg_k1 tg_kN_2 tg_kN; do
   ficli enhance "$out/test/bicubic" --out "$out/test/$run" --model "$out/$run/best.safetensors" --skip-existing
 done

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ficli.errors import FicliError, OutputError
-from ficli.io import InputFile, remove_stale_parts
+from ficli.errors import FicliError, OutputError, is_out_of_memory
+from ficli.io import InputFile, refuse_existing, remove_stale_parts
 
 
 @dataclass
@@ -28,6 +29,45 @@ class BatchReport:
         return text
 
 
+def plan_outputs(
+    items: list[InputFile],
+    out_for: Callable[[InputFile], Path],
+    *,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    share: list[InputFile] | None = None,
+) -> dict[InputFile, Path]:
+    """The output path of each item, checked before any work (and before torch or a model loads).
+
+    OutputError when an output would be one of the inputs (its own or another's), when two inputs
+    would be written to one output (names compared ignoring case, as some disks do), or when outputs
+    exist already and neither `overwrite` nor `skip_existing` was given (`io.refuse_existing`).
+    `share`: the items this process will do (under torchrun); only their outputs are looked for.
+    """
+    outs = {item: Path(out_for(item)) for item in items}
+    inputs = {item.path.resolve(): item for item in items}
+    claimed: dict[str, InputFile] = {}
+    for item, out in outs.items():
+        other = inputs.get(out.resolve())
+        if other is item:
+            raise OutputError(f"{out}: is the input file itself; choose another --out")
+        if other is not None:
+            raise OutputError(f"{out}: is one of the inputs (the output of {item.path} would replace it); choose another --out")
+        first = claimed.setdefault(str(out.resolve()).casefold(), item)
+        if first is not item:
+            raise OutputError(f"{first.path} and {item.path} would both be written to {out}; rename one of them")
+    refuse_existing([outs[item] for item in (items if share is None else share)],
+                    overwrite=overwrite, skip_existing=skip_existing)
+    return outs
+
+
+def shard(items: list, rank: int | None = None, world: int | None = None) -> list:
+    """This process's share of a batch under `torchrun`: every WORLD_SIZE-th item from RANK."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
+    return items[rank::world]
+
+
 def run_batch(
     items: list[InputFile],
     out_for: Callable[[InputFile], Path],
@@ -39,9 +79,10 @@ def run_batch(
     """Call `process(item, out_path)` for each item; a FicliError fails that item only.
 
     A full disk or an unwritable output folder stops the batch (every later file would fail the same
-    way); other errors are recorded with their message and the batch goes on. `on_item(item, status)`
-    reports "done", "skipped" or "failed" (with the error message) after each file. Hidden
-    temporaries that a killed earlier run left beside these outputs are removed first.
+    way); other errors, and running out of memory on one file, are recorded with their message
+    (which names the file) and the batch goes on. `on_item(item, status, message)` reports "done",
+    "skipped" or "failed" (with the error message) after each file. Hidden temporaries that a killed
+    earlier run left beside these outputs are removed first.
     """
     outs = [out_for(item) for item in items]
     for item, out in zip(items, outs):  # all of them before any work: nothing half done
@@ -65,8 +106,19 @@ def run_batch(
                     "fix this and rerun with --skip-existing"
                 ) from None
             except FicliError as exc:
-                status, message = "failed", str(exc)
+                status, message = "failed", _naming(item, str(exc))
+                report.failed.append((item.path, message))
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                status, message = "failed", f"{item.path}: out of memory ({first}); close other programs or crop the image into pieces"
                 report.failed.append((item.path, message))
         if on_item:
             on_item(item, status, message)
     return report
+
+
+def _naming(item: InputFile, message: str) -> str:
+    """The message of a file's failure, starting with the file's name unless it names it already."""
+    return message if str(item.path) in message else f"{item.path}: {message}"

@@ -92,12 +92,22 @@ def _reporting_errors(interrupted=BATCH_INTERRUPTED):
         raise typer.Exit(130) from None
 
 
+@contextlib.contextmanager
+def _usage_errors():
+    """A ConfigError (an option value that cannot work, here or on this machine) becomes Typer's
+    usage error: exit 2, before any file is read or model loaded."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _note(message: str) -> None:
     """A yellow "note:" line on stderr (above a running progress bar); the message is printed as is."""
     err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def _progress() -> Progress:
+def _progress(quiet: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -107,29 +117,66 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
-        disable=not err_console.is_terminal,
+        disable=quiet or not err_console.is_terminal,
     )
 
 
-def _run_files(description: str, items, out_for, process, skip_existing: bool):
-    """Run a batch over files with a progress bar (files/s); report failures and a summary line."""
+def _run_files(description: str, outs: dict, process, skip_existing: bool, quiet: bool = False):
+    """Run a batch over files (`outs`: input -> output path) with a progress bar that moves by file
+    and, within a file, by tile (`process(item, dest, on_fraction)`); report failures and a summary."""
     from ficli.batch import run_batch
 
     start = time.perf_counter()
-    with _progress() as progress:
-        task = progress.add_task(description, total=len(items), rate="")
+    with _progress(quiet) as progress:
+        task = progress.add_task(description, total=len(outs), rate="")
+        finished, rate = [0], [""]
+
+        def on_fraction(item, fraction):
+            shown = f"{rate[0]}  {item.rel.name} {fraction:.0%}".strip()  # names may hold [brackets]
+            progress.update(task, completed=finished[0] + min(fraction, 0.999), rate=escape(shown))
 
         def on_item(item, status, message):
-            rate = (progress.tasks[task].completed + 1) / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:.2f} files/s")
+            finished[0] += 1
+            rate[0] = f"{finished[0] / max(time.perf_counter() - start, 1e-9):.2f} files/s"
+            progress.update(task, completed=finished[0], rate=rate[0])
             if status == "failed":
                 progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)  # names may hold [brackets]
 
-        report = run_batch(items, out_for, process, skip_existing=skip_existing, on_item=on_item)
-    console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
+        report = run_batch(list(outs), outs.__getitem__, lambda item, dest: process(item, dest, lambda f: on_fraction(item, f)),
+                           skip_existing=skip_existing, on_item=on_item)
+    if not quiet:
+        console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
     if not report.ok:
-        err_console.print(f"{len(report.failed)} file(s) failed; the others were written", highlight=False)
+        written = f"the other {len(report.done)} were written" if report.done else "nothing was written"
+        err_console.print(f"{len(report.failed)} file(s) failed; {written}", highlight=False)
         raise typer.Exit(1)
+
+
+def _plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
+    """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
+    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
+    from ficli import batch, io
+
+    with _usage_errors():
+        io.check_name_suffix(suffix)
+        if overwrite and skip_existing:
+            raise ConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
+    items = io.collect_inputs(inputs, recursive=recursive)
+    io.check_output_dir(out, items, recursive=recursive)
+    mine = batch.shard(items) if share else items
+    outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
+                              overwrite=overwrite, skip_existing=skip_existing, share=mine)
+    return {item: outs[item] for item in mine}
+
+
+# Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.
+InputsHelp = ("files, folders or glob patterns (quote globs); - reads paths from standard input and @FILE from FILE, "
+              "one a line (blank lines and # comments skipped).")
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept. Two inputs of the same name from different folders (A/x.png B/x.png) keep their folders' names: OUT/A/x.png, OUT/B/x.png.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist already. Without it (or --skip-existing) a run that finds any refuses before starting. Inputs are never overwritten.")]
+SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch).")]
+SuffixOption = Annotated[str, typer.Option("--suffix", help="Text added to each output name before its extension: --suffix _sr writes x_sr.png for x.png (x_sr.ome.tif for x.ome.tif) [default: none].")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; failures, errors and notes still go to stderr.")]
 
 
 # ------------------------------------------------------------------------------------------- degrade
@@ -137,15 +184,18 @@ def _run_files(description: str, items, out_for, process, skip_existing: bool):
 
 @app.command()
 def degrade(
-    inputs: list[str] = typer.Argument(..., help="HR image files, folders or glob patterns (quote globs)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; the input tree is mirrored under it."),
-    scale: int = typer.Option(4, "--scale", "-s", min=1, help="Shrink factor s of D (then U enlarges back to the input size)."),
+    inputs: list[str] = typer.Argument(..., help="HR images: " + InputsHelp),
+    out: OutOption = ...,
+    scale: int = typer.Option(4, "--scale", "-s", min=1, help="Shrink factor s of D (then U enlarges back to the input size); the sides padded to multiples of s stay within 400 million pixels."),
     psf_sigma: float = typer.Option(0.0, "--psf-sigma", min=0, help="Gaussian PSF blur before D, standard deviation in HR pixels; 0 = none."),
     poisson_peak: float = typer.Option(0.0, "--poisson-peak", min=0, help="Poisson (shot) noise: photon count at the image's maximum; 0 = none. Lower is noisier (e.g. 200)."),
     gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", min=0, help="Gaussian read noise, standard deviation as a fraction of the image's maximum; 0 = none."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (for reruns)."),
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipOption = False,
+    suffix: SuffixOption = "",
+    quiet: QuietOption = False,
 ):
     """Simulate low-resolution images: Y = U(D(X)) with optional PSF blur and noise.
 
@@ -154,20 +204,14 @@ def degrade(
     reflect-padded before D and cropped back after U. Blur, then Poisson, then Gaussian noise are
     applied before D, in that order.
     """
-    from ficli import io
-    from ficli.degrade import Degradation, degrade_file
-
     with _reporting_errors():
-        settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma)
-        items = io.collect_inputs(inputs, recursive=recursive)
-        io.check_output_dir(out, items, recursive=recursive)
-        _run_files(
-            "degrade",
-            items,
-            lambda item: io.output_path(item, out),
-            lambda item, dest: degrade_file(item.path, dest, settings, seed),
-            skip_existing,
-        )
+        outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
+        from ficli.degrade import Degradation, degrade_file  # torch: after the paths are checked
+
+        with _usage_errors():
+            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma)
+        _run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
+                   skip_existing, quiet)
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -313,10 +357,10 @@ PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact);
 
 @app.command()
 def enhance(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (quote globs): PNG, TIFF (stacks too), JPEG, BMP."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept."),
+    inputs: list[str] = typer.Argument(..., help="PNG, TIFF (stacks too), JPEG, BMP images: " + InputsHelp),
+    out: OutOption = ...,
     model: ModelOption = None,
-    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge genuinely low-resolution inputs by this factor before enhancing (the paper's re-up-scaling); 1 = same size."),
+    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge each image by this factor before enhancing (the paper's re-up-scaling): use it for images at their native resolution. 1 = same size, for images already enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     tile: TileOption = 512,
     overlap: OverlapOption = 32,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Tiles run through the network at once [default: 1 on the CPU, where it is fastest, 4 on a GPU]."),
@@ -325,28 +369,45 @@ def enhance(
     compile_model: CompileOption = False,
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the 0.1/99.9-percentile mapping (for data already spanning [0, 1])."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (resume an interrupted batch)."),
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipOption = False,
+    suffix: SuffixOption = "",
+    quiet: QuietOption = False,
 ):
     """Sharpen images with FI-GAN, tile by tile, keeping each file's pixel type and range.
+
+    **What the default does**: at the default --upscale 1 the output has the input's size and the
+    network undoes the blur of a ×4 bicubic enlargement, which is what it was trained on. Use it on
+    images made by enlarging a low-resolution image to the size wanted (e.g. `ficli degrade`
+    output, or data upsampled by the microscope software) and on similarly blurred data. On images
+    at their native resolution (already sharp to the pixel) it over-sharpens: dark halos around
+    bright structures. For those give --upscale S: each image is first enlarged S× (output S×
+    larger; 4 matches the ×4 it was trained on), which is the case the model knows.
 
     Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
     the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
     go through a 1-channel model channel by channel; alpha is kept. Under `torchrun --nproc-per-node N
-    -m ficli enhance ...` each process takes every N-th file. Exit code 1 if any file failed.
+    -m ficli enhance ...` each process takes every N-th file. Exit code: 1 if any file failed (the others are
+    written) or outputs exist already; 2 for an option value that cannot work here.
     """
-    from ficli import io
-    from ficli.engine import TileConfig, default_batch, resolve_device
-    from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_file, load_generator, shard
-
     with _reporting_errors():
-        dev = resolve_device(device)
-        options = EnhanceOptions(
-            upscale=upscale,
-            normalize=not no_normalize,
-            tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
-        )
-        items = io.collect_inputs(inputs, recursive=recursive)
-        io.check_output_dir(out, items, recursive=recursive)
+        outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
+        if model is not None:
+            from ficli import io
+
+            io.check_input_file(model)
+        # torch from here on: the paths are checked.
+        from ficli.engine import TileConfig, default_batch, resolve_device, resolve_precision
+        from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_file, load_generator
+
+        with _usage_errors():  # once, not once per file
+            dev = resolve_device(device)
+            options = EnhanceOptions(
+                upscale=upscale,
+                normalize=not no_normalize,
+                tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
+            )
+            resolve_precision(precision, dev)
         generator, info = load_generator(model, dev)
         channels = info["config"].channels
         notices: set[str] = set()
@@ -359,13 +420,9 @@ def enhance(
         if compile_model:
             generator = CompiledGenerator(generator, on_notice=notice)
 
-        _run_files(
-            "enhance",
-            shard(items),
-            lambda item: io.output_path(item, out),
-            lambda item, dest: enhance_file(item.path, dest, generator, options, channels, notice),
-            skip_existing,
-        )
+        _run_files("enhance", outs,
+                   lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
+                   skip_existing, quiet)
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -538,8 +595,9 @@ def bench(
     from ficli.nets import GeneratorConfig
 
     with _reporting_errors():
-        chosen_sizes = b.parse_sizes(sizes_option) if sizes_option else None
-        dev = str(resolve_device(device))
+        with _usage_errors():
+            chosen_sizes = b.parse_sizes(sizes_option) if sizes_option else None
+            dev = str(resolve_device(device))
         reps = 1 if quick else repeats
         small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
         tables = {}
@@ -560,7 +618,7 @@ def bench(
         }
         chosen = list(runs) if only is None else [name.strip() for name in only.split(",") if name.strip()]
         if not chosen or any(name not in runs for name in chosen):
-            raise ConfigError(f"--only {only!r}: use a comma-separated list of {', '.join(runs)}")
+            raise typer.BadParameter(f"{only!r}: use a comma-separated list of {', '.join(runs)}", param_hint="--only")
         info = b.machine_info(dev)
         shown = _stdout_console(json_file)  # stderr when the JSON goes to stdout
         shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
@@ -598,7 +656,7 @@ def video(
     compare_only: bool = typer.Option(False, "--compare-only", help="A split preview at the frame's own width: left half original, right half enhanced."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
-    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing; 1 = same size."),
+    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Process at most this many frames."),
@@ -612,8 +670,15 @@ def video(
     precision: PrecisionOption = "fp32",
     compile_model: CompileOption = False,
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the percentile mapping."),
+    quiet: QuietOption = False,
 ):
     """Sharpen a video (e.g. a NIR surgical recording) frame by frame into an H.264 file.
+
+    **What the default does**: at the default --upscale 1 the frames keep their size and the
+    network undoes the blur of a ×4 bicubic enlargement, which is what it was trained on: right for
+    video enlarged from a low-resolution sensor or similarly blurred. On video at its native
+    resolution (sharp to the pixel) it over-sharpens: dark halos around bright structures; give
+    --upscale S there (frames enlarged S× first, output S× larger).
 
     Frames stream from ffmpeg through the network and back into ffmpeg (decoding, inference and
     encoding overlap; memory stays small for hour-long files). The output is H.264 (yuv420p, BT.709)
@@ -628,35 +693,43 @@ def video(
     (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
     them, playable, as OUT.partial.mp4 (OUT is written only when complete).
     """
-    from ficli.engine import TileConfig, default_batch, resolve_device
-    from ficli.enhance import CompiledGenerator, load_generator
-    from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
+    from ficli import io
 
     with _reporting_errors():
         if side_by_side and compare_only:
             raise typer.BadParameter("choose one of --side-by-side and --compare-only", param_hint="--compare-only")
-        dev = resolve_device(device)
-        options = VideoOptions(
-            out=out, overwrite=overwrite, layout="side-by-side" if side_by_side else "compare" if compare_only else "enhanced",
-            labels=labels, channels=channels.lower(), upscale=upscale, normalize=not no_normalize,
-            section=Section(start=start, duration=duration, max_frames=max_frames), frames_dir=frames_dir,
-            crf=crf, preset=preset, batch=batch or default_batch(dev),
-            tile=TileConfig(tile=tile, overlap=overlap, batch=1, device=str(dev), precision=precision),
-        )
+        for path in (src, model):  # before torch is imported (seconds)
+            if path is not None:
+                io.check_input_file(path)
+        from ficli.engine import TileConfig, default_batch, resolve_device, resolve_precision
+        from ficli.enhance import CompiledGenerator, load_generator
+        from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
+
+        with _usage_errors():
+            dev = resolve_device(device)
+            options = VideoOptions(
+                out=out, overwrite=overwrite, layout="side-by-side" if side_by_side else "compare" if compare_only else "enhanced",
+                labels=labels, channels=channels.lower(), upscale=upscale, normalize=not no_normalize,
+                section=Section(start=start, duration=duration, max_frames=max_frames), frames_dir=frames_dir,
+                crf=crf, preset=preset, batch=batch or default_batch(dev),
+                tile=TileConfig(tile=tile, overlap=overlap, batch=1, device=str(dev), precision=precision),
+            )
+            resolve_precision(precision, dev)
         begun = time.perf_counter()
         try:
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = load_generator(model, dev)
             if compile_model:
                 generator = CompiledGenerator(generator, cuda_graphs=dev.type == "cuda", on_notice=_note)
-            with _progress() as progress:
+            with _progress(quiet) as progress:
                 task = progress.add_task("video", total=None, rate="")
 
                 def on_start(plan):
                     nonlocal begun
                     begun = time.perf_counter()
                     progress.update(task, total=plan.frames)
-                    progress.console.print(plan.describe(), highlight=False, soft_wrap=True, markup=False)
+                    if not quiet:
+                        progress.console.print(plan.describe(), highlight=False, soft_wrap=True, markup=False)
 
                 def on_progress(done, expected):
                     total = None if expected is None else max(expected, done)
@@ -672,6 +745,8 @@ def video(
         except KeyboardInterrupt:
             err_console.print("interrupted before any frame was written; no file was left")
             raise typer.Exit(130) from None
+    if quiet:
+        return
     console.print(
         f"video: {report.frames} frames in {report.seconds:.1f} s, {report.fps:.2f} frames/s end to end "
         f"(network alone {report.network_fps:.2f} frames/s) -> {report.out}",

@@ -112,11 +112,24 @@ def degrade_file(item_path, out_path, settings: Degradation, seed: int) -> None:
     """Read one image (or stack), degrade every frame and channel, write it with the input's dtype.
 
     Float images with NaN or infinite pixels are refused: the blur and the resize would spread them
-    over their neighbours and write an image of NaN.
+    over their neighbours and write an image of NaN. A --scale that would pad the image beyond
+    `io.MAX_PIXELS` is refused from the header, before reading.
     """
+    size = io.image_size(item_path)
+    if size is not None:
+        check_working_size(item_path, *size, settings.scale)
     image = io.read_image(item_path)
+    check_working_size(item_path, *image.frames[0].shape[:2], settings.scale)
     io.check_finite(image, "fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]
     io.write_image(out_path, data, like=image)
+
+
+def check_working_size(path, height: int, width: int, scale: int) -> None:
+    """InputError naming the file when padding its sides to multiples of `scale` (before D) would
+    make more than `io.MAX_PIXELS` pixels (`--scale 100000` on a small image: 10^10)."""
+    ph, pw = -(-height // scale) * scale, -(-width // scale) * scale
+    io.check_pixel_limit(path, ph, pw, f"--scale {scale} pads this {width}×{height} image before shrinking to",
+                         "use a smaller --scale")

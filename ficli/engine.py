@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ficli.errors import ConfigError, FicliError, InputError
+from ficli.errors import ConfigError, FicliError, InputError, is_out_of_memory
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -342,8 +342,9 @@ def run_tiled(
 
     Recoveries, each reported once through `on_notice(message)` (silent if None):
     - a half-precision batch with NaN/Inf outputs is redone in fp32;
-    - out of memory: the tile side is halved and the whole image redone, down to `min_tile`,
-      below which a FicliError suggests smaller --tile/--batch values.
+    - out of memory (CUDA or MPS "out of memory", the CPU allocator's "can't allocate memory"):
+      the tile side is halved and the whole image redone, down to `min_tile`, below which a
+      FicliError suggests smaller --tile/--batch values.
     `on_progress(done, total)` is called after each batch with counts of tiles.
     """
     config = TileConfig() if config is None else config
@@ -477,7 +478,7 @@ def _call(fn, x, device, dtype) -> torch.Tensor:
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or is_out_of_memory(error)
 
 
 def _empty_cache(device: torch.device) -> None:

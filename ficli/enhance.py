@@ -8,7 +8,7 @@ re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → cl
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,8 +18,9 @@ import torch
 
 from ficli import io, modelfile
 from ficli.degrade import resize_array
+from ficli.batch import shard  # noqa: F401  (where torchrun's sharding used to live)
 from ficli.engine import TileConfig, configure_cuda, denormalize, flat_values, keep_flat, normalize, percentile_range, run_tiled
-from ficli.errors import ConfigError, ModelFileError
+from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
 
@@ -69,7 +70,7 @@ class CompiledGenerator:
     Compilation happens on the first call for each input shape; if it fails (no C++ compiler, no
     Triton, an unsupported platform or Python), the failure is reported once through `on_notice`
     and every later call runs the module eagerly, so `--compile` never costs a result. Out-of-memory
-    errors are passed on (the engine halves its tiles). `cuda_graphs` (fixed shapes: video frames)
+    errors (GPU or CPU) are passed on (the engine halves its tiles). `cuda_graphs` (fixed shapes: video frames)
     selects the "reduce-overhead" mode, which replays each shape's kernels as one CUDA graph.
     """
 
@@ -87,7 +88,7 @@ class CompiledGenerator:
             try:
                 return self.compiled(x)
             except Exception as exc:
-                if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+                if isinstance(exc, torch.OutOfMemoryError) or is_out_of_memory(exc):
                     raise
                 self._fall_back(exc)
         return self.module(x)
@@ -106,27 +107,37 @@ def enhance_frames(
     options: EnhanceOptions,
     channels: int = 1,
     on_notice: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> list[np.ndarray]:
     """Enhance the frames of one image or stack: float (H, W) or (H, W, C) arrays on the [0, 1] scale.
 
     The percentiles are taken over all frames together, so a stack is mapped as one (no flicker).
     A 1-channel model runs over each colour channel of an RGB image; alpha is carried unchanged.
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
+    `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
     """
     flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
     if options.upscale > 1:
         h, w = frames[0].shape[:2]
         frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
     lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
+    runs = sum(_colour(f).shape[2] if channels == 1 and f.ndim == 3 else 1 for f in frames)  # run_tiled calls
+    started = 0
+
+    def tiled(x: np.ndarray) -> np.ndarray:
+        nonlocal started
+        tick = None if on_progress is None else (lambda done, total, k=started: on_progress((k + done / total) / runs))
+        started += 1
+        return run_tiled(generator, x, options.tile, on_notice=on_notice, on_progress=tick)
+
     out = []
     for frame, constants in zip(frames, flat):
         planes = _planes(frame)
         x = normalize(planes, lo, hi)
         if channels == 1:  # a flat plane skips the network: it is put back below
-            y = np.concatenate([p[None] if c is not None else run_tiled(generator, p[None], options.tile, on_notice=on_notice)
-                                for p, c in zip(x, constants)])
+            y = np.concatenate([p[None] if c is not None else tiled(p[None]) for p, c in zip(x, constants)])
         elif channels == x.shape[0]:
-            y = run_tiled(generator, x, options.tile, on_notice=on_notice)
+            y = tiled(x)
         else:
             raise ConfigError(f"the model takes {channels} channels, the image has {x.shape[0]}")
         y = denormalize(y, lo, hi)
@@ -155,18 +166,30 @@ def enhance_file(
     options: EnhanceOptions,
     channels: int = 1,
     on_notice: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> None:
-    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type."""
+    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type.
+
+    An output over `io.MAX_PIXELS` (a large --upscale) is refused from the header, before reading.
+    `on_progress(fraction)`: the share of this file's tiles done, after each batch of them.
+    """
+    size = io.image_size(src)
+    if size is not None:
+        check_output_size(src, *size, options.upscale)
     image = io.read_image(src)
+    check_output_size(src, *image.frames[0].shape[:2], options.upscale)
     io.check_finite(image, "fix or mask them before enhancing")
-    frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice)
+    frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice, on_progress)
     frames = [io.from_unit(f, image.data.dtype) for f in frames]
     data = np.stack(frames) if image.is_stack else frames[0]
     io.write_image(dest, data, like=image)
 
 
-def shard(items: list, rank: int | None = None, world: int | None = None) -> list:
-    """This process's share of a batch under `torchrun`: every WORLD_SIZE-th item from RANK."""
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
-    return items[rank::world]
+
+
+def check_output_size(src: Path, height: int, width: int, upscale: int) -> None:
+    """InputError naming `src` when --upscale would make its frames larger than `io.MAX_PIXELS`."""
+    if upscale > 1:
+        most = max(1, math.isqrt(io.MAX_PIXELS // max(height * width, 1)))
+        io.check_pixel_limit(src, height * upscale, width * upscale, f"--upscale {upscale} would make this {width}×{height} image",
+                             f"use --upscale {most} or less, or crop the image into pieces")

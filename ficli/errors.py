@@ -19,3 +19,13 @@ class ModelFileError(FicliError):
 
 class ConfigError(FicliError):
     """An option or combination of options that cannot work."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says memory ran out: Python's MemoryError (numpy), torch's CUDA and MPS
+    "out of memory" (torch.OutOfMemoryError is a RuntimeError) and its CPU allocator's
+    "DefaultCPUAllocator: can't allocate memory"."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -23,15 +23,16 @@ import stat
 import struct
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tifffile
 
-from ficli.errors import InputError, OutputError
+from ficli.errors import ConfigError, InputError, OutputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -60,10 +61,25 @@ class Image:
 
 @dataclass(frozen=True)
 class InputFile:
-    """An input image and its path relative to the folder it was found in (mirrored under --out)."""
+    """An input image and its path relative to the folder it was found in (mirrored under --out).
+
+    `root` is that folder (the named file's folder, the named folder, a glob's fixed prefix); `rel`
+    starts with part of the root's own path where two inputs would otherwise share an output name.
+    """
 
     path: Path
     rel: Path
+    root: Path | None = None
+
+    @property
+    def source_root(self) -> Path:
+        """The folder this input was found in, resolved."""
+        if self.root is not None:
+            return self.root.resolve()
+        root = self.path.resolve().parent
+        for _ in self.rel.parts[1:]:
+            root = root.parent
+        return root
 
 
 # ----------------------------------------------------------------------------------------- intensities
@@ -196,11 +212,16 @@ def _quiet_cv2():
 
 def _check_png_header(raw: bytes, path: Path) -> None:
     """Refuse a PNG whose header claims an absurd size before the decoder allocates it."""
+    _check_pixel_count(*_png_size(raw, path), path)
+
+
+def _png_size(raw: bytes, path: Path) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR chunk."""
     head = raw[:24]
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         raise InputError(f"{path}: not a valid PNG (bad signature or header); the file may be corrupt or misnamed")
     width, height = struct.unpack(">II", head[16:24])
-    _check_pixel_count(height, width, path)
+    return height, width
 
 
 # JPEG frame headers (SOF0-SOF15 without DHT C4, JPG C8 and DAC CC): precision, height, width follow.
@@ -208,7 +229,12 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _check_jpeg_header(raw: bytes, path: Path) -> None:
-    """Refuse a JPEG whose frame header (SOF) claims an absurd size, before the decoder allocates it.
+    """Refuse a JPEG whose frame header (SOF) claims an absurd size, before the decoder allocates it."""
+    _check_pixel_count(*_jpeg_size(raw, path), path)
+
+
+def _jpeg_size(raw: bytes, path: Path) -> tuple[int, int]:
+    """(height, width) from a JPEG's frame header (SOF).
 
     Walks the marker segments from SOI to the first SOF; a file that reaches the image data (SOS)
     or its end without one is not a JPEG the decoder could use either.
@@ -231,21 +257,25 @@ def _check_jpeg_header(raw: bytes, path: Path) -> None:
             break
         if marker in _JPEG_SOF and i + 9 <= len(raw):
             height, width = struct.unpack(">HH", raw[i + 5 : i + 9])
-            _check_pixel_count(height, width, path)
-            return
+            return height, width
         i += 2 + struct.unpack(">H", raw[i + 2 : i + 4])[0]
     raise InputError(f"{path}: not a valid JPEG (no frame header before the image data); the file may be truncated or corrupt")
 
 
 def _check_bmp_header(raw: bytes, path: Path) -> None:
     """Refuse a BMP whose header claims an absurd size before the decoder allocates it."""
+    _check_pixel_count(*_bmp_size(raw, path), path)
+
+
+def _bmp_size(raw: bytes, path: Path) -> tuple[int, int]:
+    """(height, width) from a BMP's header."""
     if len(raw) < 26 or raw[:2] != b"BM":
         raise InputError(f"{path}: not a valid BMP (bad signature or header); the file may be corrupt or misnamed")
     if struct.unpack("<I", raw[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sides
         width, height = struct.unpack("<HH", raw[18:22])
     else:
         width, height = struct.unpack("<ii", raw[18:26])  # height < 0: rows stored top-down
-    _check_pixel_count(abs(height), abs(width), path)
+    return abs(height), abs(width)
 
 
 def _check_pixel_count(height: int, width: int, path: Path) -> None:
@@ -254,6 +284,37 @@ def _check_pixel_count(height: int, width: int, path: Path) -> None:
             f"{path}: header claims {width}×{height} pixels, more than ficli's limit of {MAX_PIXELS:,}; "
             "crop the image into pieces first"
         )
+
+
+def check_pixel_limit(path: Path | str, height: int, width: int, what: str, advice: str) -> None:
+    """InputError naming the file when `what` (e.g. "--upscale 8 would make this 100×100 image")
+    gives a height × width frame over MAX_PIXELS: checked before anything that size is allocated."""
+    if height * width > MAX_PIXELS:
+        raise InputError(f"{path}: {what} {width}×{height} pixels, more than ficli's limit of {MAX_PIXELS:,}; {advice}")
+
+
+_HEADER_SIZE = {".png": _png_size, ".jpg": _jpeg_size, ".jpeg": _jpeg_size, ".bmp": _bmp_size}
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """(height, width) of an image's frames from its header alone, without decoding the pixels;
+    None where the header does not say (a damaged file: `read_image` then says what is wrong)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    damage = _Damage()  # tifffile logs what it reads around; the read reports it
+    logging.getLogger("tifffile").addHandler(damage)
+    try:
+        if suffix in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]
+        with open(path, "rb") as fh:
+            raw = fh.read(1 << 20)  # a JPEG's frame header follows its EXIF block, at most 64 KiB each
+        return _HEADER_SIZE[suffix](raw, path)
+    except Exception:
+        return None
+    finally:
+        logging.getLogger("tifffile").removeHandler(damage)
 
 
 class _Damage(logging.Handler):
@@ -581,17 +642,19 @@ def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:
 # ------------------------------------------------------------------------------------ finding inputs
 
 
-def collect_inputs(inputs: list[str | Path], *, recursive: bool = False) -> list[InputFile]:
-    """Expand files, folders and glob patterns into image files, each with its path to mirror.
+def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=None) -> list[InputFile]:
+    """Expand files, folders, glob patterns and lists of them into image files, each with its path to mirror.
 
     A file keeps its name; a folder's images keep their path inside the folder; a glob's matches keep
-    their path below the pattern's fixed prefix. Non-image files inside folders are passed over
-    (folders often hold notes and metadata); a named file that is not an image is an error. Hidden
-    files (ficli's own unfinished writes among them) are ignored.
+    their path below the pattern's fixed prefix. Where two inputs would still share a name (x.png
+    from folders A and B), every input's folder is mirrored too, from the folder they have in
+    common: A/x.png and B/x.png. `-` reads paths from `stdin` (default: standard input) and `@FILE`
+    from FILE (see `expand_lists`). Non-image files inside folders are passed over (folders often
+    hold notes and metadata); a named file that is not an image is an error. Hidden files (ficli's
+    own unfinished writes among them) are ignored.
     """
     found: dict[Path, InputFile] = {}
-    for item in inputs:
-        text = str(item)
+    for text in expand_lists(inputs, stdin):
         path = Path(text)
         if glob.has_magic(text) and not path.exists():
             base = _glob_base(text)
@@ -600,21 +663,79 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False) -> list
             if not images:
                 raise InputError(f"{text}: the pattern matches no image files")
             for p in images:
-                found.setdefault(p.resolve(), InputFile(p, p.relative_to(base) if p.is_relative_to(base) else Path(p.name)))
+                below = p.is_relative_to(base)
+                found.setdefault(p.resolve(), InputFile(p, p.relative_to(base) if below else Path(p.name), base if below else p.parent))
         elif path.is_dir():
             images = list(_walk_images(path, recursive))
             if not images:
                 hint = "" if recursive else " (add --recursive to look in subfolders)"
                 raise InputError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES)}){hint}")
             for p in images:
-                found.setdefault(p.resolve(), InputFile(p, p.relative_to(path)))
+                found.setdefault(p.resolve(), InputFile(p, p.relative_to(path), path))
         elif path.is_file():
             if not _is_image_name(path):
                 raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
-            found.setdefault(path.resolve(), InputFile(path, Path(path.name)))
+            found.setdefault(path.resolve(), InputFile(path, Path(path.name), path.parent))
         else:
             raise InputError(f"{path}: no such file or folder")
-    return list(found.values())
+    return _mirror_clashes(list(found.values()))
+
+
+def _mirror_clashes(items: list[InputFile]) -> list[InputFile]:
+    """Where two inputs share a relative path (ignoring case, which some disks ignore), prefix every
+    input's path with its folder's path below the folder all the inputs' folders have in common."""
+    names = Counter(item.rel.as_posix().casefold() for item in items)
+    if all(count == 1 for count in names.values()):
+        return items
+    roots = [Path(os.path.abspath(item.root)) for item in items]
+    common = Path(os.path.commonpath(roots))
+    return [replace(item, rel=root.relative_to(common) / item.rel) for item, root in zip(items, roots)]
+
+
+def expand_lists(inputs: list[str | Path], stdin=None) -> list[str]:
+    """The inputs with `-` replaced by the paths read from `stdin` (default: standard input) and
+    `@FILE` by the paths in FILE: one a line, surrounding spaces dropped, blank lines and lines
+    starting with # skipped, relative paths taken from the current folder, as on the command line.
+    Listed paths that do not exist are refused together, each with its line number. (A file whose
+    name starts with @ is given as ./@name.)"""
+    expanded: list[str] = []
+    for item in inputs:
+        text = str(item)
+        if text == "-" or (text.startswith("@") and len(text) > 1):
+            expanded += _read_list(text, stdin)
+        else:
+            expanded.append(text)
+    return expanded
+
+
+def _read_list(text: str, stdin) -> list[str]:
+    if text == "-":
+        source, name = (sys.stdin if stdin is None else stdin), "standard input (-)"
+        raw = source.buffer.read() if hasattr(source, "buffer") else source.read()
+    else:
+        path, name = Path(text[1:]), text[1:]
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file (the list of inputs given as {text})") from None
+        except OSError as exc:
+            raise InputError(f"{path}: the list of inputs given as {text} cannot be read ({_short(exc)})") from None
+    if isinstance(raw, bytes):  # names in the file system's encoding, undecodable bytes kept
+        raw = raw.decode(sys.getfilesystemencoding(), "surrogateescape")
+    entries, missing = [], []
+    for number, line in enumerate(raw.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entries.append(line)
+        if not os.path.lexists(line) and not glob.has_magic(line):
+            missing.append(f"{line} (line {number})")
+    if missing:
+        shown = ", ".join(missing[:10]) + (f", … and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise InputError(f"{name}: {len(missing)} listed path(s) do not exist: {shown}")
+    if not entries:
+        raise InputError(f"{name}: lists no paths (blank lines and # comments are skipped)")
+    return entries
 
 
 def _is_image_name(path: Path) -> bool:
@@ -643,10 +764,68 @@ def _walk_images(root: Path, recursive: bool):
                 yield p
 
 
-def output_path(item: InputFile, out_dir: Path, suffix: str | None = None) -> Path:
-    """Where the result for `item` goes: its relative path mirrored under `out_dir`."""
+def output_path(item: InputFile, out_dir: Path, suffix: str | None = None, name_suffix: str = "") -> Path:
+    """Where the result for `item` goes: its relative path mirrored under `out_dir`, with the file
+    extension `suffix` if given and `name_suffix` added before the extension (x.png -> x_sr.png)."""
     rel = item.rel.with_suffix(suffix) if suffix else item.rel
+    if name_suffix:
+        stem, extension = split_extension(rel.name)
+        rel = rel.with_name(stem + name_suffix + extension)
     return Path(out_dir) / rel
+
+
+def split_extension(name: str) -> tuple[str, str]:
+    """("cells", ".ome.tif") for cells.ome.tif, ("x", ".png") for x.png: OME-TIFF's double extension kept."""
+    lower = name.lower()
+    for double in (".ome.tif", ".ome.tiff"):
+        if lower.endswith(double) and len(name) > len(double):
+            return name[: -len(double)], name[-len(double):]
+    extension = Path(name).suffix
+    return name[: len(name) - len(extension)], extension
+
+
+def check_name_suffix(text: str) -> None:
+    """ConfigError for a --suffix that is not part of a file name (it holds a folder separator or NUL)."""
+    if any(c in text for c in ("/", "\\", "\0", os.sep)):
+        raise ConfigError(
+            f"--suffix {text!r}: holds a folder separator (/ or \\) or NUL; it is added to each output "
+            "name before its extension (x.png -> x_sr.png with --suffix _sr), so give text only"
+        )
+
+
+def refuse_existing(paths, *, overwrite: bool = False, skip_existing: bool = False, skippable: bool = True) -> None:
+    """One rule for every command that writes files: OutputError naming an existing output unless
+    --overwrite (replace it) or --skip-existing (leave it; `skippable`: the command has it) was given.
+    Called before any work is done."""
+    if overwrite or skip_existing:
+        return
+    paths = [Path(p) for p in paths]
+    existing = [p for p in paths if os.path.lexists(p)]
+    if not existing:
+        return
+    one = len(existing) == 1
+    how = f"use --overwrite to replace {'it' if one else 'them'}"
+    if skippable:
+        how += f", --skip-existing to leave {'it' if one else 'them'} and do the rest,"
+    how += " or choose another output; nothing was done"
+    if len(paths) == 1:
+        raise OutputError(f"{existing[0]}: exists already; {how}")
+    count = f"all {len(paths)}" if len(existing) == len(paths) else f"{len(existing)} of the {len(paths)}"
+    raise OutputError(f"{count} outputs exist already (e.g. {existing[0]}); {how}")
+
+
+def check_input_file(path: Path | str) -> None:
+    """InputError naming `path` unless it is a file this process can open (a video, a model...)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    try:  # a decoder's own message for an unreadable file is vague; say it plainly first
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; check the file's read permission") from None
 
 
 def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool) -> None:
@@ -656,9 +835,7 @@ def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder; choose a folder for --out")
     for item in inputs:
-        src_root = item.path.resolve().parent
-        for _ in item.rel.parts[1:]:
-            src_root = src_root.parent
+        src_root = item.source_root
         if out == src_root:
             raise OutputError(f"{out_dir}: is the input folder; results would overwrite the inputs — choose another --out")
         if recursive and out.is_relative_to(src_root):

@@ -175,15 +175,7 @@ class VideoInfo:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Probe `path` with `ffmpeg -i`; InputError when it is missing, unreadable or has no video."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
-    try:  # ffmpeg's own message for an unreadable file is vague; say it plainly first
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        raise InputError(f"{path}: permission denied; check the file's read permission") from None
+    io.check_input_file(path)  # ffmpeg's own message for a missing or unreadable file is vague
     try:
         result = subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
@@ -692,10 +684,18 @@ def output_path(src: Path, options: VideoOptions) -> Path:
 
 
 def check_video(src: str | os.PathLike, options: VideoOptions) -> VideoInfo:
-    """Probe the input and check the section and the outputs; FicliError before any work is done."""
+    """Probe the input and check the section, the output frame size and the outputs; FicliError
+    before any work is done."""
     src = Path(src)
     info = probe_video(src)
     options.section.check(info)
+    s = options.upscale
+    if s > 1:  # before a frame that size is allocated (--upscale 200 on 720p: 37 GB a frame)
+        wide = 2 if options.layout == "side-by-side" else 1
+        most = max(1, math.isqrt(io.MAX_PIXELS // max(info.width * wide * info.height, 1)))
+        io.check_pixel_limit(src, info.height * s, info.width * s * wide,
+                             f"--upscale {s} would make its {info.width}×{info.height} frames" + (" side by side" if wide > 1 else ""),
+                             f"use --upscale {most} or less")
     check_output(src, output_path(src, options), options.overwrite, options.frames_dir)
     return info
 

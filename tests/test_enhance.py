@@ -201,7 +201,8 @@ def test_missing_default_model_says_how_to_give_one(run_cli, phantom_folder, tmp
 
 def test_half_precision_on_cpu_is_a_clear_error(run_cli, identity_model, phantom_folder, tmp_path):
     result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", identity_model, "--device", "cpu", "--precision", "fp16")
-    assert result.exit_code == 1 and "fp16" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "fp16" in result.output and "Traceback" not in result.output
+    assert "failed:" not in result.output and not (tmp_path / "out").exists()  # once, before any file
 
 
 def test_torchrun_shards_files_across_two_processes(identity_model, phantom_folder, tmp_path):
