@@ -1,7 +1,8 @@
 """Enhancing images with a model file: normalise, run the tiled engine, map back, write.
 
 Data flow (DESIGN section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
-the 0.1/99.9 percentiles of the whole image or stack (computed once, before tiling) → optional bicubic
+the 0.1/99.9 percentiles of the whole image or stack, per channel of a hyperstack (computed once,
+before tiling) → optional bicubic
 re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → clip to the type's range →
 `io` (the input's dtype, format and metadata).
 """
@@ -148,11 +149,19 @@ def enhance_file(
     channels: int = 1,
     on_notice: Callable[[str], None] | None = None,
 ) -> None:
-    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type."""
+    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type and layout.
+
+    A hyperstack goes channel by channel: each channel's planes (all its T and Z) share one intensity
+    map, and each channel has its own (dyes and exposures differ). The output keeps the axes and the
+    calibration, the pixel size divided by `options.upscale` (`io.write_image`).
+    """
     image = io.read_image(src)
     io.check_finite(image, "fix or mask them before enhancing")
-    frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice)
-    frames = [io.from_unit(f, image.data.dtype) for f in frames]
+    units = [io.to_unit(f) for f in image.frames]
+    frames: list = [None] * len(units)
+    for group in image.channel_groups():
+        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice)):
+            frames[i] = io.from_unit(frame, image.data.dtype)
     data = np.stack(frames) if image.is_stack else frames[0]
     io.write_image(dest, data, like=image)
 
