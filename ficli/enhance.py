@@ -1,7 +1,8 @@
 """Enhancing images with a model file: normalise, run the tiled engine, map back, write.
 
 Data flow (DESIGN section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
-the 0.1/99.9 percentiles of the whole image or stack (computed once, before tiling) → optional bicubic
+the 0.1/99.9 percentiles of the whole image or stack, per channel of a hyperstack (computed once,
+before tiling) → optional bicubic
 re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → clip to the type's range →
 `io` (the input's dtype, format and metadata).
 """
@@ -168,8 +169,11 @@ def enhance_file(
     on_notice: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> None:
-    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type.
+    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type and layout.
 
+    A hyperstack goes channel by channel: each channel's planes (all its T and Z) share one intensity
+    map, and each channel has its own (dyes and exposures differ). The output keeps the axes and the
+    calibration, the pixel size divided by `options.upscale` (`io.write_image`).
     An output over `io.MAX_PIXELS` (a large --upscale) is refused from the header, before reading.
     `on_progress(fraction)`: the share of this file's tiles done, after each batch of them.
     """
@@ -179,8 +183,13 @@ def enhance_file(
     image = io.read_image(src)
     check_output_size(src, *image.frames[0].shape[:2], options.upscale)
     io.check_finite(image, "fix or mask them before enhancing")
-    frames = enhance_frames(generator, [io.to_unit(f) for f in image.frames], options, channels, on_notice, on_progress)
-    frames = [io.from_unit(f, image.data.dtype) for f in frames]
+    units = [io.to_unit(f) for f in image.frames]
+    frames: list = [None] * len(units)
+    groups = image.channel_groups()
+    for k, group in enumerate(groups):
+        tick = None if on_progress is None else (lambda f, k=k: on_progress((k + f) / len(groups)))
+        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice, tick)):
+            frames[i] = io.from_unit(frame, image.data.dtype)
     data = np.stack(frames) if image.is_stack else frames[0]
     io.write_image(dest, data, like=image)
 

@@ -3,7 +3,10 @@
 Array layouts, fixed here and used everywhere above this module:
     2-D image           (H, W)
     multi-channel image (H, W, C)      C = 3 (RGB) or 4 (RGBA), in RGB order
-    stack               (Z, H, W) or (Z, H, W, C)   with `Image.is_stack` set
+    stack               (N, H, W) or (N, H, W, C)   with `Image.is_stack` set
+A TIFF stack's N frames are its planes in file order: a hyperstack (T, Z and C axes, e.g. TZCYX) is
+flattened to N = T·Z·C planes, and `Image.stack_axes`/`stack_shape` say how to fold them back
+(written back with the same axes); `Image.channel_groups` says which planes belong to which channel.
 
 Intensities keep their file's dtype in an `Image`; `to_unit` maps unsigned integers to [0, 1] by the
 type's maximum (float data is taken as it is) and `from_unit` maps back, rounding and clipping to the
@@ -16,6 +19,7 @@ import contextlib
 import errno
 import glob
 import logging
+import math
 import os
 import re
 import shutil
@@ -23,9 +27,12 @@ import stat
 import struct
 import sys
 import tempfile
+import uuid
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from io import StringIO
 from pathlib import Path
 
 import cv2
@@ -39,6 +46,9 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 # Refuse images whose header claims more pixels than this before decoding them (decompression bombs).
 MAX_PIXELS = 20_000 * 20_000
+# And TIFF stacks whose frames × height × width × samples add up to more than this: the values of the
+# largest single image accepted (20,000² RGBA), 3 GiB as 16-bit, before the float32 working copies.
+MAX_VALUES = 4 * MAX_PIXELS
 # mkstemp creates files readable by the owner only; results get the permissions a plain open() gives.
 UMASK = os.umask(0)
 os.umask(UMASK)
@@ -52,11 +62,24 @@ class Image:
     path: Path
     is_stack: bool = False
     tiff_kwargs: dict = field(default_factory=dict)
+    stack_axes: str = ""  # the TIFF axes a stack's frames run over, slowest first: "Z", "T", "TZC", ...
+    stack_shape: tuple[int, ...] = ()  # their sizes; the product is the number of frames
+    ome_xml: str | None = None  # an OME-TIFF's OME-XML, written back (sizes updated) with the pixels
 
     @property
     def frames(self) -> list[np.ndarray]:
-        """The 2-D or (H, W, C) frames: one for an image, Z for a stack."""
+        """The 2-D or (H, W, C) frames: one for an image, N for a stack (every plane of a hyperstack)."""
         return list(self.data) if self.is_stack else [self.data]
+
+    def channel_groups(self) -> list[list[int]]:
+        """Indices of the frames of each channel (a C axis), in order; one group of all frames without one.
+
+        Intensities are mapped per group: channels of a hyperstack are different dyes and exposures.
+        """
+        if "C" not in self.stack_axes:
+            return [list(range(len(self.frames)))]
+        channel = np.unravel_index(np.arange(math.prod(self.stack_shape)), self.stack_shape)[self.stack_axes.index("C")]
+        return [np.flatnonzero(channel == c).tolist() for c in range(self.stack_shape[self.stack_axes.index("C")])]
 
 
 @dataclass(frozen=True)
@@ -185,8 +208,11 @@ def _read_raster(path: Path) -> Image:
         _check_jpeg_header(raw, path)
     elif suffix == ".bmp":
         _check_bmp_header(raw, path)
+    # JPEG: any flag but IMREAD_UNCHANGED makes OpenCV apply the EXIF orientation, so the pixels come
+    # out upright, as viewers show them; outputs are written upright and without the tag (README).
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if suffix in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
     with _quiet_cv2():
-        data = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+        data = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
     if data is None:
         raise InputError(f"{path}: cannot be decoded as {path.suffix.lower()[1:].upper()}; the file may be truncated or corrupt")
     if data.ndim == 3:
@@ -356,14 +382,35 @@ def _read_tiff_series(path: Path) -> Image:
         shape, axes = series.shape, series.axes
         if "Y" in axes and "X" in axes:
             _check_pixel_count(shape[axes.index("Y")], shape[axes.index("X")], path)
+            _check_value_count(shape, axes, series.dtype, path)
         data = series.asarray()
-        kwargs = _tiff_kwargs(tif)
-    data, is_stack = _squeeze_axes(data, axes, path)
-    return Image(data, path, is_stack=is_stack, tiff_kwargs=kwargs)
+        kwargs = _tiff_kwargs(tif, axes)
+        ome_xml = tif.ome_metadata if tif.is_ome else None
+    data, stack_axes, stack_shape = _squeeze_axes(data, axes, path)
+    return Image(data, path, is_stack=bool(stack_axes), tiff_kwargs=kwargs, stack_axes=stack_axes, stack_shape=stack_shape,
+                 ome_xml=ome_xml)
 
 
-def _squeeze_axes(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, bool]:
-    """Reduce a TIFF series to (H, W[, C]) or one stack axis (Z, H, W[, C])."""
+def _check_value_count(shape: tuple[int, ...], axes: str, dtype: np.dtype, path: Path) -> None:
+    """Refuse a stack whose decoded size is past MAX_VALUES, from the header: a few MB of zlib can
+    hold hundreds of frames that each pass the per-frame limit."""
+    values = math.prod(shape)
+    if values <= MAX_VALUES:
+        return
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    samples = shape[axes.index("S")] if "S" in axes else 1
+    frames = values // (height * width * samples)
+    gib = values * np.dtype(dtype).itemsize / 2**30
+    raise InputError(
+        f"{path}: the stack decodes to {frames} frames of {width}×{height}" + (f"×{samples}" if samples > 1 else "")
+        + f" = {values:,} values ({gib:.2f} GiB as {np.dtype(dtype)}), more than ficli's limit of {MAX_VALUES:,}; "
+        "split the stack into smaller ones first (e.g. Fiji: Image > Stacks > Tools > Make Substack)"
+    )
+
+
+def _squeeze_axes(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, str, tuple[int, ...]]:
+    """Reduce a TIFF series to (H, W[, C]), or to a stack of such frames (N, H, W[, C]) with the axes
+    and sizes its frames run over (slowest first: "TZC", (2, 5, 3)); "" and () for one image."""
     if "S" in axes[:-1]:  # planar samples (RGB stored as three planes): channels go last
         data = np.ascontiguousarray(np.moveaxis(data, axes.index("S"), -1))
         axes = axes.replace("S", "") + "S"
@@ -371,20 +418,17 @@ def _squeeze_axes(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, 
     data = data.reshape([data.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     channels_last = axes.endswith("S") and data.shape[-1] in (3, 4)
-    spatial = 3 if channels_last else 2
-    leading = data.ndim - spatial
     if axes.endswith("S") and not channels_last:
         raise InputError(f"{path}: {data.shape[-1]} samples per pixel; ficli handles gray, RGB and RGBA")
-    if leading > 1:
-        raise InputError(
-            f"{path}: TIFF with axes {axes} and shape {data.shape}; ficli handles 2-D images and "
-            "single stacks (one of Z, T or C besides Y and X): split it first, e.g. in Fiji"
-        )
-    return data, leading == 1
+    leading = data.ndim - (3 if channels_last else 2)
+    if leading == 0:
+        return data, "", ()
+    stack_shape = data.shape[:leading]
+    return data.reshape((-1,) + data.shape[leading:]), axes[:leading], stack_shape
 
 
-def _tiff_kwargs(tif: tifffile.TiffFile) -> dict:
-    """Metadata worth carrying to an output TIFF: pixel size and the ImageJ calibration."""
+def _tiff_kwargs(tif: tifffile.TiffFile, axes: str) -> dict:
+    """Metadata worth carrying to an output TIFF: pixel size, planar layout and the ImageJ calibration."""
     page = tif.pages.first
     kwargs: dict = {}
     tags = page.tags
@@ -392,8 +436,13 @@ def _tiff_kwargs(tif: tifffile.TiffFile) -> dict:
         kwargs["resolution"] = (tags["XResolution"].value, tags["YResolution"].value)
         if "ResolutionUnit" in tags:
             kwargs["resolutionunit"] = tags["ResolutionUnit"].value
+    if page.samplesperpixel > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+        kwargs["planarconfig"] = "separate"
     if tif.is_imagej and tif.imagej_metadata:
-        keep = {k: v for k, v in tif.imagej_metadata.items() if k in ("spacing", "unit", "finterval")}
+        # Display ranges are left out: the intensities change. Channel colours and the composite
+        # display matter only with a C axis (tifffile reads "grayscale" into every file).
+        names = ("spacing", "unit", "finterval") + (("mode", "LUTs") if "C" in axes else ())
+        keep = {k: v for k, v in tif.imagej_metadata.items() if k in names}
         kwargs["imagej"] = True
         kwargs["metadata"] = keep
     return kwargs
@@ -598,7 +647,8 @@ def check_output_file(path: Path | str, option: str, *, overwrite: bool | None =
 def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None) -> None:
     """Write `data` atomically (see `atomic_write`) in the format its suffix names.
 
-    A TIFF gets `like`'s metadata (pixel size, ImageJ calibration); a stack must be a TIFF.
+    A TIFF gets `like`'s axes, planar layout and metadata (pixel size, ImageJ calibration, OME-XML),
+    with the pixel size following a change of size (see `_write_tiff`); a stack must be a TIFF.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -611,17 +661,106 @@ def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None
         raise OutputError(f"{path}: a stack can only be written as TIFF")
     with atomic_write(path) as tmp:
         if suffix in TIFF_SUFFIXES:
-            kwargs = dict(like.tiff_kwargs) if like is not None else {}
-            if kwargs.get("imagej") and data.dtype not in (np.uint8, np.uint16, np.float32):
-                kwargs.pop("imagej"), kwargs.pop("metadata", None)
-            rgb = data.ndim - int(stack) == 3
-            # The axes, written down: tifffile would otherwise guess them, and reads a stack of
-            # one-pixel-wide frames back as one image.
-            axes = ("Z" if stack else "") + "YX" + ("S" if rgb else "")
-            kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": axes}
-            tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack", **kwargs)
+            _write_tiff(tmp, data, like, stack)
         else:
             tmp.write_bytes(_encode_raster(data, suffix, path))
+
+
+def _write_tiff(tmp: Path, data: np.ndarray, like: Image | None, stack: bool) -> None:
+    """`data` (a frame or a stack of N frames) as a TIFF laid out and described like `like`.
+
+    The stack's axes are `like`'s (a T stack stays T, a TZCYX hyperstack is folded back), planar RGB
+    stays planar, and an OME-TIFF keeps its OME-XML. When `data` has another height and width than
+    `like` (enhance --upscale), the pixel size follows: resolution tags (pixels per unit) × the factor,
+    OME PhysicalSizeX/Y ÷ the factor; ImageJ's Z spacing and frame interval stay.
+    """
+    kwargs = dict(like.tiff_kwargs) if like is not None else {}
+    frames = data.shape[0] if stack else 1
+    if like is not None and like.stack_axes and math.prod(like.stack_shape) == frames and stack:
+        lead_axes, lead_shape = like.stack_axes, like.stack_shape
+    else:
+        lead_axes, lead_shape = ("Z", (frames,)) if stack else ("", ())
+    rgb = data.ndim - int(stack) == 3
+    zoom_y, zoom_x = _zoom(like, data, stack)
+    if "resolution" in kwargs and (zoom_x, zoom_y) != (1.0, 1.0):
+        (xn, xd), (yn, yd) = kwargs["resolution"]
+        kwargs["resolution"] = (xn / xd * zoom_x, yn / yd * zoom_y)
+    imagej = kwargs.get("imagej") and data.dtype in (np.uint8, np.uint16, np.float32)
+    if imagej and lead_axes == "I":  # tifffile's name for ImageJ images without a hyperstack order
+        lead_axes = "Z"
+    if imagej and "".join(a for a in "TZCYXS" if a in lead_axes) != lead_axes:  # ImageJ takes TZC order only
+        imagej = False
+    if not imagej:
+        kwargs.pop("imagej", None), kwargs.pop("metadata", None)
+    planar = rgb and not imagej and kwargs.pop("planarconfig", None) == "separate"
+    kwargs.pop("planarconfig", None)
+    pixels = data.reshape(lead_shape + data.shape[int(stack):])
+    if planar:
+        pixels = np.moveaxis(pixels, -1, -3)
+    photometric = "rgb" if rgb else "minisblack"
+    ome = _ome_for_output(like.ome_xml, data.shape[int(stack):][:2], (zoom_y, zoom_x), frames, planar) if like and like.ome_xml else None
+    if ome is not None:
+        kwargs.pop("imagej", None), kwargs.pop("metadata", None)
+        tifffile.imwrite(tmp, pixels, photometric=photometric, planarconfig="separate" if planar else None,
+                         description=ome, metadata=None, **kwargs)
+        return
+    # The axes, written down: tifffile would otherwise guess them, and reads a stack of one-pixel-wide
+    # frames back as one image.
+    axes = lead_axes + ("SYX" if planar else "YX" + ("S" if rgb else ""))
+    kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": axes}
+    tifffile.imwrite(tmp, pixels, photometric=photometric, planarconfig="separate" if planar else None, **kwargs)
+
+
+def _zoom(like: Image | None, data: np.ndarray, stack: bool) -> tuple[float, float]:
+    """(height, width) of `data`'s frames over those of `like`'s: 4.0, 4.0 after --upscale 4."""
+    if like is None:
+        return 1.0, 1.0
+    (h0, w0), (h1, w1) = like.data.shape[int(like.is_stack):][:2], data.shape[int(stack):][:2]
+    return h1 / h0, w1 / w0
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _ome_for_output(xml: str, size: tuple[int, int], zoom: tuple[float, float], planes: int, planar: bool) -> bytes | None:
+    """An input's OME-XML for the pixels written: SizeY/SizeX are `size`, PhysicalSizeY/X are divided
+    by `zoom`, one TiffData covers the `planes` pages in file order, the document gets a new UUID;
+    the rest (channels, planes, instrument, annotations) stays. None when it describes anything but
+    one image or cannot be parsed (the output is then a plain TIFF)."""
+    try:
+        for _, (prefix, uri) in ET.iterparse(StringIO(xml), events=("start-ns",)):
+            with contextlib.suppress(ValueError):  # prefixes ElementTree reserves for itself
+                ET.register_namespace(prefix, uri)  # serialised with the input's own prefixes
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    found = [el for el in root.iter() if _local(el.tag) == "Pixels"]
+    if len(found) != 1:
+        return None
+    pixels = found[0]
+    children = list(pixels)
+    tiffdata = [i for i, el in enumerate(children) if _local(el.tag) == "TiffData"]
+    if not tiffdata:  # pixels in BinData or nowhere: nothing this file could refer to
+        return None
+    pixels.set("SizeY", str(size[0]))
+    pixels.set("SizeX", str(size[1]))
+    for axis, factor in zip("YX", zoom):
+        value = pixels.get(f"PhysicalSize{axis}")
+        if value is not None and factor != 1.0:
+            with contextlib.suppress(ValueError):
+                pixels.set(f"PhysicalSize{axis}", repr(float(value) / factor))
+    if "BigEndian" in pixels.attrib:
+        pixels.set("BigEndian", "false")  # tifffile writes little-endian
+    if "Interleaved" in pixels.attrib:
+        pixels.set("Interleaved", "false" if planar else "true")
+    namespace = pixels.tag[: -len("Pixels")]
+    for i in reversed(tiffdata):
+        pixels.remove(children[i])
+    pixels.insert(tiffdata[0], ET.Element(namespace + "TiffData", {"IFD": "0", "PlaneCount": str(planes)}))
+    if "UUID" in root.attrib:
+        root.set("UUID", f"urn:uuid:{uuid.uuid4()}")
+    return ('<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")).encode()
 
 
 def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:

@@ -68,3 +68,33 @@ def test_bad_settings_raise_config_error():
         Degradation(scale=0)
     with pytest.raises(ConfigError, match="psf-sigma"):
         Degradation(psf_sigma=-1)
+
+
+def test_degrade_keeps_tiff_axes_and_calibration_and_evaluate_scores_a_hyperstack(run_cli, tmp_path):
+    """issue 14.8: a T stack stays T, an OME-TIFF keeps its OME-XML, a TZCYX hyperstack is degraded
+    and then scored plane by plane; degrade keeps the size, so the pixel size stays."""
+    import json
+
+    import tifffile
+
+    from ficli.phantom import to_dtype
+
+    planes = lambda n, seed: np.stack([to_dtype(phantom(24, 20, seed=seed + i), np.uint16) for i in range(n)])
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    tifffile.imwrite(hr / "t.tif", planes(3, 0), imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "TYX", "finterval": 2.0, "unit": "um"})
+    tifffile.imwrite(hr / "o.ome.tif", planes(2, 5), photometric="minisblack", metadata={"axes": "CYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65})
+    tifffile.imwrite(hr / "h.tif", planes(8, 9).reshape(2, 2, 2, 24, 20), imagej=True, metadata={"axes": "TZCYX"})
+    result = run_cli("degrade", hr, "--out", tmp_path / "lr")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "lr" / "t.tif") as tif:
+        xn, xd = tif.pages.first.tags["XResolution"].value
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["finterval"] == 2.0 and xd / xn == pytest.approx(0.65)
+    with tifffile.TiffFile(tmp_path / "lr" / "o.ome.tif") as tif:
+        assert tif.is_ome and tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["PhysicalSizeX"] == 0.65
+    with tifffile.TiffFile(tmp_path / "lr" / "h.tif") as tif:
+        assert (tif.series[0].axes, tif.series[0].shape) == ("TZCYX", (2, 2, 2, 24, 20))
+    result = run_cli("evaluate", hr, tmp_path / "lr", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text())["methods"][0]["n"] == 3

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -297,3 +298,83 @@ def test_compile_option_compiles_the_generator_for_enhance(run_cli, active_model
     result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", active_model, "--device", "cpu", "--compile")
     assert result.exit_code == 0, result.output
     assert calls == [None]
+
+
+# ---------------------------------------------------------------- issue 14.8 and 14.9: metadata kept
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+def test_upscale_divides_the_pixel_size_by_the_factor(run_cli, tiny_identity_model, tmp_path, kind):
+    """0.65 µm/px enlarged ×4 is 0.1625 µm/px, in ImageJ's resolution tags and in OME's PhysicalSizeX/Y."""
+    data = to_dtype(phantom(12, 10, seed=1), np.uint16)
+    src = tmp_path / "in" / ("cal.tif" if kind == "imagej" else "cal.ome.tif")
+    src.parent.mkdir()
+    if kind == "imagej":
+        tifffile.imwrite(src, data, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"})
+    else:
+        tifffile.imwrite(src, data, metadata={"PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})
+    result = run_cli("enhance", src, "--out", tmp_path / "out", "--model", tiny_identity_model, "--upscale", "4")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / src.name) as tif:
+        assert tif.series[0].shape == (48, 40)
+        if kind == "imagej":
+            (xn, xd), (yn, yd) = tif.pages.first.tags["XResolution"].value, tif.pages.first.tags["YResolution"].value
+            assert (xd / xn, yd / yn) == pytest.approx((0.1625, 0.1625), rel=1e-6) and tif.imagej_metadata["unit"] == "um"
+        else:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+            assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeY"]) == pytest.approx((0.1625, 0.1625))
+
+
+def test_hyperstack_goes_channel_by_channel_with_one_intensity_map_per_channel(run_cli, active_model, tmp_path):
+    """TZCYX in, TZCYX out; each channel mapped by its own percentiles over all its T and Z planes."""
+    t, z, c, h, w = 2, 2, 2, 40, 48
+    peaks = (0.04, 0.9)  # a dim and a bright channel: one map for both would squash the dim one
+    data = np.stack([
+        np.stack([np.stack([to_dtype(phantom(h, w, seed=10 * i + j) * peaks[k], np.uint16) for k in range(c)]) for j in range(z)])
+        for i in range(t)
+    ])
+    src = tmp_path / "hyper.tif"
+    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TZCYX", "spacing": 0.5, "unit": "um"})
+    result = run_cli("enhance", src, "--out", tmp_path / "out", "--model", active_model)
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "hyper.tif") as tif:
+        assert (tif.series[0].axes, tif.series[0].shape) == ("TZCYX", data.shape)
+        out = tif.series[0].asarray()
+    g = modelfile.load_model(active_model)[0]
+    for k in range(c):
+        planes = data[:, :, k].reshape(-1, h, w)
+        expect = [io.from_unit(f, np.uint16) for f in enhance_frames(g, [io.to_unit(p) for p in planes], EnhanceOptions())]
+        got = out[:, :, k].reshape(-1, h, w).astype(int)
+        assert np.abs(got - np.stack(expect)).max() <= 2, k  # float paths: a grey level or two between CPUs
+    shared = enhance_frames(g, [io.to_unit(p) for p in data.reshape(-1, h, w)], EnhanceOptions())
+    shared = np.stack([io.from_unit(f, np.uint16) for f in shared]).reshape(data.shape)
+    assert np.abs(shared.astype(int) - out).max() > 20  # one map for all channels would differ
+
+
+def _jpeg_with_orientation(data: np.ndarray, orientation: int) -> bytes:
+    """A JPEG of `data` with an EXIF APP1 segment (big-endian TIFF) whose IFD0 holds Orientation only."""
+    import struct
+
+    raw = cv2.imencode(".jpg", data, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    tiff = b"MM\x00*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return raw[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + raw[2:]
+
+
+def test_jpeg_exif_orientation_output_displays_like_the_input(run_cli, tiny_identity_model, tmp_path):
+    """A phone-style JPEG stored sideways with Orientation 6: the output is stored upright without the tag,
+    so a viewer that honours EXIF (OpenCV's IMREAD_COLOR does) shows input and output the same way."""
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:16, :16] = 255
+    stored[:16, 32:] = (0, 0, 200)
+    src = tmp_path / "in" / "phone.jpg"
+    src.parent.mkdir()
+    src.write_bytes(_jpeg_with_orientation(stored, 6))
+    result = run_cli("enhance", src, "--out", tmp_path / "out", "--model", tiny_identity_model)
+    assert result.exit_code == 0, result.output
+    out = (tmp_path / "out" / "phone.jpg").read_bytes()
+    shown_in = cv2.imdecode(np.frombuffer(src.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    shown_out = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_COLOR)
+    assert shown_in.shape == shown_out.shape == (48, 32, 3)
+    assert np.abs(shown_in.astype(int) - shown_out).mean() < 2  # JPEG re-encoding blurs the colour edges a little
+    assert b"Exif\x00\x00" not in out  # upright pixels, no tag to rotate them again

@@ -19,7 +19,7 @@ from ficli import io
 from ficli.errors import InputError, OutputError
 from hostile_files import (
     BAD_FILES, READ_REFUSED, bmp_claiming, deny_open, deny_writing, encoded, good_gray, jpeg_claiming, png_claiming,
-    tiff_bytes, tiff_claiming, write_bad,
+    exif_app1, tiff_bytes, tiff_claiming, with_app1, write_bad,
 )
 
 hostile = pytest.mark.hostile
@@ -54,6 +54,41 @@ def test_huge_header_is_refused_before_decoding(tmp_path, monkeypatch, name, raw
     with pytest.raises(InputError, match="header claims .* more than ficli's limit"):
         io.read_image(tmp_path / name)
     assert decoded == []  # refused from the header: nothing was allocated for the pixels
+
+
+@hostile
+def test_huge_stack_is_refused_before_decoding(tmp_path, monkeypatch):
+    """400 frames of 4096² in a 6.6 MB zlib file pass the per-frame limit; the whole stack does not."""
+    decoded = []
+    real_asarray = tifffile.TiffPageSeries.asarray
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", lambda *a, **k: decoded.append(1) or real_asarray(*a, **k))
+    path = write_bad(tmp_path, "huge-stack.tif")
+    assert path.stat().st_size < 8_000_000
+    with pytest.raises(InputError) as caught:
+        io.read_image(path)
+    message = str(caught.value)
+    assert str(path) in message and "400 frames of 4096×4096" in message and "6.25 GiB" in message and "split the stack" in message
+    assert decoded == []
+
+
+@hostile
+@pytest.mark.parametrize(
+    "app1",
+    [
+        exif_app1(0), exif_app1(9), exif_app1(65535),  # orientation values outside 1..8
+        exif_app1(6)[:14],  # cut inside the TIFF header
+        exif_app1(6)[:20],  # cut inside the IFD entry
+        exif_app1(6).replace(b"MM\x00*\x00\x00\x00\x08", b"MM\x00*\x7f\xff\xff\xff"),  # IFD offset far past the end
+        b"\xff\xe1\x00\x08Exif\x00\x00",  # the Exif header and nothing else
+    ],
+    ids=["zero", "nine", "65535", "cut-header", "cut-entry", "bad-offset", "empty"],
+)
+def test_malformed_exif_is_ignored_and_the_pixels_kept(tmp_path, app1):
+    if len(app1) < 4 + int.from_bytes(app1[2:4], "big"):  # a cut segment: make its length say what is left
+        app1 = app1[:2] + (len(app1) - 2).to_bytes(2, "big") + app1[4:]
+    (tmp_path / "plain.jpg").write_bytes(encoded(".jpg"))
+    (tmp_path / "x.jpg").write_bytes(with_app1(encoded(".jpg"), app1))
+    assert np.array_equal(io.read_image(tmp_path / "x.jpg").data, io.read_image(tmp_path / "plain.jpg").data)
 
 
 @hostile
@@ -174,13 +209,16 @@ def test_temporaries_and_hidden_files_are_never_inputs(tmp_path):
 
 SEEDS = {
     ".png": [encoded(".png"), encoded(".png", np.stack([good_gray(s) for s in range(4)], -1)), encoded(".png", good_gray().astype(np.uint16) * 250)],
-    ".jpg": [encoded(".jpg"), encoded(".jpg", np.stack([good_gray(s) for s in range(3)], -1))],
+    ".jpg": [encoded(".jpg"), encoded(".jpg", np.stack([good_gray(s) for s in range(3)], -1)), with_app1(encoded(".jpg"), exif_app1(6))],
     ".bmp": [encoded(".bmp"), encoded(".bmp", np.stack([good_gray(s) for s in range(3)], -1))],
     ".tif": [
         tiff_bytes(good_gray()),
         tiff_bytes(good_gray(), compression="zlib"),
         tiff_bytes(good_gray().astype(np.float32)),
         tiff_bytes(np.stack([good_gray(s) for s in range(3)]), imagej=True, metadata={"axes": "ZYX", "spacing": 0.5}, resolution=(2.0, 2.0)),
+        tiff_bytes(np.zeros((2, 2, 2, 4, 4), np.uint8), imagej=True, metadata={"axes": "TZCYX"}),
+        tiff_bytes(np.zeros((2, 4, 4), np.uint8), ome=True, photometric="minisblack", metadata={"axes": "CYX", "PhysicalSizeX": 0.5}),
+        tiff_bytes(np.zeros((3, 4, 4), np.uint8), photometric="rgb", planarconfig="separate"),
     ],
 }
 MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"\xff\xd8\xff", b"BM"]

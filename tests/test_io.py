@@ -1,12 +1,14 @@
 import errno
 import os
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
 
 from ficli import io
 from ficli.errors import InputError, OutputError
+from hostile_files import exif_app1, with_app1
 
 RNG = np.random.default_rng(0)
 
@@ -68,10 +70,116 @@ def test_jpeg_and_bmp_read_and_write(tmp_path, suffix):
     assert back.shape == data.shape and np.abs(back.astype(int) - data).max() <= 2  # RGB order kept
 
 
-def test_five_d_tiff_is_refused_with_its_axes(tmp_path):
-    tifffile.imwrite(tmp_path / "x.tif", np.zeros((2, 3, 4, 8, 8), np.uint8), imagej=True)
-    with pytest.raises(InputError, match="x.tif.*axes"):
-        io.read_image(tmp_path / "x.tif")
+# ------------------------------------------------------------- issue 14.8: TIFF metadata and layout
+
+
+def _tiff(path):
+    """(series axes, series shape, pixels, ImageJ metadata, first page) of a TIFF as tifffile reads it."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.axes, series.shape, series.asarray(), tif.imagej_metadata, tif.pages.first
+
+
+def _pixel_size(page) -> tuple[float, float]:
+    """(x, y) pixel size from the XResolution/YResolution tags (pixels per unit)."""
+    (xn, xd), (yn, yd) = page.tags["XResolution"].value, page.tags["YResolution"].value
+    return xd / xn, yd / yn
+
+
+def _enlarge(image: io.Image, factor: int) -> np.ndarray:
+    """The image's pixels, each repeated factor × factor times (what --upscale does to the size)."""
+    axis = 1 if image.is_stack else 0
+    return np.repeat(np.repeat(image.data, factor, axis), factor, axis + 1)
+
+
+def test_upscaled_tiff_gets_its_imagej_pixel_size_divided_by_the_factor(tmp_path):
+    src = tmp_path / "cal.tif"
+    data = _random(np.uint16, (3, 8, 10))
+    tifffile.imwrite(src, data, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    image = io.read_image(src)
+    io.write_image(tmp_path / "same.tif", image.data, like=image)  # degrade: same size, same calibration
+    io.write_image(tmp_path / "x4.tif", _enlarge(image, 4), like=image)  # enhance --upscale 4
+    for name, size in (("same.tif", 0.65), ("x4.tif", 0.1625)):
+        axes, shape, _, meta, page = _tiff(tmp_path / name)
+        assert _pixel_size(page) == pytest.approx((size, size), rel=1e-6), name
+        assert meta["unit"] == "um" and meta["spacing"] == 2.0 and axes == "ZYX", name  # Z spacing is not X/Y
+    assert shape == (3, 32, 40)
+
+
+def test_upscaled_plain_tiff_gets_its_resolution_tags_scaled(tmp_path):
+    src = tmp_path / "dpi.tif"
+    tifffile.imwrite(src, _random(np.uint8, (8, 10)), resolution=(300, 150), resolutionunit="INCH")
+    image = io.read_image(src)
+    io.write_image(tmp_path / "x2.tif", _enlarge(image, 2), like=image)
+    page = _tiff(tmp_path / "x2.tif")[4]
+    assert _pixel_size(page) == pytest.approx((1 / 600, 1 / 300), rel=1e-6)
+    assert page.tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+
+
+@pytest.mark.parametrize(
+    "axes, shape",
+    [("TYX", (5, 8, 9)), ("CYX", (2, 8, 9)), ("ZCYX", (3, 2, 8, 9)), ("TZCYX", (2, 3, 2, 8, 9)), ("TZYXS", (2, 2, 8, 9, 3))],
+)
+def test_imagej_stacks_keep_their_axes(tmp_path, axes, shape):
+    """A T stack stays T (not Z), a hyperstack keeps its T, Z and C sizes, frame interval and unit."""
+    data = _random(np.uint8, shape)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, data, imagej=True, metadata={"axes": axes, "finterval": 0.5, "unit": "um", "spacing": 1.5})
+    image = io.read_image(src)
+    assert image.is_stack and len(image.frames) == int(np.prod(shape[: axes.index("Y")]))
+    io.write_image(tmp_path / "out.tif", image.data, like=image)
+    _, _, _, meta_in, _ = _tiff(src)
+    out_axes, out_shape, back, meta, _ = _tiff(tmp_path / "out.tif")
+    assert (out_axes, out_shape) == (axes, shape) and np.array_equal(back, data)
+    for key in ("frames", "slices", "channels", "finterval", "unit", "spacing"):
+        assert meta.get(key) == meta_in.get(key), key
+
+
+def test_plain_tiff_stack_keeps_its_axes(tmp_path):
+    data = _random(np.uint16, (4, 8, 9))
+    tifffile.imwrite(tmp_path / "in.tif", data, photometric="minisblack", metadata={"axes": "TYX"})
+    image = io.read_image(tmp_path / "in.tif")
+    io.write_image(tmp_path / "out.tif", image.data, like=image)
+    assert _tiff(tmp_path / "out.tif")[:2] == ("TYX", (4, 8, 9))
+
+
+def _ome_pixels(path) -> tuple[dict, str, tuple]:
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome, path
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        return pixels, tif.series[0].axes, tif.series[0].shape
+
+
+def test_ome_tiff_keeps_its_ome_xml_and_rescales_physical_size(tmp_path):
+    data = _random(np.uint16, (3, 2, 8, 10))
+    src = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(src, data, metadata={
+        "axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.65, "PhysicalSizeYUnit": "µm",
+        "PhysicalSizeZ": 2.0, "Channel": {"Name": ["DAPI", "GFP"]}, "Name": "well A1",
+    })
+    image = io.read_image(src)
+    assert image.is_stack and len(image.frames) == 6
+    io.write_image(tmp_path / "same" / "cells.ome.tif", image.data, like=image)
+    io.write_image(tmp_path / "x4" / "cells.ome.tif", _enlarge(image, 4), like=image)
+    for folder, factor in (("same", 1), ("x4", 4)):
+        pixels, axes, shape = _ome_pixels(tmp_path / folder / "cells.ome.tif")
+        assert (axes, shape) == ("ZCYX", (3, 2, 8 * factor, 10 * factor))
+        assert (pixels["SizeX"], pixels["SizeY"]) == (10 * factor, 8 * factor)
+        assert pixels["PhysicalSizeX"] == pytest.approx(0.65 / factor) and pixels["PhysicalSizeY"] == pytest.approx(0.65 / factor)
+        assert pixels["PhysicalSizeXUnit"] == "µm" and pixels["PhysicalSizeZ"] == 2.0
+        assert [c["Name"] for c in pixels["Channel"]] == ["DAPI", "GFP"]
+    assert np.array_equal(tifffile.imread(tmp_path / "same" / "cells.ome.tif"), data)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_planar_rgb_tiff_is_written_planar(tmp_path, dtype):
+    planar = _random(dtype, (3, 8, 10))
+    tifffile.imwrite(tmp_path / "in.tif", planar, photometric="rgb", planarconfig="separate")
+    image = io.read_image(tmp_path / "in.tif")
+    assert image.data.shape == (8, 10, 3)  # RGB for everything above io
+    io.write_image(tmp_path / "out.tif", image.data, like=image)
+    axes, shape, back, _, page = _tiff(tmp_path / "out.tif")
+    assert page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and axes == "SYX" and np.array_equal(back, planar)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.complex64, np.bool_])
@@ -174,3 +282,38 @@ def test_output_folder_must_not_be_or_hide_in_the_input_folder(tmp_path):
         io.check_output_dir(tmp_path / "in" / "out", items, recursive=True)
     io.check_output_dir(tmp_path / "in" / "out", items, recursive=False)  # allowed: not searched
     io.check_output_dir(tmp_path / "elsewhere", items, recursive=True)
+
+
+# ------------------------------------------------------------------ issue 14.9: JPEG EXIF orientation
+
+# What a viewer does to the stored pixels for each EXIF Orientation value (checked against PIL's
+# ImageOps.exif_transpose once); 1 is upright.
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _corners(shape) -> np.ndarray:
+    """An 8-bit image with three distinct 8×8 corner blocks (JPEG keeps blocks exact enough)."""
+    data = np.zeros(shape, np.uint8)
+    data[:8, :8], data[:8, -8:], data[-8:, :8] = 250, 160, 90
+    return data
+
+
+@pytest.mark.parametrize("byteorder", [">", "<"])
+@pytest.mark.parametrize("shape", [(16, 24), (16, 24, 3)])
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_jpeg_exif_orientation_is_applied_on_read(tmp_path, orientation, shape, byteorder):
+    stored = _corners(shape)
+    raw = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    (tmp_path / "x.jpg").write_bytes(with_app1(raw, exif_app1(orientation, byteorder)))
+    data = io.read_image(tmp_path / "x.jpg").data
+    expect = UPRIGHT[orientation](stored)
+    assert data.shape == expect.shape and np.abs(data.astype(int) - expect).max() <= 8
