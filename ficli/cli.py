@@ -112,26 +112,34 @@ def _run_files(description: str, items, out_for, process, skip_existing: bool):
 def degrade(
     inputs: list[str] = typer.Argument(..., help="HR image files, folders or glob patterns (quote globs)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; the input tree is mirrored under it."),
-    scale: int = typer.Option(4, "--scale", "-s", min=1, help="Shrink factor s of D (then U enlarges back to the input size)."),
-    psf_sigma: float = typer.Option(0.0, "--psf-sigma", min=0, help="Gaussian PSF blur before D, standard deviation in HR pixels; 0 = none."),
-    poisson_peak: float = typer.Option(0.0, "--poisson-peak", min=0, help="Poisson (shot) noise: photon count at the image's maximum; 0 = none. Lower is noisier (e.g. 200)."),
-    gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", min=0, help="Gaussian read noise, standard deviation as a fraction of the image's maximum; 0 = none."),
+    scale: str = typer.Option("4", "--scale", "-s", help="Shrink factor s of K_s, any number from 1 to 8 (e.g. 2.5); default 4. U then enlarges back to the input size; 1 with no blur and no noise leaves the image as it is."),
+    kernel: str = typer.Option("pil", "--kernel", "-k", help="Downscale kernel K_s: 'pil' (default, the paper's: antialiased bicubic a=-0.5, as PIL/MATLAB shrink), 'cv2' (OpenCV INTER_CUBIC a=-0.75, not antialiased: what most OpenCV pipelines do), 'area' (mean over each pixel's footprint: what a camera pixel integrates), 'bilinear' (OpenCV INTER_LINEAR, not antialiased: cv2.resize's default). See docs/DEGRADATIONS.md."),
+    psf_sigma: float = typer.Option(0.0, "--psf-sigma", help="Gaussian PSF blur before K_s, standard deviation in HR pixels, 0 to 50; default 0 = none."),
+    poisson_peak: float = typer.Option(0.0, "--poisson-peak", help="Poisson (shot) noise on the small image: photon count at the image's maximum, up to 1e9; default 0 = none. Lower is noisier (e.g. 200)."),
+    gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", help="Gaussian read noise on the small image, standard deviation as a fraction of the image's maximum, 0 to 1; default 0 = none."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist untouched (for reruns)."),
 ):
-    """Simulate low-resolution images: Y = U(D(X)) with optional PSF blur and noise.
+    """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise).
 
-    D shrinks by --scale and U enlarges back with the project's one bicubic resize, so each output
-    has its input's size, pixel type and format. Sides that are not multiples of the scale are
-    reflect-padded before D and cropped back after U. Blur, then Poisson, then Gaussian noise are
-    applied before D, in that order.
+    B is an optional Gaussian PSF blur; K_s shrinks by --scale with the --kernel; Poisson, then
+    Gaussian noise are added to the small image (where a camera counts photons); U enlarges back with
+    the project's one bicubic resize, so each output has its input's size, pixel type and format.
+    Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
     from ficli import io
-    from ficli.degrade import Degradation, degrade_file
+    from ficli.degrade import SCALE_RANGE, Degradation, check_setting, degrade_file
 
+    try:
+        try:
+            scale = float(scale)
+        except ValueError:
+            check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
+        settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with _reporting_errors():
-        settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma)
         items = io.collect_inputs(inputs, recursive=recursive)
         io.check_output_dir(out, items, recursive=recursive)
         _run_files(
