@@ -186,10 +186,11 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 def degrade(
     inputs: list[str] = typer.Argument(..., help="HR images: " + InputsHelp),
     out: OutOption = ...,
-    scale: int = typer.Option(4, "--scale", "-s", min=1, help="Shrink factor s of D (then U enlarges back to the input size); the sides padded to multiples of s stay within 400 million pixels."),
-    psf_sigma: float = typer.Option(0.0, "--psf-sigma", min=0, help="Gaussian PSF blur before D, standard deviation in HR pixels; 0 = none."),
-    poisson_peak: float = typer.Option(0.0, "--poisson-peak", min=0, help="Poisson (shot) noise: photon count at the image's maximum; 0 = none. Lower is noisier (e.g. 200)."),
-    gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", min=0, help="Gaussian read noise, standard deviation as a fraction of the image's maximum; 0 = none."),
+    scale: str = typer.Option("4", "--scale", "-s", help="Shrink factor s of K_s, any number from 1 to 8 (e.g. 2.5); default 4. U then enlarges back to the input size; 1 with no blur and no noise leaves the image as it is. The sides padded to multiples of s stay within 400 million pixels."),
+    kernel: str = typer.Option("pil", "--kernel", "-k", help="Downscale kernel K_s: 'pil' (default, the paper's: antialiased bicubic a=-0.5, as PIL/MATLAB shrink), 'cv2' (OpenCV INTER_CUBIC a=-0.75, not antialiased: what most OpenCV pipelines do), 'area' (mean over each pixel's footprint: what a camera pixel integrates), 'bilinear' (OpenCV INTER_LINEAR, not antialiased: cv2.resize's default). See docs/DEGRADATIONS.md."),
+    psf_sigma: float = typer.Option(0.0, "--psf-sigma", help="Gaussian PSF blur before K_s, standard deviation in HR pixels, 0 to 50; default 0 = none."),
+    poisson_peak: float = typer.Option(0.0, "--poisson-peak", help="Poisson (shot) noise on the small image: photon count at the image's maximum, up to 1e9; default 0 = none. Lower is noisier (e.g. 200)."),
+    gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", help="Gaussian read noise on the small image, standard deviation as a fraction of the image's maximum, 0 to 1; default 0 = none."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     overwrite: OverwriteOption = False,
@@ -197,19 +198,23 @@ def degrade(
     suffix: SuffixOption = "",
     quiet: QuietOption = False,
 ):
-    """Simulate low-resolution images: Y = U(D(X)) with optional PSF blur and noise.
+    """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise).
 
-    D shrinks by --scale and U enlarges back with the project's one bicubic resize, so each output
-    has its input's size, pixel type and format. Sides that are not multiples of the scale are
-    reflect-padded before D and cropped back after U. Blur, then Poisson, then Gaussian noise are
-    applied before D, in that order.
+    B is an optional Gaussian PSF blur; K_s shrinks by --scale with the --kernel; Poisson, then
+    Gaussian noise are added to the small image (where a camera counts photons); U enlarges back with
+    the project's one bicubic resize, so each output has its input's size, pixel type and format.
+    Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
     with _reporting_errors():
         outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
-        from ficli.degrade import Degradation, degrade_file  # torch: after the paths are checked
+        from ficli.degrade import SCALE_RANGE, Degradation, check_setting, degrade_file  # torch: after the paths are checked
 
         with _usage_errors():
-            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma)
+            try:
+                scale = float(scale)
+            except ValueError:
+                check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
+            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
         _run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
                    skip_existing, quiet)
 

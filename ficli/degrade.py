@@ -1,17 +1,27 @@
-"""The degradation model Y = U(D(X)) of DESIGN section 1, and the project's one bicubic resize.
+"""The degradation family Y = U(K_s(B_σ(X)) + n) of DESIGN section 8, and the project's one bicubic.
 
-`X` is the sharp image as float32 in [0, 1] (any range works: nothing is clipped here). Optional,
-before D and in this order: a Gaussian PSF blur (the paper's Eq. 1), Poisson shot noise at a peak
-photon count, additive Gaussian read noise. D shrinks by `scale` with bicubic interpolation, U
-enlarges back to the original size with the same bicubic, so Y has X's size.
+`X` is the sharp image as float32 in [0, 1] (any range works: nothing is clipped here). In order:
 
-Sides that are not multiples of `scale` are reflect-padded up to the next multiple before D and the
-result is cropped back to X's size after U (so Y and X always pair pixel for pixel).
+- `B_σ`: a Gaussian PSF blur of standard deviation σ HR pixels (the paper's Eq. 1; σ = 0: none);
+- `K_s`: a downscale by a continuous factor `s` ≥ 1 with one of `KERNELS` (docs/DEGRADATIONS.md says
+  why each is there): `pil` (the paper's: PIL's antialiased bicubic, a = −0.5), `cv2` (OpenCV's
+  `INTER_CUBIC`, a = −0.75, not antialiased), `area` (OpenCV's `INTER_AREA`: the mean over each
+  output pixel's footprint, as a camera pixel integrates), `bilinear` (OpenCV's `INTER_LINEAR`, not
+  antialiased: `cv2.resize`'s default);
+- `n`: Poisson shot noise at a peak photon count, then Gaussian read noise, added to the small image
+  (the camera's pixels are where photons are counted);
+- `U`: the project's one bicubic (`bicubic_resize`) back to X's size.
+
+`s = 1` with σ = 0 and no noise is exactly the identity. The small image has `ceil(H / s)` rows; X
+is reflect-padded to the nearest whole number of pixels to `rows · s` first and the result is cropped
+back after U, so Y and X pair pixel for pixel. For whole-number `s` the padding is to a multiple of
+`s` and the factor is exact; otherwise it is `round(rows · s) / rows`, within 0.5 / rows of `s`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -23,31 +33,52 @@ import torch.nn.functional as F
 from ficli import io
 from ficli.errors import ConfigError
 
+KERNELS = ("pil", "cv2", "area", "bilinear")
+SCALE_RANGE = (1.0, 8.0)  # a factor over 8 leaves too few pixels to be a useful simulation
+PSF_SIGMA_MAX = 50.0  # HR pixels; wider blurs leave a flat image (and cost minutes)
+POISSON_PEAK_MAX = 1e9  # photons; above this shot noise is below float32's resolution
+GAUSSIAN_SIGMA_MAX = 1.0  # a fraction of the image maximum: noise as large as the signal
+
+_CV2_FLAGS = {"cv2": cv2.INTER_CUBIC, "area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
+
 
 @dataclass(frozen=True)
 class Degradation:
-    """Settings of Y = U(D(X)). Noise levels are relative to the image's own maximum intensity."""
+    """Settings of Y = U(K_s(B_σ(X)) + n). Noise levels are relative to the image's own maximum."""
 
-    scale: int = 4
-    psf_sigma: float = 0.0  # Gaussian PSF standard deviation in HR pixels; 0 = none
-    poisson_peak: float = 0.0  # photons at the image's maximum; 0 = no shot noise
-    gaussian_sigma: float = 0.0  # read-noise standard deviation as a fraction of the image maximum
+    scale: float = 4.0  # s, the shrink factor of K_s, in [1, 8]
+    psf_sigma: float = 0.0  # Gaussian PSF standard deviation in HR pixels, [0, 50]; 0 = none
+    poisson_peak: float = 0.0  # photons at the image's maximum, (0, 1e9]; 0 = no shot noise
+    gaussian_sigma: float = 0.0  # read-noise standard deviation as a fraction of the image maximum, [0, 1]
+    kernel: str = "pil"  # one of KERNELS
 
     def __post_init__(self):
-        if self.scale < 1:
-            raise ConfigError(f"--scale must be 1 or more, got {self.scale}")
-        for name in ("psf_sigma", "poisson_peak", "gaussian_sigma"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        check_setting("scale", self.scale, *SCALE_RANGE)
+        check_setting("psf_sigma", self.psf_sigma, 0.0, PSF_SIGMA_MAX)
+        check_setting("poisson_peak", self.poisson_peak, 0.0, POISSON_PEAK_MAX, "0 = none")
+        check_setting("gaussian_sigma", self.gaussian_sigma, 0.0, GAUSSIAN_SIGMA_MAX)
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"--kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
+
+
+def check_setting(name: str, value: float, lo: float, hi: float, note: str = "") -> None:
+    """Raise ConfigError naming option --NAME and its range unless lo <= value <= hi (finite)."""
+    try:
+        ok = math.isfinite(float(value)) and lo <= float(value) <= hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        extra = f"; {note}" if note else ""
+        raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a number from {lo:g} to {hi:g}{extra}")
 
 
 def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of (B, C, H, W) to `size` = (h, w): the one resize of the whole project.
 
     torch's antialiased bicubic, which is PIL's `Image.resize(BICUBIC)` (Keys kernel, a = -0.5, widened
-    by the factor when shrinking, as MATLAB's `imresize` does) in both directions: one kernel for D
-    and U. (torch's plain bicubic uses a = -0.75 and does not reproduce a linear ramp.) No clipping:
-    intensities may overshoot slightly at edges, as bicubic does.
+    by the factor when shrinking, as MATLAB's `imresize` does) in both directions and at any ratio of
+    sizes: one kernel for the `pil` K_s and for U. (torch's plain bicubic uses a = -0.75 and does not
+    reproduce a linear ramp.) No clipping: intensities may overshoot slightly at edges, as bicubic does.
     """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -60,34 +91,145 @@ def resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return _from_tensor(bicubic_resize(t, size), image.ndim)
 
 
-def shrink_enlarge(image: np.ndarray, scale: int) -> np.ndarray:
-    """U(D(X)) alone for a float (H, W) or (H, W, C) image (reflect-pad to a multiple of `scale`)."""
+def small_size(side: int, scale: float) -> tuple[int, int]:
+    """(rows of the small image, padded side) for one side of X shrunk by `scale` (see the module doc)."""
+    n = max(1, math.ceil(side / scale - 1e-6))
+    return n, max(side, round(n * scale))
+
+
+def downscale(image: np.ndarray, size: tuple[int, int], kernel: str = "pil") -> np.ndarray:
+    """K: a float32 (H, W) or (H, W, C) image shrunk to `size` = (h, w) with one of `KERNELS`."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    if kernel == "pil":
+        return resize_array(image, size)
+    small = cv2.resize(image, (size[1], size[0]), interpolation=_CV2_FLAGS[kernel])
+    return small.reshape(size + image.shape[2:])
+
+
+def shrink_enlarge(image: np.ndarray, scale: float, kernel: str = "pil") -> np.ndarray:
+    """U(K_s(X)) alone for a float (H, W) or (H, W, C) image (reflect-pad, see the module doc)."""
+    return _shrink_noise_enlarge(np.asarray(image, np.float32), scale, kernel, lambda small: small)
+
+
+def _shrink_noise_enlarge(x: np.ndarray, scale: float, kernel: str, noise) -> np.ndarray:
+    """U(noise(K_s(pad(X)))) cropped back to X's size; `noise` maps the small image to its noisy copy."""
     if scale == 1:
-        return image.astype(np.float32, copy=True)
-    h, w = image.shape[:2]
-    ph, pw = -h % scale, -w % scale
-    t = _to_tensor(image)
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        t = F.pad(t, (0, pw, 0, ph), mode=mode)
-    H, W = t.shape[-2:]
-    small = bicubic_resize(t, (H // scale, W // scale))
-    return _from_tensor(bicubic_resize(small, (H, W))[..., :h, :w], image.ndim)
+        return noise(x.astype(np.float32, copy=True))
+    h, w = x.shape[:2]
+    (nh, H), (nw, W) = small_size(h, scale), small_size(w, scale)
+    if H > h or W > w:
+        mode = "reflect" if H - h < h and W - w < w else "edge"
+        x = np.pad(x, ((0, H - h), (0, W - w)) + ((0, 0),) * (x.ndim - 2), mode=mode)
+    small = noise(np.ascontiguousarray(downscale(np.ascontiguousarray(x, np.float32), (nh, nw), kernel)))
+    return np.ascontiguousarray(resize_array(small, (H, W))[:h, :w])
 
 
-def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator) -> np.ndarray:
-    """Y = U(D(noise(blur(X)))) for a float32 (H, W) or (H, W, C) image; returns float32, same shape."""
-    x = image.astype(np.float32, copy=True)
-    if settings.psf_sigma > 0:
-        x = cv2.GaussianBlur(x, (0, 0), settings.psf_sigma, borderType=cv2.BORDER_REFLECT)
-        x = x.reshape(image.shape)
-    top = float(x.max()) if x.size else 0.0
-    if settings.poisson_peak > 0 and top > 0:
-        photons = np.clip(x, 0, None) / top * settings.poisson_peak
-        x = (rng.poisson(photons) * (top / settings.poisson_peak)).astype(np.float32)
-    if settings.gaussian_sigma > 0 and top > 0:
-        x = x + rng.normal(0.0, settings.gaussian_sigma * top, x.shape).astype(np.float32)
-    return shrink_enlarge(x, settings.scale)
+def add_noise(x: np.ndarray, top: float, poisson_peak: float, gaussian_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Poisson shot noise with `poisson_peak` photons at intensity `top`, then Gaussian read noise of
+    standard deviation `gaussian_sigma · top` (either 0: none). float32 in, float32 out."""
+    if poisson_peak > 0 and top > 0:
+        photons = np.clip(x, 0, None) / top * poisson_peak
+        x = (rng.poisson(photons) * (top / poisson_peak)).astype(np.float32)
+    if gaussian_sigma > 0 and top > 0:
+        x = x + rng.normal(0.0, gaussian_sigma * top, x.shape).astype(np.float32)
+    return x
+
+
+def psf_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """B_σ: Gaussian blur, σ in pixels, reflected borders; (H, W) or (H, W, C) float32."""
+    if sigma <= 0:
+        return x
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(x.shape)
+
+
+def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, top: float | None = None) -> np.ndarray:
+    """Y = U(K_s(B_σ(X)) + n) for a float32 (H, W) or (H, W, C) image; returns float32, same shape.
+
+    Noise is added to the small image, at levels relative to intensity `top` (default: the maximum
+    of B_σ(X)): `poisson_peak` photons at `top`, read noise `gaussian_sigma · top`.
+    """
+    x = psf_blur(image.astype(np.float32, copy=True), settings.psf_sigma)
+    if top is None:
+        top = float(x.max()) if x.size else 0.0
+    return _shrink_noise_enlarge(
+        x, settings.scale, settings.kernel,
+        lambda small: add_noise(small, top, settings.poisson_peak, settings.gaussian_sigma, rng),
+    )
+
+
+# ---------------------------------------------------------------- random degradations for training
+
+
+@dataclass(frozen=True)
+class DegradationRanges:
+    """The ranges training draws each crop's degradation from (DESIGN section 8).
+
+    A fraction `sharp_fraction` of crops is left exactly as it is (s = 1, no blur, no noise), so
+    the generator learns to return a sharp image unchanged; the others get s uniform in
+    (1, `scale_max`], a kernel from `kernels`, σ uniform in [0, `psf_sigma_max`], shot noise with
+    probability `poisson_p` (peak log-uniform in `poisson_peak`, photons at intensity 1: training
+    images are normalised to their 0.1/99.9 percentiles) and read noise with probability `read_p`
+    (standard deviation uniform in [0, `read_sigma_max`] of intensity 1).
+    """
+
+    kernels: tuple[str, ...] = KERNELS
+    scale_max: float = 4.0
+    sharp_fraction: float = 0.15
+    psf_sigma_max: float = 2.0
+    poisson_peak: tuple[float, float] = (30.0, 3000.0)
+    poisson_p: float = 0.5
+    read_sigma_max: float = 0.02
+    read_p: float = 0.5
+
+    def __post_init__(self):
+        if not self.kernels or any(k not in KERNELS for k in self.kernels):
+            raise ConfigError(f"kernels {self.kernels!r}: choose from {', '.join(KERNELS)}")
+        check_setting("scale_max", self.scale_max, *SCALE_RANGE)
+        check_setting("psf_sigma_max", self.psf_sigma_max, 0.0, PSF_SIGMA_MAX)
+        check_setting("read_sigma_max", self.read_sigma_max, 0.0, GAUSSIAN_SIGMA_MAX)
+        lo, hi = self.poisson_peak
+        check_setting("poisson_peak", lo, 1e-6, POISSON_PEAK_MAX)
+        check_setting("poisson_peak", hi, lo, POISSON_PEAK_MAX)
+        for name in ("sharp_fraction", "poisson_p", "read_p"):
+            check_setting(name, getattr(self, name), 0.0, 1.0)
+
+
+def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> Degradation:
+    """One random `Degradation` drawn from `ranges` (noise levels are then relative to intensity 1)."""
+    if rng.random() < ranges.sharp_fraction or ranges.scale_max == 1:
+        return Degradation(scale=1.0, kernel=ranges.kernels[0])
+    lo, hi = ranges.poisson_peak
+    return Degradation(
+        scale=float(1 + (ranges.scale_max - 1) * (1 - rng.random())),  # (1, scale_max]
+        kernel=ranges.kernels[rng.integers(len(ranges.kernels))],
+        psf_sigma=float(rng.uniform(0, ranges.psf_sigma_max)),
+        poisson_peak=float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if rng.random() < ranges.poisson_p else 0.0,
+        gaussian_sigma=float(rng.uniform(0, ranges.read_sigma_max)) if rng.random() < ranges.read_p else 0.0,
+    )
+
+
+def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Degrade a batch of HR crops, each with its own random settings: (lr, s).
+
+    `hr` is (B, C, H, W) float in [0, 1] (on any device); `lr` has its shape, dtype and device, and
+    `s` is the (B,) float32 tensor of each crop's shrink factor (1 for the crops left sharp), the
+    number the generator is told. Noise levels are relative to intensity 1. Crop borders are
+    reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max pixels off both after
+    degrading if the border matters. The work is per crop on the CPU (OpenCV and torch, no loops
+    over pixels); see benchmarks/degrade_batch.py for its speed.
+    """
+    if hr.ndim != 4:
+        raise ValueError(f"degrade_batch takes (B, C, H, W), got shape {tuple(hr.shape)}")
+    x = hr.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+    out, scales = np.empty_like(x), np.empty(len(x), np.float32)
+    for i in range(len(x)):
+        settings = sample_degradation(ranges, rng)
+        crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
+        out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
+        scales[i] = settings.scale
+    lr = torch.from_numpy(out).permute(0, 3, 1, 2).to(hr.device, hr.dtype).contiguous()
+    return lr, torch.from_numpy(scales)
 
 
 def seed_for(seed: int, name: str) -> np.random.Generator:

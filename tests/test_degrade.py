@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli.degrade import Degradation, bicubic_resize, degrade, resize_array, seed_for, shrink_enlarge
+from ficli.degrade import (
+    KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade, degrade_batch, downscale, resize_array,
+    sample_degradation, seed_for, shrink_enlarge, small_size,
+)
 from ficli.errors import ConfigError
 from ficli.phantom import phantom
 
@@ -98,3 +101,155 @@ def test_degrade_keeps_tiff_axes_and_calibration_and_evaluate_scores_a_hyperstac
     result = run_cli("evaluate", hr, tmp_path / "lr", "--json", tmp_path / "s.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text())["methods"][0]["n"] == 3
+# ------------------------------------------------------------ the family of kernels, continuous s
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_scale_one_without_blur_or_noise_is_exactly_the_identity(kernel):
+    x = phantom(37, 29, seed=4)
+    assert np.array_equal(degrade(x, Degradation(scale=1, kernel=kernel), seed_for(0, "a")), x)
+    rgb = np.random.default_rng(0).random((9, 11, 3)).astype(np.float32)
+    assert np.array_equal(shrink_enlarge(rgb, 1.0, kernel), rgb)
+
+
+@pytest.mark.parametrize("scale", [1.5, 2.5, 3.7, 4.0, 7.3])
+def test_pil_kernel_equals_pil_bicubic_at_non_integer_factors(scale):
+    pil = pytest.importorskip("PIL.Image")
+    x = np.random.default_rng(0).random((61, 47)).astype(np.float32)
+    (nh, H), (nw, W) = small_size(61, scale), small_size(47, scale)
+    assert abs(H / nh - scale) <= 0.5 / nh + 1e-9 and H >= 61 and W >= 47
+    padded = np.pad(x, ((0, H - 61), (0, W - 47)), mode="reflect")
+    small = np.asarray(pil.fromarray(padded, mode="F").resize((nw, nh), pil.BICUBIC))
+    assert np.abs(downscale(padded, (nh, nw), "pil") - small).max() < 1e-5
+    back = np.asarray(pil.fromarray(small, mode="F").resize((W, H), pil.BICUBIC))[:61, :47]
+    assert np.abs(shrink_enlarge(x, scale, "pil") - back).max() < 1e-5
+
+
+def test_opencv_kernels_are_opencv_itself():
+    cv2 = pytest.importorskip("cv2")
+    x = np.random.default_rng(1).random((64, 48)).astype(np.float32)
+    for kernel, flag in (("cv2", cv2.INTER_CUBIC), ("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)):
+        assert np.array_equal(downscale(x, (26, 19), kernel), cv2.resize(x, (19, 26), interpolation=flag))
+
+
+def test_area_kernel_integrates_pixels_like_a_camera():
+    x = np.random.default_rng(2).random((8, 12)).astype(np.float32)
+    binned = x.reshape(4, 2, 6, 2).mean(axis=(1, 3))
+    assert np.allclose(downscale(x, (4, 6), "area"), binned, atol=1e-6)
+
+
+def test_antialiased_kernels_remove_fine_stripes_the_others_alias_them():
+    # stripes at 0.3 cycles/pixel are above the Nyquist limit of a ×4 smaller image (0.125)
+    stripes = (0.5 + 0.5 * np.cos(2 * np.pi * 0.3 * np.arange(128)))[None].repeat(128, 0).astype(np.float32)
+    left = {k: downscale(stripes, (32, 32), k)[:, 4:-4].std() for k in KERNELS}  # measured 0.002, 0.30, 0.06, 0.20
+    assert left["pil"] < 0.01 and left["area"] < 0.1
+    assert left["cv2"] > 0.25 and left["bilinear"] > 0.15
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_blur_grows_with_continuous_scale_for_every_kernel(kernel):
+    x = phantom(96, 96, seed=0, peak_photons=None)
+    err = [np.sqrt(np.mean((shrink_enlarge(x, s, kernel) - x) ** 2)) for s in (1, 1.5, 2.5, 4, 6)]
+    assert err[0] == 0 and all(a < b for a, b in zip(err, err[1:])), err
+
+
+@pytest.mark.parametrize("shape", [(61, 47), (3, 5), (1, 1), (1, 9), (30, 22, 3)])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_kernel_keeps_shape_at_a_fractional_scale(shape, kernel):
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    y = degrade(x, Degradation(scale=2.7, kernel=kernel, psf_sigma=0.5, poisson_peak=100, gaussian_sigma=0.01), seed_for(0, "a"))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+
+
+def test_noise_is_added_to_the_small_image():
+    # on a flat image the noise of the small image is enlarged: neighbours correlate over about s pixels
+    x = np.full((256, 256), 0.5, np.float32)
+    y = degrade(x, Degradation(scale=4, gaussian_sigma=0.05), seed_for(0, "n")) - 0.5
+    corr = np.corrcoef(y[:, :-1].ravel(), y[:, 1:].ravel())[0, 1]
+    assert corr > 0.8 and 0.02 < y.std() < 0.06
+
+
+# ------------------------------------------------------------ the training sampler
+
+
+def test_sampler_draws_sharp_crops_at_the_asked_rate_and_s_in_range():
+    rng = np.random.default_rng(0)
+    draws = [sample_degradation(DegradationRanges(), rng) for _ in range(2000)]
+    sharp = [d for d in draws if d.scale == 1]
+    assert 0.12 < len(sharp) / len(draws) < 0.18
+    assert all(d.psf_sigma == 0 and d.poisson_peak == 0 and d.gaussian_sigma == 0 for d in sharp)
+    scales = np.array([d.scale for d in draws if d.scale != 1])
+    assert scales.min() > 1 and scales.max() <= 4 and 2.3 < scales.mean() < 2.7
+    assert {d.kernel for d in draws} == set(KERNELS)
+    peaks = np.array([d.poisson_peak for d in draws if d.poisson_peak])
+    assert peaks.min() >= 30 and peaks.max() <= 3000 and 0.4 < len(peaks) / len(scales) < 0.6
+    assert max(d.psf_sigma for d in draws) <= 2
+
+
+def test_degrade_batch_gives_each_crop_its_own_degradation():
+    hr = torch.from_numpy(np.stack([phantom(64, 64, seed=i, peak_photons=None) for i in range(16)]))[:, None]
+    lr, s = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
+    assert lr.shape == hr.shape and lr.dtype == hr.dtype and s.shape == (16,)
+    same = (lr == hr).flatten(1).all(1)
+    assert torch.equal(same, s == 1) and 0 < int(same.sum()) < 16  # sharp crops untouched, the rest changed
+    err = ((lr - hr) ** 2).flatten(1).mean(1)[s > 1]
+    assert len(set(s[s > 1].tolist())) == int((s > 1).sum()) and (err > 0).all()
+    lr2, s2 = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
+    assert torch.equal(lr, lr2) and torch.equal(s, s2)
+
+
+def test_degrade_batch_with_one_kernel_and_no_noise_equals_degrade():
+    hr = torch.rand(4, 1, 40, 40)
+    ranges = DegradationRanges(kernels=("area",), sharp_fraction=0, poisson_p=0, read_p=0)
+    lr, s = degrade_batch(hr, ranges, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        d = sample_degradation(ranges, rng)
+        assert d.scale == pytest.approx(float(s[i]))
+        assert np.allclose(lr[i, 0].numpy(), degrade(hr[i, 0].numpy(), d, rng), atol=1e-6)
+
+
+def test_bad_ranges_raise_config_error():
+    with pytest.raises(ConfigError, match="kernels"):
+        DegradationRanges(kernels=("lanczos",))
+    with pytest.raises(ConfigError, match="scale-max"):
+        DegradationRanges(scale_max=0.5)
+
+
+# ------------------------------------------------------------ 14.7 numeric options bounded
+
+
+BAD_DEGRADE_OPTIONS = [
+    ("--gaussian-sigma", "inf", "0 to 1"),
+    ("--gaussian-sigma", "nan", "0 to 1"),
+    ("--gaussian-sigma", "1.5", "0 to 1"),
+    ("--psf-sigma", "1e6", "0 to 50"),
+    ("--psf-sigma", "inf", "0 to 50"),
+    ("--psf-sigma", "nan", "0 to 50"),
+    ("--poisson-peak", "inf", "1e+09"),
+    ("--poisson-peak", "nan", "1e+09"),
+    ("--poisson-peak", "-1", "1e+09"),
+    ("--scale", "9", "1 to 8"),
+    ("--scale", "0.5", "1 to 8"),
+    ("--scale", "nan", "1 to 8"),
+    ("--scale", "inf", "1 to 8"),
+    ("--scale", "four", "1 to 8"),
+]
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("option,value,range_text", BAD_DEGRADE_OPTIONS, ids=[f"{o}={v}" for o, v, _ in BAD_DEGRADE_OPTIONS])
+def test_out_of_range_degrade_option_is_refused_naming_option_and_range(run_cli, phantom_folder, tmp_path, option, value, range_text):
+    out = tmp_path / "lr"
+    result = run_cli("degrade", phantom_folder / "a8.png", "--out", out, option, value)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert option in text and range_text in text and "Traceback" not in text
+    assert not out.exists()
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("name,value", [("psf_sigma", float("inf")), ("gaussian_sigma", float("nan")), ("poisson_peak", float("inf")), ("scale", float("nan"))])
+def test_non_finite_settings_are_refused_by_the_library(name, value):
+    with pytest.raises(ConfigError, match=name.replace("_", "-")):
+        Degradation(**{name: value})

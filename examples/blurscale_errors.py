@@ -1,0 +1,66 @@
+"""The blur-scale estimator's error table: kernel × s, on images it was not calibrated on.
+
+    python examples/blurscale_errors.py ../shared/data/fluorescence/test [--poisson-peak 200]
+
+Each image (its central 512² at most) is degraded with each kernel of `ficli degrade` at each s, and
+`ficli.blurscale.estimate_scale` is asked for s. Prints a Markdown table of mean |error| / max
+|error| per cell, the share of estimates within ±0.5, and the estimates for the images as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ficli import io
+from ficli.blurscale import estimate_scale
+from ficli.degrade import KERNELS, Degradation, degrade
+
+SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def load_gray(path: Path, side: int = 512) -> np.ndarray:
+    x = io.to_unit(io.read_image(path).frames[0]).astype(np.float32)
+    x = x.mean(axis=2) if x.ndim == 3 else x
+    h, w = x.shape
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return np.ascontiguousarray(x[top : top + side, left : left + side])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("--poisson-peak", type=float, default=0.0)
+    args = parser.parse_args()
+    items = io.collect_inputs(args.inputs, recursive=True)
+    errors = np.zeros((len(items), len(KERNELS), len(SCALES)))
+    native = []
+    for a, item in enumerate(items):
+        x = load_gray(item.path)
+        native.append((item.path.name, estimate_scale(x).scale))
+        for b, kernel in enumerate(KERNELS):
+            for c, s in enumerate(SCALES):
+                y = degrade(x, Degradation(scale=s, kernel=kernel, poisson_peak=args.poisson_peak), np.random.default_rng(a))
+                est = estimate_scale(y).scale
+                errors[a, b, c] = np.nan if est is None else est - s
+    noise = f", Poisson peak {args.poisson_peak:g}" if args.poisson_peak else ", no noise"
+    print(f"{len(items)} images{noise}: mean |error| / max |error| of the estimated s")
+    print("| kernel | " + " | ".join(f"s = {s:g}" for s in SCALES) + " | all |")
+    print("|---" * (len(SCALES) + 2) + "|")
+    for b, kernel in enumerate(KERNELS):
+        e = np.abs(errors[:, b])
+        cells = [f"{np.nanmean(e[:, c]):.2f} / {np.nanmax(e[:, c]):.2f}" for c in range(len(SCALES))]
+        print(f"| {kernel} | " + " | ".join(cells) + f" | {np.nanmean(e):.2f} / {np.nanmax(e):.2f} |")
+    e = np.abs(errors)
+    print(f"within ±0.5: {np.mean(e <= 0.5):.1%} of {e.size}; bias (mean signed error) {np.nanmean(errors):+.2f}")
+    worst = np.unravel_index(np.nanargmax(e), e.shape)
+    print(f"worst: {items[worst[0]].path.name} {KERNELS[worst[1]]} s = {SCALES[worst[2]]:g}: error {errors[worst]:+.2f}")
+    print("images as they are: " + ", ".join(f"{n} {s}" for n, s in native))
+    values = np.array([s for _, s in native if s is not None])
+    print(f"as they are: s = {values.mean():.2f} ± {values.std():.2f} (min {values.min():.2f}, max {values.max():.2f})")
+
+
+if __name__ == "__main__":
+    main()

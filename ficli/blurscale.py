@@ -1,0 +1,149 @@
+"""Estimate the blur scale s of an image from its power spectrum (`--scale auto`, DESIGN section 8).
+
+An image made as Y = U(K_s(X)) (shrunk by s, enlarged back with a bicubic) carries the resampling's
+mark in its radially averaged power spectrum P(f): frequencies up to about 0.5/s pass, those above
+fall by three to four decades, in a pattern that depends on u = f·s (cycles per pixel of the small
+image) and hardly on the kernel. `TEMPLATE` is that fall, log10 P_Y(f) − log10 P_X(f) as a function
+of u, measured as the median over the images of fluorescence/train shrunk with all four kernels
+(examples/calibrate_blurscale.py). The estimate is the s whose template, added to a power law
+a + b·log f (the image's own content), fits log10 P of the input best (least squares over
+0.015 ≤ f ≤ 0.5, s on a grid of 0.05 from 1 to `S_MAX`, refined by a parabola). A native image
+without resampling fits the power law alone: s ≈ 1.
+
+P is a Welch average of Hann-windowed tiles (at most 256² each, up to 16 tiles), so big images cost
+a few FFTs. Planes of a stack or frames of a video pool their spectra (each normalised to unit
+power) before the one fit. Measured errors: docs/DEGRADATIONS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+S_MAX = 6.0  # the largest s the template was calibrated for
+MIN_SIDE = 32  # below this the spectrum has too few rings to place a cut-off
+TILE = 256
+BINS = 128  # radial bins over 0..0.5 cycles/pixel
+F_MIN = 0.015  # below this the window's leakage and the image's largest structures dominate
+FLAT_DECADES = 1.0  # a spectrum spanning less than this many decades holds no structure to measure
+
+# log10 P_Y - log10 P_X against u = f·s, u = 0, 0.025, ..., 3.0 (constant beyond): filled by
+# examples/calibrate_blurscale.py from fluorescence/train.
+U_STEP = 0.025
+TEMPLATE = (
+    0.000, 0.001, 0.001, 0.000, -0.001, -0.004, -0.010, -0.017, -0.030, -0.051,
+    -0.072, -0.103, -0.140, -0.190, -0.239, -0.294, -0.362, -0.414, -0.467, -0.527,
+    -0.593, -0.650, -0.687, -0.732, -0.760, -0.751, -0.764, -0.797, -0.857, -0.911,
+    -0.986, -1.090, -1.228, -1.423, -1.623, -1.892, -2.148, -2.483, -2.819, -3.098,
+    -3.387, -3.602, -3.762, -3.852, -3.678, -3.439, -3.236, -3.140, -3.098, -3.136,
+    -3.234, -3.517, -3.510, -3.498, -3.559, -3.670, -3.743, -4.075, -3.833, -3.465,
+    -3.442, -3.276, -3.134, -3.004, -2.901, -2.808, -2.758, -2.739, -2.771, -2.787,
+    -2.835, -2.965, -3.007, -3.168, -3.383, -3.705, -4.154, -4.421, -5.031, -5.822,
+    -6.448, -6.803, -6.250, -5.546, -5.142, -4.770, -4.611, -4.381, -4.317, -4.477,
+    -4.234, -4.591, -4.866, -4.929, -4.422, -4.309, -4.332, -4.359, -4.567, -4.840,
+    -4.790, -4.751, -4.342, -4.102, -3.893, -3.702, -3.568, -3.543, -3.425, -3.481,
+    -3.485, -3.537, -3.673, -3.799, -3.979, -4.219, -4.535, -4.847, -5.332, -6.105,
+    -6.885,
+)
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    """The estimate `scale` (None when it could not be made), the fit's quality and a note.
+
+    `residual` is the RMS misfit of the fit in decades; `note` says why there is no estimate (image
+    too small or too flat: the caller then uses the model's training scale) or that it is at a limit.
+    """
+
+    scale: float | None
+    residual: float = float("nan")
+    note: str = ""
+
+
+def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> np.ndarray | None:
+    """Radially averaged power spectrum (BINS,) of a float (H, W) or (H, W, C) image, normalised to
+    unit total power; None when the image is smaller than MIN_SIDE or has no variation."""
+    x = np.asarray(image, np.float64)
+    if x.ndim == 3:
+        x = x.mean(axis=2)
+    h, w = x.shape
+    if min(h, w) < MIN_SIDE or np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())):
+        return None
+    th, tw = min(tile, h), min(tile, w)
+    ys = np.unique(np.linspace(0, h - th, max(1, min(4, round(2 * h / th - 1)))).astype(int))
+    xs = np.unique(np.linspace(0, w - tw, max(1, min(4, round(2 * w / tw - 1)))).astype(int))
+    window = np.outer(np.hanning(th + 2)[1:-1], np.hanning(tw + 2)[1:-1])
+    power = np.zeros((th, tw // 2 + 1))
+    for y in ys[:max_tiles]:
+        for x0 in xs:
+            t = x[y : y + th, x0 : x0 + tw]
+            power += np.abs(np.fft.rfft2((t - t.mean()) * window)) ** 2
+    fy, fx = np.fft.fftfreq(th)[:, None], np.fft.rfftfreq(tw)[None]
+    ring = np.minimum((np.sqrt(fy**2 + fx**2) / 0.5 * BINS).astype(int), BINS)
+    total = np.bincount(ring.ravel(), power.ravel(), BINS + 1)[:BINS]
+    count = np.bincount(ring.ravel(), minlength=BINS + 1)[:BINS]
+    profile = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    profile = _fill_gaps(profile)
+    s = np.nansum(profile[1:])
+    if not np.isfinite(s) or s <= 0:
+        return None
+    return profile / s
+
+
+def estimate_scale(image: np.ndarray) -> ScaleEstimate:
+    """s of one float (H, W) or (H, W, C) image (any intensity scale)."""
+    return estimate_from_profile(power_profile(image))
+
+
+def estimate_scale_pooled(images) -> ScaleEstimate:
+    """One s for the planes of a stack or sampled frames of a video: their spectra pooled, one fit."""
+    profiles = [p for p in (power_profile(im) for im in images) if p is not None]
+    return estimate_from_profile(np.mean(profiles, axis=0) if profiles else None)
+
+
+def estimate_from_profile(profile: np.ndarray | None) -> ScaleEstimate:
+    """The template fit on a `power_profile`; see the module doc."""
+    if profile is None:
+        return ScaleEstimate(None, note=f"image too small or flat to estimate the blur scale (needs at least {MIN_SIDE}×{MIN_SIDE} pixels with structure)")
+    f = (np.arange(BINS) + 0.5) / BINS * 0.5
+    keep = f >= F_MIN
+    lp = np.log10(np.maximum(profile[keep], 1e-300))
+    if lp.max() - lp.min() < FLAT_DECADES:
+        return ScaleEstimate(None, note="image too flat to estimate the blur scale (its spectrum is the same at all frequencies: noise or a constant)")
+    f = f[keep]
+    basis = np.stack([np.ones_like(f), np.log(f)], axis=1)
+    pinv = np.linalg.pinv(basis)
+    grid = np.round(np.arange(1.0, S_MAX + 1e-9, 0.05), 2)
+    cost = np.array([_misfit(lp - template(f, s), basis, pinv) for s in grid])
+    i = int(np.argmin(cost))
+    s = float(grid[i])
+    if 0 < i < len(grid) - 1:  # parabola through the three costs around the minimum
+        c0, c1, c2 = cost[i - 1 : i + 2]
+        denom = c0 - 2 * c1 + c2
+        if denom > 0:
+            s += 0.05 * float(np.clip(0.5 * (c0 - c2) / denom, -0.5, 0.5))
+    note = f"at the estimator's limit of {S_MAX:g}: the image may be blurred more" if i == len(grid) - 1 else ""
+    return ScaleEstimate(round(s, 2), residual=float(np.sqrt(cost[i] / len(f))), note=note)
+
+
+def template(f: np.ndarray, s: float) -> np.ndarray:
+    """log10 of the resampling's power transfer at frequencies f (cycles/pixel) for scale s."""
+    if s <= 1:
+        return np.zeros_like(f)
+    table = np.asarray(TEMPLATE)
+    return np.interp(f * s, np.arange(len(table)) * U_STEP, table)
+
+
+def _misfit(y: np.ndarray, basis: np.ndarray, pinv: np.ndarray) -> float:
+    r = y - basis @ (pinv @ y)
+    return float(r @ r)
+
+
+def _fill_gaps(profile: np.ndarray) -> np.ndarray:
+    """Empty rings (a thin tile has no samples at some radii) take their neighbours' values."""
+    ok = np.isfinite(profile)
+    if ok.all() or not ok.any():
+        return profile
+    idx = np.arange(len(profile))
+    return np.interp(idx, idx[ok], profile[ok])
