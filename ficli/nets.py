@@ -39,6 +39,9 @@ class GeneratorConfig:
     growth: int = 32  # G: channels each dense layer adds
     layers: int = 4  # L: dense conv layers per residual dense block
     blocks: int = 7  # residual dense blocks
+    # Conditioned on the blur scale s of its input (DESIGN section 8): a constant map (s - 1) / 3
+    # beside the image at the head, as SRMD (Zhang et al., CVPR 2018) feeds its degradation maps.
+    scale_input: bool = False
 
     @property
     def multiple(self) -> int:
@@ -98,7 +101,7 @@ class Generator(nn.Module):
         super().__init__()
         c, f = config, config.features
         self.config = config
-        self.head = _conv(c.channels, f, 3)
+        self.head = _conv(c.channels + int(c.scale_input), f, 3)
         self.down = nn.Sequential(_conv(f, f, 3, stride=2), _act(), _conv(f, f, 3, stride=2), _act())
         self.blocks = nn.ModuleList(ResidualDenseBlock(f, c.growth, c.layers) for _ in range(c.blocks))
         self.fusion = nn.Sequential(_conv(c.blocks * f, f, 1), _conv(f, f, 3))
@@ -113,14 +116,24 @@ class Generator(nn.Module):
                 if isinstance(m, nn.Conv2d):
                     _spectral_norm(m)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: float | torch.Tensor | None = None) -> torch.Tensor:
+        """`scale`: the blur scale s of the input (a number, or one per image as a (B,) tensor);
+        required by a generator with `config.scale_input`, refused by one without."""
         m = self.config.multiple
         if x.ndim != 4 or x.shape[1] != self.config.channels or x.shape[2] % m or x.shape[3] % m:
             raise ValueError(
                 f"Generator expects (B, {self.config.channels}, H, W) with H and W multiples of {m}, "
                 f"got {tuple(x.shape)}; pad the input first (ficli.engine does)"
             )
-        return x + self.out_scale * self.tail(self.up(self.body(self.down(self.head(x)))))
+        if self.config.scale_input:
+            if scale is None:
+                raise ValueError("this generator is conditioned on the blur scale: call it as G(x, scale)")
+            h = self.head(torch.cat([x, scale_map(scale, x)], 1))
+        elif scale is not None:
+            raise ValueError("this generator takes no blur scale (it was not trained with one)")
+        else:
+            h = self.head(x)
+        return x + self.out_scale * self.tail(self.up(self.body(self.down(h))))
 
     def body(self, h: torch.Tensor) -> torch.Tensor:
         """The residual dense blocks, global fusion and global residual, at 1/4 of the input's size."""
@@ -129,6 +142,16 @@ class Generator(nn.Module):
             b = block(b)
             outs.append(b)
         return self.fusion(torch.cat(outs, 1)) + h
+
+
+def scale_map(scale: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The conditioning channel: (s - 1) / 3 everywhere, (B, 1, H, W) like `like` (so s in [1, 4]
+    maps to [0, 1]); `scale` is a number or a (B,) tensor."""
+    b, _, h, w = like.shape
+    s = torch.as_tensor(scale, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+    if s.shape[0] not in (1, b):
+        raise ValueError(f"one scale or one per image expected, got {s.shape[0]} for a batch of {b}")
+    return ((s - 1) / 3).expand(b, 1, h, w)
 
 
 class Discriminator(nn.Module):
@@ -226,7 +249,7 @@ def receptive_field(config: GeneratorConfig = GeneratorConfig()) -> int:
     not on the channel widths, so the probe runs with at most 4 features and growth 4. The input
     starts at 512 × 512 and doubles while the gradient reaches its border.
     """
-    probe = replace(config, channels=1, features=min(config.features, 4), growth=min(config.growth, 4))
+    probe = replace(config, channels=1, features=min(config.features, 4), growth=min(config.growth, 4), scale_input=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         g = Generator(probe, spectral_norm=False).double()

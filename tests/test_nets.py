@@ -1,4 +1,5 @@
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -228,3 +229,35 @@ def test_targets_are_judged_only_on_their_device(monkeypatch):
     gpu = bench.target_rows(gen, body, vid, "cuda")
     assert [r["met"] for r in gpu] == ["yes", "no", "no"]
     assert bench.target_rows([], [], [], "cuda")[0]["measured"] is None
+
+
+def test_scale_conditioned_generator_reads_its_scale():
+    cfg = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
+    torch.manual_seed(0)
+    g = Generator(cfg, spectral_norm=False).eval()
+    with torch.no_grad():
+        g.out_scale.fill_(1.0)
+        x = torch.rand(2, 1, 16, 16)
+        one, four = g(x, 1.0), g(x, 4.0)
+        per_image = g(x, torch.tensor([1.0, 4.0]))
+    assert not torch.allclose(one, four)  # the scale reaches the output
+    torch.testing.assert_close(per_image[0], one[0])
+    torch.testing.assert_close(per_image[1], four[1])
+    assert g.head.weight.shape[1] == 2  # image + scale map
+
+
+def test_scale_conditioned_generator_needs_a_scale_and_plain_one_refuses_it():
+    cond = Generator(GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True), spectral_norm=False)
+    plain = Generator(GeneratorConfig(features=8, growth=4, layers=1, blocks=1), spectral_norm=False)
+    x = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="blur scale"):
+        cond(x)
+    with pytest.raises(ValueError, match="no blur scale"):
+        plain(x, 2.0)
+    with pytest.raises(ValueError, match="one per image"):
+        cond(torch.rand(3, 1, 8, 8), torch.tensor([1.0, 2.0]))
+
+
+def test_scale_conditioned_generator_keeps_the_receptive_field():
+    cfg = GeneratorConfig(blocks=1, layers=1)
+    assert receptive_field(replace(cfg, scale_input=True)) == receptive_field(cfg)
