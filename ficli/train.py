@@ -115,7 +115,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" or "cosine" (to 0 at the last step of --epochs)
     warmup_steps: int = 0  # linear warm-up of the learning rate over this many steps
     ema: float = 0.0  # decay of the generator's weight average used for validation and export; 0 = off
-    channels_last: bool = False  # channels-last tensors in training (see docs/BENCHMARKS.md)
+    channels_last: bool = True  # channels-last tensors in training: 1.39× per step at crop 64 on AMD EPYC (docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the generator and critic for training
 
     def __post_init__(self):
