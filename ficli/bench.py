@@ -340,6 +340,82 @@ def bench_tiled(
     return rows
 
 
+SHARED_PARTS = ("g_fwd", "critic", "loss", "g_bwd")  # the parts of a training step (train.PARTS) timed here
+
+
+def bench_train(
+    shapes: Sequence[tuple[str, int, int]] = (("finetune", 64, 32), ("pretrain", 64, 64)),
+    device: str = "cpu",
+    repeats: int = 3,
+    config: GeneratorConfig = GeneratorConfig(),
+    compiled: Sequence[bool] = (False,),
+    critic_features: int = 64,
+) -> list[dict]:
+    """One training step (critic and generator: forward, losses with TG, backward, Adam) at each
+    (preset, batch, crop) shape, fp32 and bf16 (where the device runs it natively; a "skipped" row
+    otherwise), channels-last off and on, and with `compiled=(False, True)` through torch.compile.
+
+    Also, per shape, the batch of training pairs alone: `train.make_batch` (batched) against the
+    per-crop loop it replaced (`train.sample_batch`), from in-memory random images. One row per
+    setting: {"preset", "batch", "crop", "precision", "channels_last", "compiled", "step_ms",
+    "samples_per_s", and the share of the step's time in each of SHARED_PARTS (percent)}; pair rows
+    have "data (batched)" / "data (per crop)" as precision.
+    """
+    import numpy as np
+
+    from ficli import train as training
+    from ficli.losses import FINETUNE, PRETRAIN, discriminator_loss, generator_loss
+    from ficli.nets import Discriminator, DiscriminatorConfig
+
+    dev = torch.device(device)
+    sync = device_sync(dev)
+    pcts = [f"{part}_pct" for part in SHARED_PARTS]
+    rows = []
+    for preset, batch, crop in shapes:
+        weights = PRETRAIN if preset == "pretrain" else FINETUNE
+        images = [np.random.default_rng(i).random((256, 256, config.channels), dtype=np.float32) for i in range(8)]
+        cfg = training.TrainConfig(data=("-",), val="-", out="-", batch=batch, crop=crop)
+        for name, make in (("data (per crop)", lambda: training.sample_batch(images, cfg, rng)),
+                           ("data (batched)", lambda: training.make_batch(images, cfg, rng))):
+            rng = np.random.default_rng(0)
+            ms = _best_ms(make, repeats)
+            rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": name, "channels_last": "-",
+                         "compiled": "-", "step_ms": ms, "samples_per_s": batch * 1e3 / ms, **dict.fromkeys(pcts)})
+        lr, hr, _ = training.make_batch(images, cfg, np.random.default_rng(0))
+        for precision in ("fp32", "bf16"):
+            if not precision_runs(precision, dev):
+                rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": f"{precision}: skipped (no native {precision})",
+                             "channels_last": "-", "compiled": "-", "step_ms": None, "samples_per_s": None, **dict.fromkeys(pcts)})
+                continue
+            for channels_last in (False, True):
+                for use_compile in compiled:
+                    torch.manual_seed(0)
+                    layout = torch.channels_last if channels_last else torch.contiguous_format
+                    G = Generator(config).to(dev, memory_format=layout)
+                    D = Discriminator(DiscriminatorConfig(channels=config.channels, features=critic_features)).to(dev, memory_format=layout)
+                    opt_g = torch.optim.Adam(G.parameters(), 1e-6)
+                    opt_d = torch.optim.Adam(D.parameters(), 1e-6)
+                    if use_compile:
+                        torch._dynamo.reset()
+                        g_run, d_run = torch.compile(G), torch.compile(D)
+                    else:
+                        g_run, d_run = G, D
+                    x, y = (t.to(dev).contiguous(memory_format=layout) for t in (lr, hr))
+                    autocast = torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+                    times = training.PartTimes(dev)
+
+                    def step():
+                        training.train_step(g_run, d_run, opt_g, opt_d, x, y, None, weights, None, autocast, times)
+
+                    ms = _best_ms(step, repeats, sync, warmup=2 if use_compile else 1)
+                    spent = sum(times.seconds.values())
+                    rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": precision,
+                                 "channels_last": channels_last, "compiled": use_compile, "step_ms": ms,
+                                 "samples_per_s": batch * 1e3 / ms,
+                                 **{f"{part}_pct": 100 * times.seconds[part] / spent for part in SHARED_PARTS}})
+    return rows
+
+
 def target_rows(generator: Sequence[dict], body: Sequence[dict], video: Sequence[dict], device: str) -> list[dict]:
     """The performance targets against this run's rows: what was asked, what was measured, whether
     it was met, and for video the stage that limits it. The GPU targets are for an H100-class GPU;

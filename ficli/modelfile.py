@@ -48,6 +48,12 @@ def save_model(
     if generator.config != config:
         raise ValueError(f"generator was built with {generator.config}, not {config}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in folded_state_dict(generator).items()}
+    bad = _non_finite(tensors)
+    if bad:
+        raise ModelFileError(
+            f"{path}: not written: the generator holds NaN or infinite weights ({bad}), a training run that "
+            "diverged; lower the learning rate (--lr) and train again"
+        )
     info = {k: v for k, v in metadata.items() if k != "scale"}
     header = {
         "format": FORMAT,
@@ -131,8 +137,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     except Exception as e:
         raise ModelFileError(f"{path} could not be read ({e}); use another model file") from None
     tensors = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
+    bad = _non_finite(tensors)
+    if bad:  # a diverged run's weights: every output would be NaN (written as black images)
+        raise ModelFileError(
+            f"{path} holds NaN or infinite weights ({bad}): it comes from a training run that diverged; "
+            "use another model file or train again with a lower --lr"
+        )
     generator.load_state_dict(tensors, strict=True, assign=True)
     return generator.eval(), config, metadata
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> str:
+    """'' when every tensor is finite, else the names of the first few that are not."""
+    names = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def model_info(path: str | os.PathLike) -> dict:

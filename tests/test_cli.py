@@ -117,10 +117,13 @@ def test_bench_quick_prints_every_table_and_writes_json(run_cli, tmp_path):
 
     result = run_cli("bench", "--quick", "--device", "cpu", "--json", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    for title in ("Total gradient loss", "Generator forward", "Generator body", "Tiled engine", "ficli video: each stage", "Targets"):
+    for title in ("Total gradient loss", "Generator forward", "Generator body", "Tiled engine", "One training step", "ficli video: each stage", "Targets"):
         assert title in result.output
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["machine"]["torch"] and len(data["tables"]) == 6
+    assert data["machine"]["torch"] and len(data["tables"]) == 7
+    step = next(rows for title, rows in data["tables"].items() if title.startswith("One training step"))
+    assert {r["precision"] for r in step} >= {"fp32", "data (batched)", "data (per crop)"}
+    assert all(r["step_ms"] > 0 for r in step if r["precision"] == "fp32")
     assert [r["goal"] for r in data["tables"]["Targets"]] == [300, 40, 120, 2]
     tg = next(rows for title, rows in data["tables"].items() if title.startswith("Total gradient"))
     assert all(r["direct_ms"] > 0 and r["fft_ms"] > 0 for r in tg)
@@ -135,7 +138,7 @@ def test_bench_only_runs_the_tables_named(run_cli, tmp_path):
     assert [t.split()[0] for t in titles] == ["Tiled", "Total", "Targets"]
     assert "Generator forward" not in result.output
     refused = run_cli("bench", "--only", "generator,gpu")  # a usage error: exit 2, Typer's box (wrapped)
-    assert refused.exit_code == 2 and "comma-separated list of tg, generator, body, tiled, video" in _unboxed(refused.output)
+    assert refused.exit_code == 2 and "comma-separated list of tg, generator, body, tiled, train, video" in _unboxed(refused.output)
 
 
 def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeypatch):

@@ -146,3 +146,103 @@ def test_ddp_two_processes_on_cpu(dataset, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(_rows(tmp_path / "ddp")) == 1 and (tmp_path / "ddp" / "best.safetensors").is_file()
+
+
+# ------------------------------------------------------------------ batches, schedule, continuing
+
+
+def test_degrade_batch_matches_the_per_crop_degradation():
+    from ficli.degrade import Degradation, degrade
+    from ficli.train import degrade_batch, gaussian_blur_batch
+
+    hr = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(0))
+    lr, cond = degrade_batch(hr, TrainConfig(data=("x",), val="x", out="x"), np.random.default_rng(0))
+    assert cond is None and lr.shape == hr.shape
+    for b in range(5):
+        ref = degrade(hr[b, 0].numpy(), Degradation(scale=4), np.random.default_rng(0))
+        np.testing.assert_allclose(lr[b, 0].numpy(), ref, atol=1e-5)
+    import cv2
+
+    sigmas = torch.tensor([0.0, 0.7, 1.5, 3.0, 2.2])
+    blurred = gaussian_blur_batch(hr, sigmas)
+    for b in range(5):
+        ref = hr[b, 0].numpy() if sigmas[b] == 0 else cv2.GaussianBlur(hr[b, 0].numpy(), (0, 0), float(sigmas[b]))
+        inner = (slice(13, -13), slice(13, -13))  # borders are mirrored differently (reflect-101 vs reflect)
+        np.testing.assert_allclose(blurred[b, 0].numpy()[inner], ref[inner], atol=2e-3)
+
+
+def test_make_batch_noise_ranges_and_degrader_hook(dataset):
+    from ficli.train import make_batch
+
+    images = load_images([str(dataset[0])], 1, "training")
+    cfg = _config(dataset, "x", batch=6, psf_sigma_max=2.0, poisson_peak_min=50, gaussian_sigma_max=0.02)
+    lr, hr, cond = make_batch(images, cfg, np.random.default_rng(1))
+    assert lr.shape == hr.shape == (6, 1, 32, 32) and cond is None and torch.isfinite(lr).all()
+    seen = {}
+
+    def degrader(x, cfg, rng):  # e.g. a sampled blur scale s per crop, handed to the generator
+        seen["shape"] = tuple(x.shape)
+        return x * 0.5, torch.full((x.shape[0],), 2.5)
+
+    lr, hr, cond = make_batch(images, cfg, np.random.default_rng(1), degrader)
+    assert seen["shape"] == (6, 1, 40, 40) and torch.equal(lr, hr * 0.5) and cond.shape == (6,)
+
+
+def test_lr_schedule():
+    from ficli.train import lr_factor
+
+    assert [lr_factor(s, 10, "constant", 0) for s in (0, 9)] == [1.0, 1.0]
+    assert [lr_factor(s, 10, "constant", 4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_factor(4, 10, "cosine", 4) == 1.0 and lr_factor(10, 10, "cosine", 4) == pytest.approx(0.0)
+    assert lr_factor(7, 10, "cosine", 4) == pytest.approx(0.5)
+
+
+def test_a_run_moved_with_only_its_weights_file_continues_its_schedule(dataset, tmp_path):
+    """Train 2 of 4 epochs, keep only last.safetensors (in another folder), continue elsewhere: the
+    step count, the cosine learning rate and the data order go on as in an uninterrupted run."""
+    import shutil
+    from dataclasses import replace
+    from ficli.train import read_continue_config
+
+    kw = dict(steps=3, lr_schedule="cosine", warmup_steps=2, patience=10)
+    straight = tmp_path / "straight"
+    train(_config(dataset, straight, epochs=4, **kw))
+    first = tmp_path / "first"
+
+    def stop_after_epoch_2(row):  # the session ends (Ctrl-C, a lost machine) half-way through the run
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    from ficli.train import Progress
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(dataset, first, epochs=4, **kw), Progress(on_epoch=stop_after_epoch_2))
+    moved = tmp_path / "elsewhere" / "weights.safetensors"
+    moved.parent.mkdir()
+    shutil.copy(first / "last.safetensors", moved)
+    shutil.rmtree(first)
+    meta = modelfile.model_info(moved)["info"]["training"]
+    assert meta["step"] == 6 and meta["epoch"] == 2 and meta["train_seconds"] > 0
+    assert meta["sessions"][0]["machine"]["torch"] and meta["sessions"][0]["machine"]["cores"] >= 1
+    assert meta["data"][0]["files"] == {f"p{i}.png": (dataset[0] / f"p{i}.png").stat().st_size for i in range(4)}
+    cfg = read_continue_config(moved, str(tmp_path / "second"))
+    assert cfg.lr_schedule == "cosine" and cfg.epochs == 4
+    train(cfg, continue_from=str(moved))
+    a, b = _rows(straight), _rows(tmp_path / "second")
+    assert [r["epoch"] for r in b] == ["1", "2", "3", "4"] and [r["step"] for r in b] == ["3", "6", "9", "12"]
+    for i in (2, 3):
+        assert float(b[i]["lr"]) == pytest.approx(float(a[i]["lr"]), rel=1e-9)  # the schedule continues
+    assert float(b[3]["lr"]) < float(b[2]["lr"]) < float(b[1]["lr"])
+    assert float(b[3]["train_seconds"]) > float(b[1]["train_seconds"])
+    final = modelfile.model_info(tmp_path / "second" / "last.safetensors")["info"]["training"]
+    assert final["step"] == 12 and len(final["sessions"]) == 2
+
+
+def test_ema_run_resumes_exactly(dataset, tmp_path):
+    from dataclasses import replace
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(_config(dataset, straight, epochs=2, steps=4, ema=0.9))
+    train(_config(dataset, split, epochs=1, steps=4, ema=0.9))
+    train(replace(_config(dataset, split, epochs=2, steps=4, ema=0.9)), resume=True)
+    assert float(_rows(split)[1]["val_psnr"]) == pytest.approx(float(_rows(straight)[1]["val_psnr"]), rel=1e-5)
