@@ -16,8 +16,8 @@ import warnings
 
 import torch
 
-from ficli.bench import _best_ms, format_table, machine_info
-from ficli.engine import cpu_has_bf16
+from ficli.timing import best_ms, format_table, machine_info
+from ficli.device import cpu_has_bf16
 from ficli.nets import Generator, GeneratorConfig
 
 
@@ -49,7 +49,7 @@ def time_setting(s: dict, size: tuple[int, int], repeats: int) -> float:
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if s["precision"] == "bf16" else contextlib.nullcontext()
     try:
         with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=s["onednn"]), autocast:
-            return _best_ms(lambda: run(x), repeats, warmup=2 if s["compiled"] else 1)
+            return best_ms(lambda: run(x), repeats, warmup=2 if s["compiled"] else 1)
     finally:
         torch.set_num_threads(before)
 

@@ -1,46 +1,42 @@
-"""Timings of the total gradient loss and of the generator; tables, not tests.
+"""`ficli bench`: timings of the parts that decide speed, as tables, not tests.
 
-`bench_tg` compares the direct and the FFT form of L_TG (forward + backward); `bench_generator`
-times inference at video sizes and reports the arithmetic rate from `generator_flops`.
-`benchmarks/bench_model.py` runs both and prints the tables.
+`bench_tg` compares the direct and the FFT form of L_TG (forward + backward); `bench_generator` and
+`bench_body` time inference at video sizes with the arithmetic rate from `timing.generator_flops`;
+`bench_tiled` the tiled engine against the whole image; `bench_train` a training step and its
+batch of pairs; `bench_video` each stage of `ficli video` and the pipeline end to end;
+`target_rows` judges the performance targets. `bench_tables` is the registry `ficli bench` runs
+(`run_bench`). Timing, FLOP counts, peaks and table layout are `ficli.timing`'s.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from ficli.engine import PRECISIONS, configure_cuda, resolve_precision
-from ficli.errors import ConfigError
+from ficli import io
+from ficli.defaults import VIDEO_TILE
+from ficli.device import PRECISIONS, device_sync, resolve_precision
+from ficli.engine import TileConfig, run_tiled
+from ficli.errors import ConfigError, FicliError
+from ficli.ffmpeg import FFmpeg, Section, VideoInfo, check_decoder, decoder_args, encoder_args, probe_video, read_frames
+from ficli.frames import Inference, compose, raw_bytes
 from ficli.losses import tg_loss_direct, tg_loss_fft
+from ficli.modelfile import save_model
 from ficli.nets import Generator, GeneratorConfig
-
-
-def _best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None, warmup: int = 1) -> float:
-    """Shortest wall time of fn() in milliseconds over `repeats` calls, after `warmup` untimed calls.
-
-    The minimum, not the median: on a shared machine other work only ever adds time, so the
-    fastest run is the best estimate of the code's own cost (as `timeit` advises).
-    """
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return min(times)
-
-
-def device_sync(device: torch.device) -> Callable[[], None]:
-    """A function that waits for `device` to finish its queued work (CUDA runs asynchronously), for
-    timing; a no-op elsewhere."""
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+from ficli.phantom import phantom
+from ficli.runtime import CompiledGenerator, prepare_generator, ready_generator
+from ficli.timing import best_batch_rows, best_ms, generator_flops, machine_info, peak_tflops, precision_runs
+from ficli.video import VideoOptions, VideoPlan, enhance_video, plan_video
 
 
 def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10, device: str = "cpu") -> list[dict]:
@@ -57,7 +53,7 @@ def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats:
         target = torch.rand(batch, 1, n, n, generator=gen).to(dev)
         ms = {}
         for name, loss in (("direct", tg_loss_direct), ("fft", tg_loss_fft)):
-            ms[name] = _best_ms(lambda: torch.autograd.grad(loss(pred, target, "N/2"), pred), repeats, sync)
+            ms[name] = best_ms(lambda: torch.autograd.grad(loss(pred, target, "N/2"), pred), repeats, sync)
         rows.append({
             "size": n, "batch": batch, "k_max": "N/2",
             "direct_ms": ms["direct"], "fft_ms": ms["fft"], "speedup": ms["direct"] / ms["fft"],
@@ -65,59 +61,11 @@ def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats:
     return rows
 
 
-GENERATOR_PARTS = ("head", "down", "body", "up", "tail")
-
-
-def generator_flops(config: GeneratorConfig, h: int, w: int, parts: bool = False) -> int | dict[str, int]:
-    """Floating-point operations of one generator forward pass on an h × w image.
-
-    2 × multiply-adds of every convolution, from its weight and output shapes (collected by forward
-    hooks on a shape-only "meta" model, so nothing is computed). Biases, activations, pixel
-    shuffles and the residual additions (under 1 % together) are not counted. With `parts`, a dict
-    of the counts per part of `GENERATOR_PARTS` (body: the residual dense blocks and global fusion).
-    """
-    totals = dict.fromkeys(GENERATOR_PARTS, 0)
-
-    def counter(part: str):
-        def count(module: nn.Conv2d, inputs, output: torch.Tensor) -> None:
-            cout, cin_per_group, kh, kw = module.weight.shape
-            totals[part] += 2 * output.shape[0] * cout * output.shape[2] * output.shape[3] * cin_per_group * kh * kw
-        return count
-
-    with torch.device("meta"):
-        g = Generator(config, spectral_norm=False)
-        for part, modules in (("head", [g.head]), ("down", [g.down]), ("body", [g.blocks, g.fusion]),
-                              ("up", [g.up]), ("tail", [g.tail])):
-            for module in modules:
-                for m in module.modules():
-                    if isinstance(m, nn.Conv2d):
-                        m.register_forward_hook(counter(part))
-        g(torch.empty(1, config.channels, h, w))
-    return totals if parts else sum(totals.values())
-
-
-# Dense (no sparsity) bf16/fp16 tensor-core peaks from NVIDIA's datasheets, TFLOP/s, by a part of
-# the name torch reports; the first match counts, so the more specific names come first.
-GPU_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4),
-                   ("GH200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("A10", 125.0), ("L4", 121.0))
-
-
 def _timing_generator(config: GeneratorConfig, device: torch.device) -> nn.Module:
-    """A generator with random weights (the time does not depend on them) as `enhance` runs one:
-    plain weights, eval, channels-last, cuDNN set up on CUDA."""
-    if device.type == "cuda":
-        configure_cuda()
+    """A generator with random weights (the time does not depend on them) as `enhance` runs one
+    (`runtime.prepare_generator`: plain weights, eval, channels-last, cuDNN set up on CUDA)."""
     torch.manual_seed(0)
-    return Generator(config, spectral_norm=False).to(device).eval().to(memory_format=torch.channels_last)
-
-
-def peak_tflops(device: str) -> float | None:
-    """The dense half-precision peak of a CUDA device, or None where unknown (and on CPUs)."""
-    dev = torch.device(device)
-    if dev.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(dev)
-    return next((peak for key, peak in GPU_PEAK_TFLOPS if key in name), None)
+    return prepare_generator(Generator(config, spectral_norm=False).to(device), device)
 
 
 def bench_body(
@@ -146,7 +94,7 @@ def bench_body(
             x = torch.rand(batch, config.features, h // 4, w // 4, device=dev, dtype=PRECISIONS[precision])
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=precision != "fp32"):
-                ms = _best_ms(lambda: g.body(x), repeats, sync)
+                ms = best_ms(lambda: g.body(x), repeats, sync)
             tflops = gflop / ms
             rows.append({
                 "width": w, "height": h, "precision": precision, "batch": batch, "body_ms": ms, "gflop": gflop,
@@ -189,7 +137,7 @@ def bench_generator(
                 for use_compile in compiled:
                     run = _compiled(g, dev) if use_compile else g
                     with torch.inference_mode(), torch.autocast(dev.type, dtype=PRECISIONS[precision], enabled=half):
-                        ms = _best_ms(lambda: run(x), repeats, sync, warmup=3 if use_compile else 1) / batch
+                        ms = best_ms(lambda: run(x), repeats, sync, warmup=3 if use_compile else 1) / batch
                     rows.append({
                         "width": w, "height": h, "precision": precision, "batch": batch,
                         **({"compiled": use_compile} if len(compiled) > 1 or use_compile else {}),
@@ -202,19 +150,8 @@ def _compiled(module: nn.Module, device: torch.device) -> Callable:
     """A fresh `CompiledGenerator` for one shape and precision: torch.compile's caches are cleared
     first, so no row inherits another's graphs or runs into its recompilation limit (beyond which
     it would quietly run uncompiled)."""
-    from ficli.enhance import CompiledGenerator
-
     torch._dynamo.reset()
     return CompiledGenerator(module, cuda_graphs=device.type == "cuda")
-
-
-def precision_runs(precision: str, device: str | torch.device) -> bool:
-    """Whether the engine runs `precision` on `device` (see `engine.resolve_precision`)."""
-    try:
-        resolve_precision(precision, torch.device(device))
-        return True
-    except ConfigError:
-        return False
 
 
 # Compiling takes tens of seconds per shape and precision, so --compile adds rows only where the
@@ -247,8 +184,6 @@ def video_rows(quick: bool, device: str, repeats: int, compile_model: bool,
     fastest accurate half precision the device runs (fp16 on CUDA, bf16 on CPUs with it); with
     `compile_model`, also compiled at COMPILED_SIZE (or the first size) in that half precision.
     `quick`: a 160×92 clip of 4 frames in fp32, to check that everything runs."""
-    from ficli.video import bench_video
-
     if quick:
         return [bench_video((160, 92), frames=4, device=device, compile_model=c) for c in ((False, True) if compile_model else (False,))]
     sizes = sizes or ((640, 360), COMPILED_SIZE)
@@ -259,57 +194,6 @@ def video_rows(quick: bool, device: str, repeats: int, compile_model: bool,
     if compile_model:
         runs.append((_compiled_size(sizes), half if precision_runs(half, device) else "fp32", True))
     return [bench_video(size, frames=frames, device=device, precision=p, repeats=repeats, compile_model=c) for size, p, c in runs]
-
-
-def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
-    """"1280x720,640x360" -> ((1280, 720), (640, 360)); ConfigError unless each side is a positive
-    multiple of 4 (the generator's grid)."""
-    sizes = []
-    for part in text.split(","):
-        try:
-            w, h = (int(v) for v in part.strip().lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"--sizes {text!r}: give WIDTHxHEIGHT[,WIDTHxHEIGHT...], e.g. 1280x720") from None
-        if w <= 0 or h <= 0 or w % 4 or h % 4:
-            raise ConfigError(f"--sizes {part.strip()!r}: width and height must be positive multiples of 4")
-        sizes.append((w, h))
-    return tuple(sizes)
-
-
-def best_batch_rows(rows: Sequence[dict]) -> list[dict]:
-    """Of `bench_generator`'s rows, the batch-1 row and the fastest batch per size, precision and
-    compile setting."""
-    kept = []
-
-    def key_of(r):
-        return r["width"], r["height"], r["precision"], r.get("compiled")
-
-    for key in dict.fromkeys(key_of(r) for r in rows):
-        group = [r for r in rows if key_of(r) == key]
-        single = next((r for r in group if r["batch"] == 1), None)
-        best = max(group, key=lambda r: r["fps"])
-        kept += [single, best] if single is not None and best is not single else [best]
-    return kept
-
-
-def format_table(rows: Sequence[dict]) -> str:
-    """A plain-text table of dicts with the same keys: a header, a rule, right-aligned columns."""
-    if not rows:
-        return ""
-
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-        return "-" if v is None else str(v)
-
-    keys = list(rows[0])
-    cells = [keys] + [[cell(r[k]) for k in keys] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
-    # Numbers right-aligned, words (the first row's str values) left-aligned.
-    left = [isinstance(rows[0][k], str) for k in keys]
-    lines = ["  ".join(c.ljust(wd) if lf else c.rjust(wd) for c, wd, lf in zip(line, widths, left)) for line in cells]
-    lines.insert(1, "  ".join("-" * wd for wd in widths))
-    return "\n".join(lines)
 
 
 def bench_tiled(
@@ -325,8 +209,6 @@ def bench_tiled(
     One row per size: {"width", "height", "whole_ms", "tiled_ms", "tiled_over_whole"}. The tiled pass
     recomputes the overlaps (the cost of bounded memory); whole_ms is empty where the image is one tile.
     """
-    from ficli.engine import TileConfig, run_tiled
-
     dev = torch.device(device)
     g = _timing_generator(config, dev)
     rows = []
@@ -334,8 +216,8 @@ def bench_tiled(
         image = torch.rand(config.channels, h, w).numpy()
         whole_cfg = TileConfig(tile=max(h, w) + (-max(h, w)) % 4, overlap=0, batch=1, device=device)
         tiled_cfg = TileConfig(tile=tile, overlap=overlap, batch=4, device=device)
-        whole = _best_ms(lambda: run_tiled(g, image, whole_cfg), repeats)
-        tiled = _best_ms(lambda: run_tiled(g, image, tiled_cfg), repeats)
+        whole = best_ms(lambda: run_tiled(g, image, whole_cfg), repeats)
+        tiled = best_ms(lambda: run_tiled(g, image, tiled_cfg), repeats)
         rows.append({"width": w, "height": h, "whole_ms": whole, "tiled_ms": tiled, "tiled_over_whole": tiled / whole})
     return rows
 
@@ -361,10 +243,8 @@ def bench_train(
     "samples_per_s", and the share of the step's time in each of SHARED_PARTS (percent)}; pair rows
     have "data (batched)" / "data (per crop)" as precision.
     """
-    import numpy as np
-
     from ficli import train as training
-    from ficli.losses import FINETUNE, PRETRAIN, discriminator_loss, generator_loss
+    from ficli.losses import FINETUNE, PRETRAIN
     from ficli.nets import Discriminator, DiscriminatorConfig
 
     dev = torch.device(device)
@@ -378,7 +258,7 @@ def bench_train(
         for name, make in (("data (per crop)", lambda: training.sample_batch(images, cfg, rng)),
                            ("data (batched)", lambda: training.make_batch(images, cfg, rng))):
             rng = np.random.default_rng(0)
-            ms = _best_ms(make, repeats)
+            ms = best_ms(make, repeats)
             rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": name, "channels_last": "-",
                          "compiled": "-", "step_ms": ms, "samples_per_s": batch * 1e3 / ms, **dict.fromkeys(pcts)})
         lr, hr, _ = training.make_batch(images, cfg, np.random.default_rng(0))
@@ -407,7 +287,7 @@ def bench_train(
                     def step():
                         training.train_step(g_run, d_run, opt_g, opt_d, x, y, None, weights, None, autocast, times)
 
-                    ms = _best_ms(step, repeats, sync, warmup=2 if use_compile else 1)
+                    ms = best_ms(step, repeats, sync, warmup=2 if use_compile else 1)
                     spent = sum(times.seconds.values())
                     rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": precision,
                                  "channels_last": channels_last, "compiled": use_compile, "step_ms": ms,
@@ -452,25 +332,210 @@ def target_rows(generator: Sequence[dict], body: Sequence[dict], video: Sequence
     return rows
 
 
-def machine_info(device: str = "cpu") -> dict:
-    """What the numbers were measured on: date, CPU, device, versions, threads."""
-    import datetime
-    import platform
-    from pathlib import Path
+# --------------------------------------------------------------------------------------------- video
 
-    cpu = platform.processor()
-    if not cpu or cpu == platform.machine():
-        try:
-            lines = Path("/proc/cpuinfo").read_text().splitlines()
-            cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-        except (OSError, StopIteration):
-            cpu = cpu or platform.machine()
+
+VIDEO_STAGES = ("decode", "host", "transfer", "model", "encode")
+
+
+def bench_video(size: tuple[int, int] = (640, 360), frames: int = 8, model: str | os.PathLike | None = None,
+                device: str = "cpu", precision: str = "fp32", repeats: int = 1, compile_model: bool = False) -> dict:
+    """End-to-end `enhance_video` frames/s for one frame size (width, height), next to the rate of
+    each stage alone, and the stage that limits it.
+
+    On a synthetic gray clip of `frames` frames and (without `model`) a default-size generator with
+    random weights (the time does not depend on them), each stage is timed on its own, with nothing
+    beside it; the best of `repeats` runs after a warm-up counts:
+    - decode: ffmpeg decoding the clip into frames in memory;
+    - host: the CPU work around the network, in the decoding thread (scaling, normalisation), in
+      the inference thread (the engine's own work, the inverse map) and in the encoding thread
+      (composing the output frame and its bytes for the encoder): the rate of the busiest share
+      (the inference thread's adds to the model's time);
+    - transfer: the frame to the device and back (None on the CPU);
+    - model: the generator alone on a frame already on the device;
+    - encode: the H.264 encoder, with `enhance_video`'s settings, on frames already composed.
+    The stages overlap in the pipeline (decode, host work and encode in their own threads and
+    processes; transfer and model share the inference thread), so the slowest one bounds the
+    end-to-end rate: "limit" names it. "e2e" is `enhance_video`'s rate once frames flow (decoding
+    to encoding, every stage running: what a long recording gets); "start_s" the one-off seconds
+    before the first frame (probe, sampling, range), which a short clip pays on top. "pipeline" is
+    e2e with an identity network on the device: the rate everything but the model allows, the
+    stages running together as they do for real (on a CPU they share its cores). `compile_model`:
+    the generator runs as `ficli video --compile` runs it (`CompiledGenerator`, CUDA graphs on CUDA).
+    """
+    w, h = size
     dev = torch.device(device)
+    sync = device_sync(dev)
+    dtype = resolve_precision(precision, dev)
+    tile = TileConfig(tile=VIDEO_TILE, device=device, precision=precision)
+
+    def best_rate(run: Callable[[], object], count: int, warmup: int = 1) -> float:
+        # warm-up: cuDNN's algorithm search; compiling and CUDA graph recording
+        return count * 1e3 / best_ms(run, repeats, sync, warmup)
+
+    with tempfile.TemporaryDirectory(prefix="ficli-bench-") as folder:
+        folder = Path(folder)
+        clip = _synthetic_clip(folder / "clip.mp4", w, h, frames)
+        if compile_model:
+            torch._dynamo.reset()  # no graphs or recompilation count carried over from other rows
+        generator, meta = ready_generator(model if model is not None else _random_model(folder), dev,
+                                          compile_model=compile_model, cuda_graphs=dev.type == "cuda")
+        channels = meta["config"].channels
+        options = VideoOptions(out=folder / "out.mp4", tile=tile, batch=1)
+        info = probe_video(clip)
+        plan = plan_video(clip, options, channels, info=info)
+        decoded = _all_frames(info)
+        rates = {"decode": best_rate(lambda: _all_frames(info), len(decoded))}
+        composed, rates["host"] = _host_rate(best_rate, decoded, channels, plan, tile)
+        planes = torch.from_numpy(io.to_unit(decoded[0])[None, None, ..., 0].copy())
+        x = planes.to(dev).contiguous(memory_format=torch.channels_last)
+        rates["transfer"] = best_rate(lambda: planes.to(dev).cpu(), 1) if dev.type != "cpu" else None
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not torch.float32):
+            rates["model"] = best_rate(lambda: generator(x), 1, warmup=3 if compile_model else 1)
+        rates["encode"] = best_rate(lambda: _encode(composed, plan, options, folder / "encoded.mp4"), len(composed))
+        again = replace(options, overwrite=True)
+        pipeline = max(enhance_video(clip, lambda x: x, again, channels).stream_fps for _ in range(repeats))
+        enhance_video(clip, generator, again, channels)  # warm-up: the pipeline's threads and caches
+        runs = [enhance_video(clip, generator, again, channels) for _ in range(repeats)]
+        e2e = max(r.stream_fps for r in runs)
+        start = min(r.start_seconds for r in runs)
+    limit = min((stage for stage in VIDEO_STAGES if rates[stage] is not None), key=lambda stage: rates[stage])
     return {
-        "date": datetime.date.today().isoformat(),
-        "cpu": f"{cpu}, {platform.machine()}, {platform.system()} {platform.release()}",
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else device,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
+        "width": w, "height": h, "frames": len(decoded), "device": str(dev), "precision": precision, "compiled": compile_model,
+        **{f"{stage}_fps": rates[stage] for stage in VIDEO_STAGES},
+        "pipeline_fps": pipeline, "e2e_fps": e2e, "start_s": start, "e2e/model": e2e / rates["model"], "limit": limit,
     }
+
+
+def _synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """A gray H.264 clip of `frames` frames: a phantom that drifts by a pixel a frame."""
+    base = phantom(height + frames * 2, width + frames * 2, seed=0, peak_photons=None)
+    proc = FFmpeg(["-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{width}x{height}", "-framerate", "25", "-i", "pipe:0",
+                   "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)], stdin=subprocess.PIPE)
+    for i in range(frames):
+        proc.proc.stdin.write(io.from_unit(base[i : i + height, i : i + width], np.uint8).tobytes())
+    proc.proc.stdin.close()
+    if proc.wait() != 0:
+        raise FicliError(f"could not write the benchmark clip: {proc.stderr_tail()}")
+    return path
+
+
+def _random_model(folder: Path) -> Path:
+    """A model file of a default-size generator with random weights (timing only)."""
+    torch.manual_seed(0)
+    config = GeneratorConfig()
+    g = Generator(config)
+    with torch.no_grad():
+        g.out_scale.fill_(0.1)
+    return save_model(folder / "random.safetensors", g, config, {"scale": 4, "note": "random weights, timing only"})
+
+
+def _host_rate(best_rate: Callable, decoded: list[np.ndarray], channels: int, plan: VideoPlan, tile: TileConfig) -> tuple[list[bytes], float]:
+    """(the encoder's bytes of each frame, the frames/s of the busiest host share): the decoding
+    thread's share (prepare), the inference thread's (network and finish with an identity network:
+    the engine's own work) and the encoding thread's (compose, bytes)."""
+    host = Inference(lambda x: x, channels, plan.channels, plan.range, 1, replace(tile, device="cpu", precision="fp32", batch=1))
+
+    def decoding_share():
+        return [host.prepare(frame) for frame in decoded]
+
+    def inference_share():
+        return [host.finish(p, host.network([p])[0])[1] for p in prepared]
+
+    def encoding_share():
+        return [raw_bytes(compose(None, frame, "enhanced", False), plan.encode_format) for frame in enhanced]
+
+    prepared = decoding_share()
+    enhanced = inference_share()
+    composed = encoding_share()
+    return composed, min(best_rate(share, len(decoded)) for share in (decoding_share, inference_share, encoding_share))
+
+
+def _encode(composed: list[bytes], plan: VideoPlan, options: VideoOptions, path: Path) -> None:
+    """The H.264 encoder, with `enhance_video`'s settings, on frames already composed."""
+    enc = FFmpeg(encoder_args(plan.info, Section(), plan.out, plan.encode_format, (plan.width, plan.height), options.preset,
+                              options.crf, path), stdin=subprocess.PIPE)
+    for data in composed:
+        enc.proc.stdin.write(data)
+    enc.proc.stdin.close()
+    if enc.wait() != 0:
+        raise FicliError(f"the benchmark encoder failed: {enc.stderr_tail()}")
+
+
+def _all_frames(info: VideoInfo) -> list[np.ndarray]:
+    proc = FFmpeg(decoder_args(info, Section()), stdout=subprocess.PIPE)
+    frames = [f.copy() for f in read_frames(proc, info)]
+    check_decoder(proc, info, len(frames))
+    return frames
+
+
+# ------------------------------------------------------------------------------------ the registry
+
+
+def bench_tables(quick: bool, device: str, repeats: int, compile_model: bool,
+                 sizes: Sequence[tuple[int, int]] | None = None) -> dict[str, tuple[str, Callable[[], list[dict]]]]:
+    """`ficli bench`'s tables by name, in the order they run: (title, function measuring its rows).
+
+    `quick`: small sizes and one repeat (checks that everything runs, not how fast); `sizes`: the
+    frame sizes of --sizes (None: each table's own)."""
+    reps = 1 if quick else repeats
+    small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
+    chosen, sizes = sizes, sizes or (((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)))
+    return {
+        # On a GPU at training's batch (64): a batch of 4 would time kernel launches only.
+        "tg": ("Total gradient loss, forward + backward, k_max N/2",
+               lambda: bench_tg((32, 64) if quick else (32, 64, 128, 256), batch=4 if device == "cpu" else 64,
+                                repeats=reps, device=device)),
+        "generator": ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
+                      lambda: generator_rows(quick, device, reps, small, sizes, compile_model)),
+        "body": ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
+                 lambda: bench_body(sizes if quick or chosen else sizes[1:2], device, reps, small)),
+        "tiled": ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image",
+                  lambda: bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), device, 1, small)),
+        "train": ("One training step (critic + generator, TG loss, backward, Adam) at the presets' shapes, and the batch of pairs alone" + (" (quick: width 16, critic width 16, batch 4)" if quick else ""),
+                  lambda: bench_train((("finetune", 4, 32),) if quick else (("finetune", 64, 32), ("pretrain", 64, 64)), device, reps,
+                                      small, compiled=(False, True) if compile_model else (False,),
+                                      critic_features=16 if quick else 64)),
+        "video": ("ficli video: each stage alone (frames/s), end to end once frames flow, the one-off start, and the stage that limits it; default-size generator",
+                  lambda: video_rows(quick, device, reps, compile_model, chosen)),
+    }
+
+
+def choose_tables(only: str | None, tables: dict) -> list[str]:
+    """The names of --only (comma-separated; None: every table); ConfigError naming the choices."""
+    chosen = list(tables) if only is None else [name.strip() for name in only.split(",") if name.strip()]
+    if not chosen or any(name not in tables for name in chosen):
+        raise ConfigError(f"{only!r}: use a comma-separated list of {', '.join(tables)}")
+    return chosen
+
+
+def run_bench(tables: dict, chosen: Sequence[str], device: str, quick: bool, json_file: str | os.PathLike | None, *,
+              on_machine: Callable[[dict], None] = lambda info: None,
+              measuring: Callable[[str], contextlib.AbstractContextManager] = lambda title: contextlib.nullcontext(),
+              on_table: Callable[[str, list[dict]], None] = lambda title, rows: None) -> dict[str, list[dict]]:
+    """Measure the `chosen` tables, then the targets ("Targets"); every table by its title.
+
+    `on_machine(info)` first (what the numbers are measured on), `measuring(title)` around each
+    table's measurement (a progress display), `on_table(title, rows)` after it. With `json_file`,
+    everything is written there as JSON after every table (a run cut short keeps what it measured);
+    "-" (standard output) once at the end."""
+    info = machine_info(device)
+    on_machine(info)
+    results: dict[str, list[dict]] = {}
+
+    def save(final: bool = False) -> None:
+        if json_file is not None and (final or not io.is_stdout(json_file)):
+            io.write_text(json_file, json.dumps({"machine": info, "quick": quick, "tables": results}, indent=2))
+
+    rows_of = {}
+    for name in chosen:
+        title, run = tables[name]
+        with measuring(title):
+            rows_of[name] = run()
+        results[title] = rows_of[name]
+        on_table(title, rows_of[name])
+        save()
+    results["Targets"] = target_rows(rows_of.get("generator", []), rows_of.get("body", []), rows_of.get("video", []), device)
+    on_table("Targets", results["Targets"])
+    save(final=True)
+    return results

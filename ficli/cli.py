@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ficli import __version__
+from ficli.defaults import HI_PCT, LO_PCT, VIDEO_TILE
 from ficli.errors import ConfigError, FicliError
 
 app = typer.Typer(
@@ -373,7 +374,7 @@ def enhance(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     compile_model: CompileOption = False,
-    no_normalize: bool = typer.Option(False, "--no-normalize", help="Feed [0, 1]-scaled intensities as they are, without the 0.1/99.9-percentile mapping (for data already spanning [0, 1])."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help=f"Feed [0, 1]-scaled intensities as they are, without the {LO_PCT:g}/{HI_PCT:g}-percentile mapping (for data already spanning [0, 1])."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     overwrite: OverwriteOption = False,
     skip_existing: SkipOption = False,
@@ -403,8 +404,10 @@ def enhance(
 
             io.check_input_file(model)
         # torch from here on: the paths are checked.
-        from ficli.engine import TileConfig, default_batch, resolve_device, resolve_precision
-        from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_file, load_generator
+        from ficli.device import default_batch, resolve_device, resolve_precision
+        from ficli.engine import TileConfig
+        from ficli.enhance import EnhanceOptions, enhance_file
+        from ficli.runtime import ready_generator
 
         with _usage_errors():  # once, not once per file
             dev = resolve_device(device)
@@ -414,8 +417,6 @@ def enhance(
                 tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
             )
             resolve_precision(precision, dev)
-        generator, info = load_generator(model, dev)
-        channels = info["config"].channels
         notices: set[str] = set()
 
         def notice(message: str):
@@ -423,8 +424,8 @@ def enhance(
                 notices.add(message)
                 _note(message)
 
-        if compile_model:
-            generator = CompiledGenerator(generator, on_notice=notice)
+        generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
+        channels = info["config"].channels
 
         _run_files("enhance", outs,
                    lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
@@ -674,64 +675,28 @@ def bench(
     are counted from the convolution shapes. Ratios measured in the same run are the numbers to
     compare across machines.
     """
-    import json
-
     from ficli import bench as b
-    from ficli.engine import resolve_device
-    from ficli.io import is_stdout, write_text
-    from ficli.nets import GeneratorConfig
+    from ficli.device import resolve_device
+    from ficli.timing import format_table, parse_sizes
 
     with _reporting_errors():
         with _usage_errors():
-            chosen_sizes = b.parse_sizes(sizes_option) if sizes_option else None
+            chosen_sizes = parse_sizes(sizes_option) if sizes_option else None
             dev = str(resolve_device(device))
-        reps = 1 if quick else repeats
-        small = GeneratorConfig(features=16, growth=8) if quick else GeneratorConfig()
-        tables = {}
-        sizes = chosen_sizes or (((160, 92),) if quick else ((640, 360), (1280, 720), (1920, 1080)))
-        runs = {
-            # On a GPU at training's batch (64): a batch of 4 would time kernel launches only.
-            "tg": ("Total gradient loss, forward + backward, k_max N/2",
-                   lambda: b.bench_tg((32, 64) if quick else (32, 64, 128, 256), batch=4 if dev == "cpu" else 64,
-                                      repeats=reps, device=dev)),
-            "generator": ("Generator forward per frame: batch 1 and the best batch, each precision the device runs" + (" (quick: width 16)" if quick else ""),
-                          lambda: b.generator_rows(quick, dev, reps, small, sizes, compile_model)),
-            "body": ("Generator body alone (residual dense blocks + fusion, at 1/4 size): TFLOP/s and share of the device's dense half-precision peak",
-                     lambda: b.bench_body(sizes if quick or chosen_sizes else sizes[1:2], dev, reps, small)),
-            "tiled": ("Tiled engine (tile 512, overlap 32, batch 4) vs whole image",
-                      lambda: b.bench_tiled(((640, 360),) if quick else ((640, 360), (1280, 720), (4096, 4096)), dev, 1, small)),
-            "train": ("One training step (critic + generator, TG loss, backward, Adam) at the presets' shapes, and the batch of pairs alone" + (" (quick: width 16, critic width 16, batch 4)" if quick else ""),
-                      lambda: b.bench_train((("finetune", 4, 32),) if quick else (("finetune", 64, 32), ("pretrain", 64, 64)), dev, reps,
-                                            small, compiled=(False, True) if compile_model else (False,),
-                                            critic_features=16 if quick else 64)),
-            "video": ("ficli video: each stage alone (frames/s), end to end once frames flow, the one-off start, and the stage that limits it; default-size generator",
-                      lambda: b.video_rows(quick, dev, reps, compile_model, chosen_sizes)),
-        }
-        chosen = list(runs) if only is None else [name.strip() for name in only.split(",") if name.strip()]
-        if not chosen or any(name not in runs for name in chosen):
-            raise typer.BadParameter(f"{only!r}: use a comma-separated list of {', '.join(runs)}", param_hint="--only")
-        info = b.machine_info(dev)
+        tables = b.bench_tables(quick, dev, repeats, compile_model, chosen_sizes)
+        try:
+            chosen = b.choose_tables(only, tables)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--only") from None
         shown = _stdout_console(json_file)  # stderr when the JSON goes to stdout
-        shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False)
 
-        def save(final: bool = False) -> None:  # after every table: a run cut short keeps what it measured
-            if json_file is not None and (final or not is_stdout(json_file)):
-                write_text(json_file, json.dumps({"machine": info, "quick": quick, "tables": tables}, indent=2))
+        def on_table(title: str, rows: list[dict]) -> None:
+            shown.print(f"\n[bold]{title}[/]" + (" (judged only on the device they are set for)" if title == "Targets" else ""))
+            shown.print(format_table(rows), highlight=False, markup=False)
 
-        rows_of = {}
-        for name in chosen:
-            title, run = runs[name]
-            with err_console.status(f"timing: {title} …"):
-                rows_of[name] = run()
-            tables[title] = rows_of[name]
-            shown.print(f"\n[bold]{title}[/]")
-            shown.print(b.format_table(rows_of[name]), highlight=False, markup=False)
-            save()
-        targets = b.target_rows(rows_of.get("generator", []), rows_of.get("body", []), rows_of.get("video", []), dev)
-        tables["Targets"] = targets
-        shown.print("\n[bold]Targets[/] (judged only on the device they are set for)")
-        shown.print(b.format_table(targets), highlight=False, markup=False)
-        save(final=True)
+        b.run_bench(tables, chosen, dev, quick, json_file,
+                    on_machine=lambda info: shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False),
+                    measuring=lambda title: err_console.status(f"timing: {title} …"), on_table=on_table)
 
 
 # --------------------------------------------------------------------------------------------- video
@@ -754,7 +719,7 @@ def video(
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as NAME_000001.png, ... (16-bit PNG for high-bit-depth video)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality: 0 lossless, 18 visually lossless, 23 x264's default; lower is larger."),
     preset: str = typer.Option("medium", "--preset", help="x264 speed/size trade-off: ultrafast ... medium ... veryslow."),
-    tile: TileOption = 1280,  # video.VIDEO_TILE: 720p frames whole, 1080p in two tiles
+    tile: TileOption = VIDEO_TILE,  # 720p frames whole, 1080p in two tiles
     overlap: OverlapOption = 32,
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Frames run through the network at once (the same tile of each) [default: 1 on the CPU, where it is fastest, 4 on a GPU]."),
     device: DeviceOption = "auto",
@@ -792,8 +757,9 @@ def video(
         for path in (src, model):  # before torch is imported (seconds)
             if path is not None:
                 io.check_input_file(path)
-        from ficli.engine import TileConfig, default_batch, resolve_device, resolve_precision
-        from ficli.enhance import CompiledGenerator, load_generator
+        from ficli.device import default_batch, resolve_device, resolve_precision
+        from ficli.engine import TileConfig
+        from ficli.runtime import ready_generator
         from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
         with _usage_errors():
@@ -809,9 +775,7 @@ def video(
         begun = time.perf_counter()
         try:
             source = check_video(src, options)  # input and output problems before the model loads
-            generator, info = load_generator(model, dev)
-            if compile_model:
-                generator = CompiledGenerator(generator, cuda_graphs=dev.type == "cuda", on_notice=_note)
+            generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=_note)
             with _progress(quiet) as progress:
                 task = progress.add_task("video", total=None, rate="")
 

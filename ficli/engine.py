@@ -21,8 +21,8 @@ gives exactly the whole-image result; a wider one leaves differences that fade i
 to the border. The windows are separable, so the total weight is a product of two 1-D sums; the
 result is divided by it, which makes the weights sum to one everywhere, to rounding.
 
-Intensity normalisation (DESIGN "Intensity normalisation") lives here too: `percentile_range` once
-per image, stack or video, before tiling; `normalize` on the way in; `denormalize` on the way out.
+The engine sees intensities already normalised (`ficli.intensity`): it neither computes nor undoes
+the intensity map, so a tile never has a map of its own.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ficli.errors import ConfigError, FicliError, InputError, is_out_of_memory
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
+from ficli.device import PRECISIONS, empty_cache, resolve_device, resolve_precision
+from ficli.errors import ConfigError, FicliError, is_out_of_memory
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -99,127 +97,6 @@ def receptive_field_overlap(radius: int, multiple: int = 4) -> int:
     if radius < 0:
         raise ValueError(f"receptive-field radius must be 0 or more, got {radius}")
     return _round_up(radius, multiple)
-
-
-# --- devices and precision --------------------------------------------------------------------
-
-
-def available_devices() -> list[str]:
-    """Names of the devices this machine can run on, e.g. ["cpu", "cuda:0", "cuda:1"]."""
-    names = ["cpu"]
-    if torch.cuda.is_available():
-        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        names.append("mps")
-    return names
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device for "auto" | "cpu" | "cuda" | "cuda:<i>" | "mps"; ConfigError if unavailable.
-
-    "auto" picks the first CUDA device, else MPS, else the CPU.
-    """
-    name = str(name).strip().lower()
-    have = available_devices()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"unknown device {name!r}; use auto, cpu, cuda, cuda:<i> or mps "
-            f"(this machine has: {', '.join(have)})"
-        ) from None
-    if device.type == "cpu":
-        return torch.device("cpu")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {name!r} is not available: this torch build or machine has no CUDA GPU "
-                f"(this machine has: {', '.join(have)}); use --device cpu"
-            )
-        index = torch.cuda.current_device() if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {name!r} does not exist (this machine has: {', '.join(have)})"
-            )
-        return torch.device("cuda", index)
-    if device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(
-                f"device 'mps' is not available (this machine has: {', '.join(have)})"
-            )
-        return device
-    raise ConfigError(
-        f"unsupported device {name!r}; use auto, cpu, cuda, cuda:<i> or mps "
-        f"(this machine has: {', '.join(have)})"
-    )
-
-
-def default_batch(device: torch.device) -> int:
-    """Tiles (or frames) per network call when --batch is not given: 1 on the CPU, 4 elsewhere.
-
-    On 2 CPU cores a call of 4 ran slower per frame than 4 calls of 1 (720p video end to end:
-    0.52 vs 0.78 frames/s): nothing is left to fill, and the activations fall out of cache. A GPU
-    needs the larger calls to fill its cores.
-    """
-    return 1 if device.type == "cpu" else 4
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for "fp32" | "fp16" | "bf16" on `device`.
-
-    Half precisions run under autocast: fp16 and bf16 on CUDA (bf16 where the GPU has it), and bf16
-    on a CPU with native bf16 (AVX-512 BF16 or AMX; FI-GAN at 640×360 on 2 such cores: 3.1× fp32).
-    Anything else raises ConfigError rather than silently running in fp32 or slowly in emulated half
-    precision (fp16 on the same CPU: 1.3× slower than fp32).
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
-    if dtype is torch.float32:
-        return dtype
-    if device.type == "cpu" and dtype is torch.bfloat16:
-        if cpu_has_bf16():
-            return dtype
-        raise ConfigError(
-            "--precision bf16 on the CPU needs native bf16 (AVX-512 BF16 or AMX), which this CPU "
-            "lacks; use --precision fp32"
-        )
-    if device.type != "cuda":
-        raise ConfigError(
-            f"--precision {precision} needs a CUDA device"
-            + (" (or bf16 on a CPU with native bf16)" if device.type == "cpu" else "")
-            + f"; on {device.type} the engine runs {precision} no faster than fp32: use --precision fp32"
-        )
-    if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"--precision bf16 is not supported by {torch.cuda.get_device_name(device)}; "
-            f"use --precision fp16 or fp32"
-        )
-    return dtype
-
-
-def configure_cuda() -> None:
-    """cuDNN settings for inference, once a CUDA device is chosen: its algorithm search on (tiles
-    and video frames repeat one shape, so the search runs once per shape and the fastest kernels
-    are kept) and TF32 off, so that fp32 is fp32 (TF32 keeps 10 mantissa bits, like fp16: the
-    speed is --precision fp16/bf16's to give, not fp32's to take silently)."""
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX), not by emulation."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a private oneDNN query: absent from some builds
-        return False
 
 
 # --- tile layout and blending window ----------------------------------------------------------
@@ -375,11 +252,11 @@ def run_tiled(
         try:
             return _run_once(fn, image, tile, config, device, dtype, notice, on_progress)
         except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not _is_out_of_memory(error):
+            if not is_out_of_memory(error):
                 raise
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
         # Out of the except block: the traceback no longer pins the failed batch's tensors.
-        _empty_cache(device)
+        empty_cache(device)
         if max(tile) <= floor:
             raise FicliError(
                 f"out of memory on {device} even with {max(tile)}-pixel tiles, the smallest --tile for "
@@ -475,83 +352,6 @@ def _call(fn, x, device, dtype) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=half):
         return fn(x)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or is_out_of_memory(error)
-
-
-def _empty_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
-
-
-# --- intensity normalisation ------------------------------------------------------------------
-
-
-def percentile_range(array, lo_pct: float = 0.1, hi_pct: float = 99.9) -> tuple[float, float]:
-    """(lo, hi): the `lo_pct` and `hi_pct` percentiles over all values of an image, stack or video.
-
-    Computed once per image (or stack, or video) before tiling, never per tile. Exact
-    (`np.percentile`, linear interpolation) on one working copy of the values, partitioned in place.
-    A (nearly) flat image, where hi <= lo, falls back to its minimum and maximum; if it is entirely
-    flat, to hi = lo + 1 (one full [0, 1] data range), so `normalize` maps it to 0 and stays finite;
-    `enhance` and `video` then put its flat planes back unchanged (`flat_values`, `keep_flat`).
-    """
-    if not 0 <= lo_pct < hi_pct <= 100:
-        raise ConfigError(
-            f"normalisation percentiles must satisfy 0 <= low < high <= 100, got {lo_pct}, {hi_pct}"
-        )
-    values = np.array(array, copy=True).reshape(-1)  # the one copy; partitioned in place below
-    if values.size == 0:
-        raise InputError("cannot normalise an empty image")
-    lo, hi = (float(v) for v in np.percentile(values, [lo_pct, hi_pct], overwrite_input=True))
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InputError(
-            "the image contains NaN or infinite values; fix the file or use --no-normalize"
-        )
-    if hi <= lo:
-        lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        hi = lo + 1.0
-    return lo, hi
-
-
-def normalize(x, lo: float, hi: float):
-    """(x - lo) / (hi - lo), without clipping; float32 for numpy input, tensors keep their dtype."""
-    if isinstance(x, np.ndarray) or np.isscalar(x):
-        out = np.subtract(x, np.float32(lo), dtype=np.float32)
-        out /= np.float32(hi - lo)
-        return out
-    return (x - lo) / (hi - lo)
-
-
-def denormalize(y, lo: float, hi: float):
-    """The inverse of `normalize`: y * (hi - lo) + lo; float32 for numpy input."""
-    if isinstance(y, np.ndarray) or np.isscalar(y):
-        out = np.multiply(y, np.float32(hi - lo), dtype=np.float32)
-        out += np.float32(lo)
-        return out
-    return y * (hi - lo) + lo
-
-
-def flat_values(planes: np.ndarray) -> list[float | None]:
-    """For each (H, W) plane of `planes`: its value if it is constant, else None.
-
-    Flat in, flat out: a constant plane holds no structure to sharpen, and the network would
-    print its own faint pattern on it (a constant 16-bit 1000 came back 719..1179), so callers
-    put such planes back unchanged (`keep_flat`) instead of using the network's output.
-    """
-    return [float(p.flat[0]) if p.min() == p.max() else None for p in planes]
-
-
-def keep_flat(planes: np.ndarray, constants: list[float | None]) -> None:
-    """Set each plane of `planes` (C, H, W) whose entry in `constants` is a value to that value, in place."""
-    for plane, value in zip(planes, constants):
-        if value is not None:
-            plane[...] = value
 
 
 # --- small helpers ----------------------------------------------------------------------------

@@ -15,91 +15,25 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from ficli import io, modelfile
+from ficli import io
 from ficli.degrade import resize_array
-from ficli.batch import shard  # noqa: F401  (where torchrun's sharding used to live)
-from ficli.engine import TileConfig, configure_cuda, denormalize, flat_values, keep_flat, normalize, percentile_range, run_tiled
-from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
-
-DEFAULT_MODEL_NAME = "ficli-default.safetensors"
+from ficli.engine import TileConfig, run_tiled
+from ficli.errors import ConfigError
+from ficli.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
 
 
 @dataclass(frozen=True)
 class EnhanceOptions:
     upscale: int = 1  # bicubic enlargement before enhancement (the paper's re-up-scaling)
     normalize: bool = True
-    lo_pct: float = 0.1
-    hi_pct: float = 99.9
+    lo_pct: float = LO_PCT
+    hi_pct: float = HI_PCT
     tile: TileConfig = TileConfig()
 
     def __post_init__(self):
         if self.upscale < 1:
             raise ConfigError(f"--upscale must be 1 or more, got {self.upscale}")
-
-
-def default_model_path() -> Path:
-    """The shipped model: inside the installed package (wheel) or in the repository's models/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_models" / DEFAULT_MODEL_NAME, here.parent / "models" / DEFAULT_MODEL_NAME):
-        if candidate.is_file():
-            return candidate
-    raise ModelFileError(
-        f"no default model found ({DEFAULT_MODEL_NAME} in the package or in models/); "
-        "give one with --model PATH (train one with 'ficli train')"
-    )
-
-
-def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The generator of a model file (the default model when `path` is None), ready for inference.
-
-    On CUDA this also sets cuDNN up for inference (`engine.configure_cuda`: algorithm search on,
-    TF32 off).
-    """
-    path = Path(path) if path else default_model_path()
-    generator, config, meta = modelfile.load_model(path, device=str(device))
-    generator.requires_grad_(False).eval().to(memory_format=torch.channels_last)  # see engine._call
-    if torch.device(device).type == "cuda":
-        configure_cuda()
-    return generator, {"path": str(path), "config": config, **meta}
-
-
-class CompiledGenerator:
-    """`torch.compile` of a module, with the module itself as the fallback.
-
-    Compilation happens on the first call for each input shape; if it fails (no C++ compiler, no
-    Triton, an unsupported platform or Python), the failure is reported once through `on_notice`
-    and every later call runs the module eagerly, so `--compile` never costs a result. Out-of-memory
-    errors (GPU or CPU) are passed on (the engine halves its tiles). `cuda_graphs` (fixed shapes: video frames)
-    selects the "reduce-overhead" mode, which replays each shape's kernels as one CUDA graph.
-    """
-
-    def __init__(self, module: torch.nn.Module, cuda_graphs: bool = False, on_notice: Callable[[str], None] | None = None):
-        self.module = module
-        self.on_notice = on_notice
-        self.compiled: Callable | None = None
-        try:
-            self.compiled = torch.compile(module, mode="reduce-overhead" if cuda_graphs else None)
-        except Exception as exc:  # torch.compile itself refuses on some platforms and Pythons
-            self._fall_back(exc)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(x)
-            except Exception as exc:
-                if isinstance(exc, torch.OutOfMemoryError) or is_out_of_memory(exc):
-                    raise
-                self._fall_back(exc)
-        return self.module(x)
-
-    def _fall_back(self, exc: Exception) -> None:
-        self.compiled = None
-        if self.on_notice is not None:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.on_notice(f"--compile: torch.compile is not usable here ({type(exc).__name__}: {first[:200]}); "
-                           "running without it")
 
 
 def enhance_frames(

@@ -48,8 +48,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ficli import io, modelfile
 from ficli.degrade import Degradation, bicubic_resize, degrade
-from ficli.engine import TileConfig, normalize, percentile_range, resolve_device, run_tiled
+from ficli.device import cpu_name, device_sync, resolve_device
+from ficli.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError, FicliError, InputError, ModelFileError, OutputError
+from ficli.intensity import HI_PCT, LO_PCT, normalize, percentile_range
 from ficli.losses import FINETUNE, PRETRAIN, LossWeights, discriminator_loss, generator_loss, perceptual_from_env
 from ficli.metrics import psnr, ssim
 from ficli.nets import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -108,8 +110,6 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     generator: GeneratorConfig = GeneratorConfig()
-    lo_pct: float = 0.1
-    hi_pct: float = 99.9
     vgg_weights: str | None = None
     resnet_weights: str | None = None
     lr_schedule: str = "constant"  # "constant" or "cosine" (to 0 at the last step of --epochs)
@@ -145,6 +145,9 @@ class TrainConfig:
     def from_dict(d: dict) -> "TrainConfig":
         """The config `to_dict` gave; settings added since (absent in older runs) take their defaults."""
         d = dict(d)
+        # Older runs recorded lo_pct/hi_pct, which training never read: it maps its images with
+        # intensity.LO_PCT/HI_PCT, as enhance does, so those runs continue exactly without them.
+        d.pop("lo_pct", None), d.pop("hi_pct", None)
         unknown = set(d) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise ConfigError(f"the run's settings hold {sorted(unknown)}, unknown to this ficli: update ficli")
@@ -424,7 +427,7 @@ class PartTimes:
 
     def __init__(self, device: torch.device):
         self.seconds = dict.fromkeys(PARTS, 0.0)
-        self._sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+        self._sync = device_sync(device)
 
     @contextlib.contextmanager
     def part(self, name: str):
@@ -506,15 +509,8 @@ def _kept(out: Path, saved_epoch: int) -> str:
 
 def machine() -> dict:
     """What a session ran on: CPU model, cores, torch version (recorded in model files)."""
-    cpu = platform.processor()
-    if not cpu or cpu == platform.machine():
-        try:
-            lines = Path("/proc/cpuinfo").read_text().splitlines()
-            cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-        except (OSError, StopIteration):
-            cpu = cpu or platform.machine()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": str(torch.__version__), "gpu": gpu, "host": platform.node()}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": str(torch.__version__), "gpu": gpu, "host": platform.node()}
 
 
 def _update_ema(ema: torch.nn.Module, G: torch.nn.Module, decay: float) -> None:
@@ -854,7 +850,7 @@ def _export(G, path: Path, cfg: TrainConfig, history, best_epoch, stages, state:
     if state is not None:
         stage["machines"] = sorted({f"{s['machine']['cpu']} ({s['machine']['cores']} cores, torch {s['machine']['torch']})"
                                     for s in state["sessions"]})
-    meta = {"scale": cfg.scale, "normalize": {"lo_pct": cfg.lo_pct, "hi_pct": cfg.hi_pct}, "stages": stages + [stage]}
+    meta = {"scale": cfg.scale, "normalize": {"lo_pct": LO_PCT, "hi_pct": HI_PCT}, "stages": stages + [stage]}
     if state is not None:
         meta["training"] = state
     modelfile.save_model(path, G, cfg.generator, meta)  # folds spectral norm into the saved weights

@@ -159,7 +159,7 @@ def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeyp
 def test_bench_sizes_choose_the_frames_timed(run_cli, tmp_path):
     import json
 
-    from ficli.bench import parse_sizes
+    from ficli.timing import parse_sizes
 
     assert parse_sizes("1280x720, 64X48") == ((1280, 720), (64, 48))
     result = run_cli("bench", "--quick", "--device", "cpu", "--only", "generator,body", "--sizes", "96x64", "--json", tmp_path / "b.json")

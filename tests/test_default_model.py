@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli.enhance import EnhanceOptions, default_model_path, enhance_frames, load_generator
+from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.metrics import psnr, ssim
 from ficli.modelfile import model_info
+from ficli.runtime import default_model_path, load_generator
 
 GOLDEN = Path(__file__).parent / "data" / "golden.npz"
 
@@ -57,7 +58,7 @@ def test_a_wheel_install_finds_the_model(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(repo), "-w", str(tmp_path / "whl")], check=True)
     wheel = next((tmp_path / "whl").glob("ficli-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
-    code = "import ficli.enhance as e; print(e.default_model_path())"
+    code = "import ficli.runtime as r; print(r.default_model_path())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}, check=True)
     assert done.stdout.strip() == str(tmp_path / "site" / "ficli" / "_models" / "ficli-default.safetensors")
 
@@ -65,7 +66,8 @@ def test_a_wheel_install_finds_the_model(tmp_path):
 def test_default_overlap_keeps_the_shipped_model_seamless():
     """Tiled (256-px tiles, the default 32-px overlap) against one piece, on a real image if present."""
     from ficli import io
-    from ficli.engine import TileConfig, normalize, percentile_range, run_tiled
+    from ficli.engine import TileConfig, run_tiled
+    from ficli.intensity import normalize, percentile_range
     from ficli.phantom import phantom
 
     from conftest import SHARED_DATA

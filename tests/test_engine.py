@@ -6,21 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from ficli import engine
+from ficli import device, engine
 from ficli.engine import (
     TileConfig,
     axis_windows,
     balanced_tile,
-    denormalize,
-    normalize,
-    percentile_range,
     receptive_field_overlap,
-    resolve_device,
-    resolve_precision,
     run_tiled,
     tile_starts,
     weight_sum,
 )
+from ficli.device import resolve_device, resolve_precision
+from ficli.intensity import denormalize, normalize, percentile_range
 from ficli.errors import ConfigError, FicliError, InputError
 
 torch.set_num_threads(1)
@@ -375,16 +372,16 @@ def test_resolve_precision():
 
 def test_bf16_on_cpu_follows_native_support(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     assert resolve_precision("bf16", cpu) is torch.bfloat16
-    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match="AVX-512 BF16 or AMX.*fp32"):
         resolve_precision("bf16", cpu)
     with pytest.raises(ConfigError, match="AVX-512 BF16 or AMX"):
         run_tiled(lambda x: x, random_image(1, 8, 8), TileConfig(precision="bf16"))
 
 
-@pytest.mark.skipif(not engine.cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+@pytest.mark.skipif(not device.cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
 def test_bf16_on_cpu_runs_under_autocast():
     seen = []
     out = run_tiled(lambda x: seen.append(torch.is_autocast_enabled("cpu")) or torch.nn.functional.conv2d(x, torch.ones(1, 1, 1, 1)),

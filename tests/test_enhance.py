@@ -13,7 +13,8 @@ import tifffile
 import torch
 
 from ficli import io, modelfile
-from ficli.engine import TileConfig, min_tile, percentile_range, receptive_field_overlap, run_tiled
+from ficli.engine import TileConfig, min_tile, receptive_field_overlap, run_tiled
+from ficli.intensity import percentile_range
 from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.nets import Generator, GeneratorConfig, receptive_field
 from ficli.phantom import phantom, to_dtype
@@ -193,9 +194,9 @@ def test_interrupted_batch_resumes_with_skip_existing(run_cli, identity_model, p
 
 
 def test_missing_default_model_says_how_to_give_one(run_cli, phantom_folder, tmp_path, monkeypatch):
-    import ficli.enhance as enhance_module
+    from ficli import runtime
 
-    monkeypatch.setattr(enhance_module, "DEFAULT_MODEL_NAME", "no-such-model.safetensors")
+    monkeypatch.setattr(runtime, "DEFAULT_MODEL_NAME", "no-such-model.safetensors")
     result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out")
     assert result.exit_code == 1 and "--model" in result.output
 
@@ -224,7 +225,7 @@ def test_torchrun_shards_files_across_two_processes(identity_model, phantom_fold
 
 
 def test_compile_failure_falls_back_to_the_module_once(monkeypatch):
-    from ficli.enhance import CompiledGenerator
+    from ficli.runtime import CompiledGenerator
 
     def broken_compile(module, mode=None):
         def run(x):
@@ -245,7 +246,7 @@ def test_compile_failure_falls_back_to_the_module_once(monkeypatch):
 
 
 def test_compile_refused_up_front_falls_back(monkeypatch):
-    from ficli.enhance import CompiledGenerator
+    from ficli.runtime import CompiledGenerator
 
     def refuses(module, mode=None):
         raise RuntimeError("torch.compile is not supported on Python 3.14+")
@@ -261,7 +262,7 @@ def test_compile_refused_up_front_falls_back(monkeypatch):
 
 
 def test_compile_passes_out_of_memory_on(monkeypatch):
-    from ficli.enhance import CompiledGenerator
+    from ficli.runtime import CompiledGenerator
 
     def oom(x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

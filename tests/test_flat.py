@@ -9,9 +9,9 @@ import pytest
 import tifffile
 import torch
 
-from ficli import io, video
-from ficli.enhance import default_model_path
+from ficli import ffmpeg, io
 from ficli.phantom import phantom, to_dtype
+from ficli.runtime import default_model_path
 
 pytestmark = [pytest.mark.hostile, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -105,5 +105,5 @@ def _decoded_pngs(src, tmp_path):
 
     folder = tmp_path / "src_frames"
     folder.mkdir()
-    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-i", str(src), str(folder / "f_%03d.png")], check=True)
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-i", str(src), str(folder / "f_%03d.png")], check=True)
     return sorted(folder.iterdir())

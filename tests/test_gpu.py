@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import io, video
+from ficli import ffmpeg, io, video
 from ficli.engine import TileConfig, run_tiled
-from ficli.enhance import CompiledGenerator, EnhanceOptions, enhance_frames, load_generator
+from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.phantom import phantom
+from ficli.runtime import CompiledGenerator, load_generator
 
 from conftest import shared_images
 
@@ -38,7 +39,7 @@ def generator():
 
 
 def test_fp32_on_the_device_is_the_cpu_result(generator):
-    # TF32 is off for fp32 (engine.configure_cuda): with it, cuDNN convolutions keep 10 mantissa
+    # TF32 is off for fp32 (device.configure_cuda): with it, cuDNN convolutions keep 10 mantissa
     # bits and the two would differ by ~1e-3.
     cpu = load_generator(None, torch.device("cpu"))[0]
     for path in shared_images("test", 2):
@@ -93,7 +94,7 @@ def test_video_in_half_precision_stays_within_a_grey_level_of_fp32_on_the_cpu(ge
     base = phantom(h, w + 2 * count, seed=3, peak_photons=None, background=0.1)
     raw = b"".join(io.from_unit(base[:, 2 * i : 2 * i + w], np.uint8).tobytes() for i in range(count))
     clip = tmp_path / "clip.mkv"
-    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
                     "-framerate", "25", "-i", "pipe:0", "-c:v", "ffv1", str(clip)], input=raw, check=True)
     frames = {}
     for name, dev, precision, model in (("gpu", DEVICE, HALF, generator), ("cpu", "cpu", "fp32", None)):

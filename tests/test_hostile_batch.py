@@ -150,7 +150,7 @@ def test_cpu_out_of_memory_even_at_the_smallest_tile_is_a_clear_error():
 
 
 def test_compiled_generator_passes_cpu_out_of_memory_on(monkeypatch):
-    from ficli.enhance import CompiledGenerator
+    from ficli.runtime import CompiledGenerator
 
     def oom(x):
         raise RuntimeError(CPU_OOM)
@@ -163,10 +163,10 @@ def test_compiled_generator_passes_cpu_out_of_memory_on(monkeypatch):
 
 @hostile
 def test_enhance_out_of_memory_fails_each_file_alone_with_no_traceback(run_cli, tmp_path, model, monkeypatch):
-    import ficli.enhance as enhance_module
+    from ficli import runtime
 
-    real = enhance_module.load_generator
-    monkeypatch.setattr(enhance_module, "load_generator", lambda path, device: (_oom_above(0), real(path, device)[1]))
+    real = runtime.load_generator
+    monkeypatch.setattr(runtime, "load_generator", lambda path, device: (_oom_above(0), real(path, device)[1]))
     for name in ("a.png", "b.png"):
         io.write_image(tmp_path / "in" / name, good_gray())
     result = batch(run_cli, "enhance", model, tmp_path / "in", "--out", tmp_path / "out")
@@ -194,13 +194,13 @@ def test_degrade_scale_beyond_its_range_is_a_usage_error_before_any_work(run_cli
 
 @hostile
 def test_video_upscale_beyond_the_pixel_limit_is_refused_before_the_model_loads(run_cli, tmp_path, model, monkeypatch):
-    from ficli import video
+    from ficli import ffmpeg
 
     src = tmp_path / "clip.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
                     "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
-    import ficli.enhance as enhance_module
-    monkeypatch.setattr(enhance_module, "load_generator", lambda *a: pytest.fail("the model was loaded"))
+    from ficli import runtime
+    monkeypatch.setattr(runtime, "load_generator", lambda *a: pytest.fail("the model was loaded"))
     result = run_cli("video", src, "--model", model, "--device", "cpu", "--upscale", "1000")
     clean_failure(result, src, "32000×24000", "400,000,000", "--upscale")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
@@ -259,10 +259,10 @@ def test_enhance_setting_the_device_cannot_do_fails_once_with_exit_2(run_cli, tm
 @pytest.mark.parametrize("setting", [("--precision", "fp16"), ("--device", "cuda:7"), ("--tile", "30"),
                                      ("--channels", "cmyk"), ("--preset", "fastest")])
 def test_video_setting_it_cannot_do_is_a_usage_error(run_cli, tmp_path, model, setting):
-    from ficli import video
+    from ficli import ffmpeg
 
     src = tmp_path / "clip.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
                     "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
     result = run_cli("video", src, "--model", model, "--device", "cpu", *setting)
     clean_failure(result, setting[1], code=2)
@@ -311,10 +311,10 @@ def test_quiet_prints_nothing_on_success_and_still_reports_failures(run_cli, tmp
 
 
 def test_video_quiet_prints_nothing_on_success(run_cli, tmp_path, model):
-    from ficli import video
+    from ficli import ffmpeg
 
     src = tmp_path / "clip.mp4"
-    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
                     "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
     result = run_cli("video", src, "--model", model, "--device", "cpu", "--preset", "ultrafast", "--quiet")
     assert result.exit_code == 0 and result.output == "", result.output

@@ -18,12 +18,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ficli import modelfile, video
+from ficli import ffmpeg, modelfile, video
 from ficli.nets import Generator, GeneratorConfig
 from hostile_files import deny_writing, snapshot
 
 hostile = pytest.mark.hostile
-FF = video.ffmpeg_exe()
+FF = ffmpeg.ffmpeg_exe()
 FAST = ("--preset", "ultrafast", "--device", "cpu")
 
 
@@ -153,8 +153,8 @@ def test_output_is_the_input(run_cli, clip, model):
 @hostile
 def test_disk_full_while_encoding(run_cli, clip, model, monkeypatch):
     """The encoder writes to /dev/full, where every write fails with ENOSPC as on a full disk."""
-    real = video._encoder_args  # noqa: SLF001
-    monkeypatch.setattr(video, "_encoder_args", lambda *a: [*real(*a)[:-1], "/dev/full"])
+    real = video.encoder_args  # noqa: SLF001
+    monkeypatch.setattr(video, "encoder_args", lambda *a: [*real(*a)[:-1], "/dev/full"])
     result = run_cli("video", clip, "--model", model, *FAST)
     clean_failure(result, "ffmpeg could not encode", "No space left on device")
     assert sorted(p.name for p in clip.parent.iterdir()) == ["clip.mp4"]  # no output, no temporary

@@ -148,7 +148,7 @@ def test_count_parameters():
 
 
 def test_generator_flops_counts_every_conv_by_hand():
-    from ficli.bench import generator_flops
+    from ficli.timing import generator_flops
 
     cfg = GeneratorConfig(features=4, growth=2, layers=1, blocks=1)
 
@@ -168,7 +168,8 @@ def test_generator_flops_counts_every_conv_by_hand():
 
 
 def test_bench_rows_and_table():
-    from ficli.bench import bench_generator, bench_tg, best_batch_rows, format_table
+    from ficli.bench import bench_generator, bench_tg
+    from ficli.timing import best_batch_rows, format_table
 
     tg = bench_tg(sizes=(8,), batch=1, repeats=1)
     assert tg[0]["size"] == 8 and tg[0]["direct_ms"] > 0 and tg[0]["fft_ms"] > 0
@@ -183,16 +184,16 @@ def test_bench_rows_and_table():
 
 
 def test_bench_defaults_to_every_precision_the_device_runs(monkeypatch):
-    from ficli import bench, engine
+    from ficli import bench, device
 
     for native, expected in ((True, ["fp32", "bf16"]), (False, ["fp32"])):
-        monkeypatch.setattr(engine, "cpu_has_bf16", lambda: native)
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda: native)
         rows = bench.bench_generator(sizes=((16, 8),), repeats=1, config=TINY)
         assert [r["precision"] for r in rows] == expected
 
 
 def test_flops_per_part_add_up_and_follow_the_layer_shapes():
-    from ficli.bench import GENERATOR_PARTS, generator_flops
+    from ficli.timing import GENERATOR_PARTS, generator_flops
 
     cfg = GeneratorConfig()
     parts = generator_flops(cfg, 720, 1280, parts=True)
@@ -204,13 +205,13 @@ def test_flops_per_part_add_up_and_follow_the_layer_shapes():
 
 
 def test_peak_table_matches_device_names(monkeypatch):
-    from ficli import bench
+    from ficli import timing
 
-    assert bench.peak_tflops("cpu") is None
+    assert timing.peak_tflops("cpu") is None
     for name, peak in (("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
                        ("NVIDIA GeForce GTX 1080", None)):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
-        assert bench.peak_tflops("cuda") == peak
+        assert timing.peak_tflops("cuda") == peak
 
 
 def test_targets_are_judged_only_on_their_device(monkeypatch):

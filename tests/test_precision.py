@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import engine, io
+from ficli import device, engine, io
 from ficli.engine import TileConfig
-from ficli.enhance import EnhanceOptions, enhance_frames, load_generator
+from ficli.enhance import EnhanceOptions, enhance_frames
+from ficli.runtime import load_generator
 
 from conftest import shared_images
 
@@ -47,7 +48,7 @@ def test_half_precision_on_gpu_matches_fp32(precision):
     check_bounds(grey_level_differences("cuda", precision), precision)
 
 
-@pytest.mark.skipif(not engine.cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+@pytest.mark.skipif(not device.cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
 def test_bf16_on_cpu_matches_fp32():
     check_bounds(grey_level_differences("cpu", "bf16"), "bf16")
 
@@ -55,5 +56,5 @@ def test_bf16_on_cpu_matches_fp32():
 def test_fp16_arithmetic_matches_fp32_within_one_grey_level(monkeypatch):
     # fp16 runs on CUDA only (emulated on CPUs, slower than fp32), but its arithmetic is the same
     # on the CPU: this is the GPU test's bound, checked on every machine.
-    monkeypatch.setattr(engine, "resolve_precision", lambda precision, device: engine.PRECISIONS[precision])
+    monkeypatch.setattr(engine, "resolve_precision", lambda precision, dev: device.PRECISIONS[precision])
     check_bounds(grey_level_differences("cpu", "fp16"), "fp16")

@@ -197,6 +197,14 @@ def test_lr_schedule():
     assert lr_factor(7, 10, "cosine", 4) == pytest.approx(0.5)
 
 
+def test_settings_of_older_runs_with_the_unused_percentiles_still_load(dataset, tmp_path):
+    # Runs recorded lo_pct/hi_pct, which training never read (it maps images with
+    # intensity.LO_PCT/HI_PCT): they are no setting now, and such runs still resume and continue.
+    cfg = _config(dataset, tmp_path / "run")
+    assert TrainConfig.from_dict({**cfg.to_dict(), "lo_pct": 0.1, "hi_pct": 99.9}) == cfg
+    assert not {"lo_pct", "hi_pct"} & set(cfg.to_dict())
+
+
 def test_a_run_moved_with_only_its_weights_file_continues_its_schedule(dataset, tmp_path):
     """Train 2 of 4 epochs, keep only last.safetensors (in another folder), continue elsewhere: the
     step count, the cosine learning rate and the data order go on as in an uninterrupted run."""

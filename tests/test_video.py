@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import modelfile, video
+from ficli import ffmpeg, frames, modelfile, video
 from ficli.errors import ConfigError, InputError, OutputError
 from ficli.phantom import phantom
 
-FF = video.ffmpeg_exe()
+FF = ffmpeg.ffmpeg_exe()
 FAST = ("--preset", "ultrafast")
 
 
@@ -188,12 +188,12 @@ def test_variable_frame_rate_becomes_constant_and_keeps_its_timing(run_cli, iden
 
 def test_long_sections_are_sampled_by_seeking(tmp_path):
     src = write_clip(tmp_path / "long.mp4", scene_frames(64, 48, 300), audio=False)
-    info = video.probe_video(src)
-    samples = video.sample_frames(info, video.Section(), count=4)  # 300 frames > SEEK_THRESHOLD
+    info = ffmpeg.probe_video(src)
+    samples = ffmpeg.sample_frames(info, ffmpeg.Section(), count=4)  # 300 frames > SEEK_THRESHOLD
     frames = decode(src, 64, 48) / 255
     found = [int(np.argmin([np.abs(f - s).mean() for f in frames])) for s in samples]
     assert np.abs(np.array(found) - [37.5, 112.5, 187.5, 262.5]).max() <= 1  # the middles of four equal parts
-    short = video.sample_frames(info, video.Section(start=4, max_frames=50), count=3)  # one pass, thinned
+    short = ffmpeg.sample_frames(info, ffmpeg.Section(start=4, max_frames=50), count=3)  # one pass, thinned
     found = [int(np.argmin([np.abs(f - s).mean() for f in frames])) for s in short]
     assert found[0] == 100 and found[-1] >= 145 and found == sorted(set(found))  # across the section
 
@@ -355,8 +355,8 @@ def test_the_input_is_never_the_output(run_cli, identity_model, clip):
 
 
 def test_ffmpeg_failure_reports_its_last_words(run_cli, identity_model, clip, monkeypatch):
-    real = video._encoder_args
-    monkeypatch.setattr(video, "_encoder_args", lambda *a: [x if x != "libx264" else "no_such_encoder" for x in real(*a)])
+    real = video.encoder_args
+    monkeypatch.setattr(video, "encoder_args", lambda *a: [x if x != "libx264" else "no_such_encoder" for x in real(*a)])
     result = run_cli("video", clip, "--model", identity_model)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "ffmpeg could not encode" in result.output and "no_such_encoder" in result.output
@@ -428,7 +428,7 @@ def test_interrupt_before_any_frame_leaves_nothing(identity_model, clip, monkeyp
     def ctrl_c(self, frames):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(video._Inference, "network", ctrl_c)
+    monkeypatch.setattr(frames.Inference, "network", ctrl_c)
     with pytest.raises(video.VideoInterrupted, match="no file was left") as stop:
         video.enhance_video(clip, generator, video.VideoOptions(preset="ultrafast"))
     assert stop.value.partial is None
@@ -442,24 +442,24 @@ def test_gray_in_rgb_is_detected_and_colour_is_not(tmp_path):
     gray = write_clip(tmp_path / "gray.mp4", scene_frames(64, 48, 8), audio=False)
     colour = write_clip(tmp_path / "colour.mp4", scene_frames(64, 48, 8, colour=True), audio=False)
     for path, gray_expected, mode in ((gray, True, "gray"), (colour, False, "luma")):
-        info = video.probe_video(path)
-        samples = video.sample_frames(info, video.Section(), count=4)
+        info = ffmpeg.probe_video(path)
+        samples = ffmpeg.sample_frames(info, ffmpeg.Section(), count=4)
         assert len(samples) == 4 and samples[0].shape == (48, 64, 3)
-        assert video.is_gray(samples) is gray_expected
-        assert video.choose_channels("auto", info, samples) == mode
+        assert frames.is_gray(samples) is gray_expected
+        assert frames.choose_channels("auto", info, samples) == mode
     with pytest.raises(ConfigError, match="1-channel model"):
-        video.choose_channels("luma", info, samples, model_channels=3)
+        frames.choose_channels("luma", info, samples, model_channels=3)
 
 
 def test_one_range_for_the_whole_video_from_evenly_spread_frames():
-    picked = video._thinned(iter(range(1000)), 32)
+    picked = ffmpeg._thinned(iter(range(1000)), 32)
     assert len(picked) == 32 and picked[0] == 0 and picked[-1] > 950
     steps = np.diff(picked)
     assert steps.max() - steps.min() <= 16  # evenly spread, to one step of the thinned set
-    assert video._thinned(iter(range(60)), 32) == list(np.linspace(0, 59, 32).round().astype(int))
-    assert video._thinned(iter(range(5)), 32) == [0, 1, 2, 3, 4]
+    assert ffmpeg._thinned(iter(range(60)), 32) == list(np.linspace(0, 59, 32).round().astype(int))
+    assert ffmpeg._thinned(iter(range(5)), 32) == [0, 1, 2, 3, 4]
     dark, bright = np.zeros((8, 8, 3), np.float32), np.ones((8, 8, 3), np.float32)
-    lo, hi = video.video_range([dark, bright], "gray")
+    lo, hi = frames.video_range([dark, bright], "gray")
     assert lo < 0.01 and hi > 0.99  # one range over all frames, not per frame
 
 
@@ -473,24 +473,24 @@ def test_probe_reads_ffmpeg_descriptions(tmp_path):
   Stream #0:2[0x3](und): Audio: pcm_s16le (lpcm / 0x6D63706C), 48000 Hz, stereo, s16, 1536 kb/s (default)
 At least one output file must be specified
 """
-    info = video.parse_probe(text, Path("x.mp4"))
+    info = ffmpeg.parse_probe(text, Path("x.mp4"))
     assert (info.stream, info.width, info.height, info.codec, info.pix_fmt) == (1, 1080, 1920, "h264", "yuv420p10le")
     assert info.fps == Fraction(30000, 1001) and info.duration == pytest.approx(3723.5)
     assert info.frames == round(3723.5 * 30000 / 1001) and info.high_depth and info.audio == ("pcm_s16le",)
-    assert video._audio_plan(info, Path("o.mp4"))[0] == "re-encoded to AAC"
-    assert video._audio_plan(info, Path("o.mkv"))[0] == "copied"
+    assert ffmpeg.audio_plan(info, Path("o.mp4"))[0] == "re-encoded to AAC"
+    assert ffmpeg.audio_plan(info, Path("o.mkv"))[0] == "copied"
     with pytest.raises(InputError, match="no video stream"):
-        video.parse_probe(text.replace("Video: h264", "Data: bin"), Path("x.mp4"))
+        ffmpeg.parse_probe(text.replace("Video: h264", "Data: bin"), Path("x.mp4"))
 
 
 def test_section_estimates_frames():
-    info = video.VideoInfo(path=Path("x.mp4"), width=64, height=48, fps=Fraction(25), duration=10.0, stream=0,
+    info = ffmpeg.VideoInfo(path=Path("x.mp4"), width=64, height=48, fps=Fraction(25), duration=10.0, stream=0,
                            codec="h264", pix_fmt="yuv420p")
-    assert video.Section().frames(info) == 250
-    assert video.Section(start=9).frames(info) == 25
-    assert video.Section(start=1, duration=2).frames(info) == 50
-    assert video.Section(max_frames=7).frames(info) == 7
-    assert video.Section().frames(video.VideoInfo(**{**info.__dict__, "duration": None})) is None
+    assert ffmpeg.Section().frames(info) == 250
+    assert ffmpeg.Section(start=9).frames(info) == 25
+    assert ffmpeg.Section(start=1, duration=2).frames(info) == 50
+    assert ffmpeg.Section(max_frames=7).frames(info) == 7
+    assert ffmpeg.Section().frames(ffmpeg.VideoInfo(**{**info.__dict__, "duration": None})) is None
 
 
 def test_check_output_refuses_unknown_types_and_folders(tmp_path):
@@ -504,17 +504,19 @@ def test_check_output_refuses_unknown_types_and_folders(tmp_path):
 def test_compose_layouts_and_even_sides():
     orig = np.zeros((47, 65), np.uint8)
     enh = np.ones((47, 65), np.float32)
-    assert video.compose(None, enh, "enhanced", False).shape == (48, 66)
-    sbs = video.compose(orig, enh, "side-by-side", False)
+    assert frames.compose(None, enh, "enhanced", False).shape == (48, 66)
+    sbs = frames.compose(orig, enh, "side-by-side", False)
     assert sbs.shape == (48, 130) and sbs[:, :65].max() == 0 and sbs[:47, 65:].min() == 255
-    cmp = video.compose(orig, enh, "compare", True)
+    cmp = frames.compose(orig, enh, "compare", True)
     assert cmp.shape == (48, 66) and cmp[30:, :30].max() == 0 and cmp[30:, 40:60].min() == 255
 
 
 def test_bench_video_reports_every_stage_and_the_limit():
-    row = video.bench_video((64, 48), frames=2)
+    from ficli import bench
+
+    row = bench.bench_video((64, 48), frames=2)
     assert row["frames"] == 2 and row["e2e_fps"] > 0 and row["transfer_fps"] is None  # no transfer on the CPU
-    rates = {stage: row[f"{stage}_fps"] for stage in video.STAGES if row[f"{stage}_fps"] is not None}
+    rates = {stage: row[f"{stage}_fps"] for stage in bench.VIDEO_STAGES if row[f"{stage}_fps"] is not None}
     assert set(rates) == {"decode", "host", "model", "encode"} and all(r > 0 for r in rates.values())
     assert row["limit"] == min(rates, key=rates.get)
     assert row["e2e/model"] == pytest.approx(row["e2e_fps"] / row["model_fps"])
@@ -557,41 +559,41 @@ def test_gray_output_is_encoded_from_gray_with_neutral_chroma(run_cli, identity_
 
 def test_raw_bytes_for_the_encoder():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    assert video.raw_bytes(gray, "gray") == gray.tobytes()
-    assert video.raw_bytes(gray, "rgb24") == np.repeat(gray[..., None], 3, axis=2).tobytes()
+    assert frames.raw_bytes(gray, "gray") == gray.tobytes()
+    assert frames.raw_bytes(gray, "rgb24") == np.repeat(gray[..., None], 3, axis=2).tobytes()
     with pytest.raises(ValueError, match="gray encoder"):
-        video.raw_bytes(np.zeros((3, 4, 3), np.uint8), "gray")
+        frames.raw_bytes(np.zeros((3, 4, 3), np.uint8), "gray")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16])
 def test_channel_mean_equals_numpy_mean(dtype):
     rng = np.random.default_rng(4)
     frame = (rng.random((37, 53, 3)) * (1 if dtype == np.float32 else np.iinfo(dtype).max)).astype(dtype)
-    np.testing.assert_array_equal(video.channel_mean(frame), frame.mean(axis=2, dtype=np.float32))
+    np.testing.assert_array_equal(frames.channel_mean(frame), frame.mean(axis=2, dtype=np.float32))
 
 
 @pytest.mark.parametrize("channels", [2, 3, 4])
 def test_channel_spread_equals_numpy_max_minus_min(channels):
     rng = np.random.default_rng(5)
     frame = rng.random((37, 53, channels), dtype=np.float32)
-    np.testing.assert_array_equal(video.channel_spread(frame), frame.max(axis=2) - frame.min(axis=2))
-    assert video.channel_spread(frame).shape == (37, 53)
+    np.testing.assert_array_equal(frames.channel_spread(frame), frame.max(axis=2) - frame.min(axis=2))
+    assert frames.channel_spread(frame).shape == (37, 53)
 
 
 def test_gray_test_tolerates_a_few_ringing_pixels_and_no_more():
     frame = np.full((100, 100, 3), 0.5, np.float32)
     frame[0, :10, 0] = 0.6  # 10 of 10,000 pixels (0.1 %) spread beyond the tolerance: still gray
-    assert video.is_gray([frame])
+    assert frames.is_gray([frame])
     frame[1, :1, 0] = 0.6  # one more pixel tips it over
-    assert not video.is_gray([frame])
+    assert not frames.is_gray([frame])
 
 
 def test_luma_planes_go_back_into_the_same_rgb_frame():
     rng = np.random.default_rng(6)
     frame = rng.random((37, 53, 3), dtype=np.float32)
-    planes, chroma = video.planes_of(frame, "luma")
+    planes, chroma = frames.planes_of(frame, "luma")
     assert planes.shape == (1, 37, 53) and chroma.shape == (37, 53, 2)
     reference = cv2.cvtColor(np.concatenate([planes[0][..., None], chroma], axis=2), cv2.COLOR_YCrCb2RGB)
-    np.testing.assert_array_equal(video.frame_of(planes, chroma, "luma"), reference)
+    np.testing.assert_array_equal(frames.frame_of(planes, chroma, "luma"), reference)
     # OpenCV's float YCrCb coefficients are not exact inverses: 2.5e-4 here, a 16th of a grey level.
-    np.testing.assert_allclose(video.frame_of(planes, chroma, "luma"), frame, atol=1e-3)
+    np.testing.assert_allclose(frames.frame_of(planes, chroma, "luma"), frame, atol=1e-3)

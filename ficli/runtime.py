@@ -1,0 +1,101 @@
+"""A model ready to run: the generator of a model file (or one built in memory) as inference runs it.
+
+`enhance`, `video` and `bench` get their generator here, so that each runs it alike: plain weights
+(spectral norm folded by `modelfile`), eval mode, no gradients, channels-last (what oneDNN and
+cuDNN convolutions run fastest on), cuDNN set up on CUDA, and, with --compile, `torch.compile`
+with the eager module as its fallback (`CompiledGenerator`). Out-of-memory errors are told apart by
+the one test of them, `errors.is_out_of_memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ficli import modelfile
+from ficli.device import configure_cuda
+from ficli.errors import ModelFileError, is_out_of_memory
+
+DEFAULT_MODEL_NAME = "ficli-default.safetensors"
+
+
+def default_model_path() -> Path:
+    """The shipped model: inside the installed package (wheel) or in the repository's models/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_models" / DEFAULT_MODEL_NAME, here.parent / "models" / DEFAULT_MODEL_NAME):
+        if candidate.is_file():
+            return candidate
+    raise ModelFileError(
+        f"no default model found ({DEFAULT_MODEL_NAME} in the package or in models/); "
+        "give one with --model PATH (train one with 'ficli train')"
+    )
+
+
+def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The generator of a model file (the default model when `path` is None), ready for inference.
+
+    See `prepare_generator` for what "ready" means.
+    """
+    path = Path(path) if path else default_model_path()
+    generator, config, meta = modelfile.load_model(path, device=str(device))
+    return prepare_generator(generator, device), {"path": str(path), "config": config, **meta}
+
+
+class CompiledGenerator:
+    """`torch.compile` of a module, with the module itself as the fallback.
+
+    Compilation happens on the first call for each input shape; if it fails (no C++ compiler, no
+    Triton, an unsupported platform or Python), the failure is reported once through `on_notice`
+    and every later call runs the module eagerly, so `--compile` never costs a result. Out-of-memory
+    errors (GPU or CPU) are passed on (the engine halves its tiles). `cuda_graphs` (fixed shapes: video frames)
+    selects the "reduce-overhead" mode, which replays each shape's kernels as one CUDA graph.
+    """
+
+    def __init__(self, module: torch.nn.Module, cuda_graphs: bool = False, on_notice: Callable[[str], None] | None = None):
+        self.module = module
+        self.on_notice = on_notice
+        self.compiled: Callable | None = None
+        try:
+            self.compiled = torch.compile(module, mode="reduce-overhead" if cuda_graphs else None)
+        except Exception as exc:  # torch.compile itself refuses on some platforms and Pythons
+            self._fall_back(exc)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise
+                self._fall_back(exc)
+        return self.module(x)
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.compiled = None
+        if self.on_notice is not None:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.on_notice(f"--compile: torch.compile is not usable here ({type(exc).__name__}: {first[:200]}); "
+                           "running without it")
+
+
+def prepare_generator(generator: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """`generator` (already on `device`) set up for inference, in place: eval mode, no gradients,
+    channels-last weights (the engine hands it channels-last tiles); on CUDA also cuDNN for
+    inference (`device.configure_cuda`: algorithm search on, TF32 off)."""
+    generator.requires_grad_(False).eval().to(memory_format=torch.channels_last)
+    if torch.device(device).type == "cuda":
+        configure_cuda()
+    return generator
+
+
+def ready_generator(path: str | Path | None, device: torch.device, *, compile_model: bool = False, cuda_graphs: bool = False,
+                    on_notice: Callable[[str], None] | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict]:
+    """(the callable to run, the model's metadata): `load_generator`, then with `compile_model` its
+    `CompiledGenerator` (`cuda_graphs`: fixed shapes, e.g. video frames; failures told through
+    `on_notice`, and the module runs eagerly)."""
+    generator, info = load_generator(path, device)
+    if compile_model:
+        return CompiledGenerator(generator, cuda_graphs=cuda_graphs, on_notice=on_notice), info
+    return generator, info
