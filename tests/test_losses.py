@@ -11,18 +11,15 @@ from ficli.losses import (
     PAPER_PRETRAIN,
     PRETRAIN,
     LossWeights,
-    PerceptualLoss,
-    ResNet152Features,
-    VGG16Features,
     adversarial_loss,
     discriminator_loss,
     generator_loss,
-    load_perceptual,
     perceptual_from_env,
     resolve_k_max,
     tg_loss_direct,
     tg_loss_fft,
 )
+from ficli.perceptual import PerceptualLoss, ResNet152Features, VGG16Features, load_perceptual
 
 from conftest import RunsCodeOnLoad
 
