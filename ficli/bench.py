@@ -237,13 +237,14 @@ def bench_train(
     (preset, batch, crop) shape, fp32 and bf16 (where the device runs it natively; a "skipped" row
     otherwise), channels-last off and on, and with `compiled=(False, True)` through torch.compile.
 
-    Also, per shape, the batch of training pairs alone: `train.make_batch` (batched) against the
-    per-crop loop it replaced (`train.sample_batch`), from in-memory random images. One row per
+    Also, per shape, the batch of training pairs alone: `pairs.make_batch` (batched) against the
+    per-crop loop it replaced (`pairs.sample_batch`), from in-memory random images. One row per
     setting: {"preset", "batch", "crop", "precision", "channels_last", "compiled", "step_ms",
     "samples_per_s", and the share of the step's time in each of SHARED_PARTS (percent)}; pair rows
     have "data (batched)" / "data (per crop)" as precision.
     """
     from ficli import train as training
+    from ficli.pairs import make_batch, sample_batch
     from ficli.losses import FINETUNE, PRETRAIN
     from ficli.nets import Discriminator, DiscriminatorConfig
 
@@ -255,13 +256,13 @@ def bench_train(
         weights = PRETRAIN if preset == "pretrain" else FINETUNE
         images = [np.random.default_rng(i).random((256, 256, config.channels), dtype=np.float32) for i in range(8)]
         cfg = training.TrainConfig(data=("-",), val="-", out="-", batch=batch, crop=crop)
-        for name, make in (("data (per crop)", lambda: training.sample_batch(images, cfg, rng)),
-                           ("data (batched)", lambda: training.make_batch(images, cfg, rng))):
+        for name, make in (("data (per crop)", lambda: sample_batch(images, cfg, rng)),
+                           ("data (batched)", lambda: make_batch(images, cfg, rng))):
             rng = np.random.default_rng(0)
             ms = best_ms(make, repeats)
             rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": name, "channels_last": "-",
                          "compiled": "-", "step_ms": ms, "samples_per_s": batch * 1e3 / ms, **dict.fromkeys(pcts)})
-        lr, hr, _ = training.make_batch(images, cfg, np.random.default_rng(0))
+        lr, hr, _ = make_batch(images, cfg, np.random.default_rng(0))
         for precision in ("fp32", "bf16"):
             if not precision_runs(precision, dev):
                 rows.append({"preset": preset, "batch": batch, "crop": crop, "precision": f"{precision}: skipped (no native {precision})",

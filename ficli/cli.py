@@ -1,25 +1,22 @@
-"""The `ficli` command line: options, help, progress bars and error reporting, nothing else.
+"""The `ficli` command line: commands, their options and help, nothing else.
 
-Each subcommand parses its options, calls one library function and turns a `FicliError` into one
-line on stderr and exit code 1 (no traceback for a user mistake).
+Each subcommand parses its options, calls one library function and reports, turning a `FicliError`
+into one line on stderr and exit code 1 (no traceback for a user mistake). What they show
+(consoles, progress bars, tables, error lines) is `ficli.console`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ficli import __version__
+from ficli.console import (console, err_console, evaluate_table, note, one_stdout, plan_batch, print_evaluate_notes, progress_bar,
+                           reporting_errors, run_files, stdout_console, tolerate_undecodable_names, training_display, usage_errors)
 from ficli.defaults import HI_PCT, LO_PCT, VIDEO_TILE
 from ficli.errors import ConfigError, FicliError
 
@@ -31,9 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Into a file or a pipe, tables keep every digit instead of being squeezed into 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True)
 
 
 def _version(value: bool):
@@ -47,128 +41,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
-    _tolerate_undecodable_names()
-
-
-def _tolerate_undecodable_names() -> None:
-    """A file name that is not UTF-8 (Python holds its bytes as surrogate escapes) is printed as its
-    own bytes, as `ls` does, instead of crashing a strict UTF-8 stdout or stderr mid-table."""
-    for stream in (sys.stdout, sys.stderr):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-            with contextlib.suppress(Exception):
-                stream.reconfigure(errors="surrogateescape")
-
-
-def _stdout_console(*outputs) -> Console:
-    """Where tables and messages go: stderr when one of `outputs` is "-" (standard output), so
-    that stdout holds the data alone."""
-    from ficli.io import is_stdout
-
-    return err_console if any(path is not None and is_stdout(path) for path in outputs) else console
-
-
-def _one_stdout(**options) -> None:
-    """Usage error (exit 2) when more than one of `options` (name → path) is "-"."""
-    from ficli.io import is_stdout
-
-    named = [name for name, path in options.items() if path is not None and is_stdout(path)]
-    if len(named) > 1:
-        raise typer.BadParameter(f"only one output can go to standard output ('-'), not {' and '.join(named)}", param_hint=named[-1])
-
-
-BATCH_INTERRUPTED = "interrupted: finished files are complete, no partial file was left; rerun with --skip-existing to go on"
-
-
-@contextlib.contextmanager
-def _reporting_errors(interrupted=BATCH_INTERRUPTED):
-    """Turn user errors into one line on stderr and exit 1; Ctrl-C into the `interrupted` message
-    (a string, or a function giving it at that moment) and exit 130."""
-    try:
-        yield
-    except FicliError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        message = interrupted() if callable(interrupted) else interrupted
-        err_console.print(message, highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(130) from None
-
-
-@contextlib.contextmanager
-def _usage_errors():
-    """A ConfigError (an option value that cannot work, here or on this machine) becomes Typer's
-    usage error: exit 2, before any file is read or model loaded."""
-    try:
-        yield
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _note(message: str) -> None:
-    """A yellow "note:" line on stderr (above a running progress bar); the message is printed as is."""
-    err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _progress(quiet: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-        disable=quiet or not err_console.is_terminal,
-    )
-
-
-def _run_files(description: str, outs: dict, process, skip_existing: bool, quiet: bool = False):
-    """Run a batch over files (`outs`: input -> output path) with a progress bar that moves by file
-    and, within a file, by tile (`process(item, dest, on_fraction)`); report failures and a summary."""
-    from ficli.batch import run_batch
-
-    start = time.perf_counter()
-    with _progress(quiet) as progress:
-        task = progress.add_task(description, total=len(outs), rate="")
-        finished, rate = [0], [""]
-
-        def on_fraction(item, fraction):
-            shown = f"{rate[0]}  {item.rel.name} {fraction:.0%}".strip()  # names may hold [brackets]
-            progress.update(task, completed=finished[0] + min(fraction, 0.999), rate=escape(shown))
-
-        def on_item(item, status, message):
-            finished[0] += 1
-            rate[0] = f"{finished[0] / max(time.perf_counter() - start, 1e-9):.2f} files/s"
-            progress.update(task, completed=finished[0], rate=rate[0])
-            if status == "failed":
-                progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)  # names may hold [brackets]
-
-        report = run_batch(list(outs), outs.__getitem__, lambda item, dest: process(item, dest, lambda f: on_fraction(item, f)),
-                           skip_existing=skip_existing, on_item=on_item)
-    if not quiet:
-        console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
-    if not report.ok:
-        written = f"the other {len(report.done)} were written" if report.done else "nothing was written"
-        err_console.print(f"{len(report.failed)} file(s) failed; {written}", highlight=False)
-        raise typer.Exit(1)
-
-
-def _plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
-    """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
-    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
-    from ficli import batch, io
-
-    with _usage_errors():
-        io.check_name_suffix(suffix)
-        if overwrite and skip_existing:
-            raise ConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
-    items = io.collect_inputs(inputs, recursive=recursive)
-    io.check_output_dir(out, items, recursive=recursive)
-    mine = batch.shard(items) if share else items
-    outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
-                              overwrite=overwrite, skip_existing=skip_existing, share=mine)
-    return {item: outs[item] for item in mine}
+    tolerate_undecodable_names()
 
 
 # Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.
@@ -207,17 +80,17 @@ def degrade(
     the project's one bicubic resize, so each output has its input's size, pixel type and format.
     Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
-    with _reporting_errors():
-        outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
+    with reporting_errors():
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
         from ficli.degrade import SCALE_RANGE, Degradation, check_setting, degrade_file  # torch: after the paths are checked
 
-        with _usage_errors():
+        with usage_errors():
             try:
                 scale = float(scale)
             except ValueError:
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
             settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
-        _run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
+        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
                    skip_existing, quiet)
 
 
@@ -254,25 +127,25 @@ def evaluate(
     """
     from ficli import evaluate as ev
 
-    with _reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
+    with reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
         try:
             scale = ev.parse_scale(data_range)
         except FicliError as exc:
             raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-range") from None
-        _one_stdout(**{"--csv": csv_file, "--json": json_file})
+        one_stdout(**{"--csv": csv_file, "--json": json_file})
         for path, option in ((csv_file, "--csv"), (json_file, "--json")):
             if path is not None:
                 ev.check_output_file(path, option)
-        out_console = _stdout_console(csv_file, json_file)
-        with _progress() as progress:
+        out_console = stdout_console(csv_file, json_file)
+        with progress_bar() as progress:
             task = progress.add_task("evaluate", total=None, rate="")
             report = ev.evaluate_folders(
                 hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
                 outputs=[path for path in (csv_file, json_file) if path is not None],
             )
-        out_console.print(_evaluate_table(report, per_image))
-        _print_evaluate_notes(report)
+        out_console.print(evaluate_table(report, per_image))
+        print_evaluate_notes(report)
         if csv_file is not None:
             ev.write_csv(report, csv_file)
         if json_file is not None:
@@ -281,73 +154,6 @@ def evaluate(
             raise FicliError("no image pair could be scored; see the problems above")
     if not report.ok(allow_unpaired=allow_unpaired):
         raise typer.Exit(1)
-
-
-def _evaluate_table(report, per_image: bool):
-    from rich.table import Table
-
-    from ficli.evaluate import METRICS
-
-    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE"}
-    table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
-                  caption=f"crop border {report.crop_border} px" if report.crop_border else None)
-    table.add_column("image", overflow="fold")
-    for method in report.methods:
-        for m in METRICS:
-            table.add_column(f"{method.name}\n{units[m]}", justify="right", no_wrap=True)
-    if per_image:
-        scores = report.scores_by_image()
-        for rel in report.hr_order:
-            cells = [scores.get((rel, method.name)) for method in report.methods]
-            if any(cells):
-                table.add_row(rel.as_posix(), *[_metric_cell(m, getattr(s, m) if s else None) for s in cells for m in METRICS])
-        table.add_section()
-    summaries = [report.summary(method.name) for method in report.methods]
-    table.add_row("mean ± std", *[
-        _metric_cell(m, getattr(s.mean, m) if s.mean else None) + (f" ± {_metric_text(m, getattr(s.std, m))}" if s.std else "")
-        for s in summaries for m in METRICS
-    ])
-    table.add_row("n (images)", *[str(s.n) if m == "psnr" else "" for s in summaries for m in METRICS])
-    return table
-
-
-def _metric_text(metric: str, value: float) -> str:
-    if value != value:
-        return "–"
-    if value in (float("inf"), float("-inf")):
-        return "inf" if value > 0 else "-inf"
-    return {"psnr": f"{value:.2f}", "ssim": f"{value:.4f}", "rmse": f"{value:.4g}"}[metric]
-
-
-def _metric_cell(metric: str, value) -> str:
-    return "–" if value is None else _metric_text(metric, value)
-
-
-def _print_evaluate_notes(report, shown: int = 10) -> None:
-    """Problems grouped by kind and method, `shown` names each (all are in --json); the narrow-range hint once."""
-    groups: dict = {}
-    for problem in report.problems:
-        groups.setdefault((problem.kind, problem.method), []).append(problem)
-    titles = {
-        "no-sr": "HR images without an SR image", "no-hr": "SR images without an HR image",
-        "ambiguous": "ambiguous names", "unreadable": "unreadable images", "size": "size mismatches",
-        "dtype": "pixel-type mismatches", "unscorable": "pairs that cannot be scored",
-    }
-    for (kind, method), problems in groups.items():
-        where = f" in {method}" if method else ""
-        err_console.print(f"[bold yellow]{titles.get(kind, kind)}{where}:[/] {len(problems)}", highlight=False)
-        for problem in problems[:shown]:
-            err_console.print(f"  {problem.message}", highlight=False, soft_wrap=True, markup=False)
-        if len(problems) > shown:
-            err_console.print(f"  … and {len(problems) - shown} more (all are listed with --json FILE)", highlight=False)
-    if report.narrow:
-        path, lo, hi, top = report.narrow[0]
-        err_console.print(
-            f"note: {len(report.narrow)} HR image(s) span less than 1/8 of their pixel type's range "
-            f"(e.g. {path}: {lo:g}..{hi:g} of {top:g}); on the dtype scale their scores look better than they are — "
-            "consider --data-range hr (or the camera's range, e.g. --data-range 4095)",
-            highlight=False, soft_wrap=True, markup=False,
-        )
 
 
 # Options that enhance and video share: one definition each, so their help cannot drift apart.
@@ -397,8 +203,8 @@ def enhance(
     -m ficli enhance ...` each process takes every N-th file. Exit code: 1 if any file failed (the others are
     written) or outputs exist already; 2 for an option value that cannot work here.
     """
-    with _reporting_errors():
-        outs = _plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
+    with reporting_errors():
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
         if model is not None:
             from ficli import io
 
@@ -409,7 +215,7 @@ def enhance(
         from ficli.enhance import EnhanceOptions, enhance_file
         from ficli.runtime import ready_generator
 
-        with _usage_errors():  # once, not once per file
+        with usage_errors():  # once, not once per file
             dev = resolve_device(device)
             options = EnhanceOptions(
                 upscale=upscale,
@@ -422,12 +228,12 @@ def enhance(
         def notice(message: str):
             if message not in notices:
                 notices.add(message)
-                _note(message)
+                note(message)
 
         generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
         channels = info["config"].channels
 
-        _run_files("enhance", outs,
+        run_files("enhance", outs,
                    lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
                    skip_existing, quiet)
 
@@ -452,29 +258,6 @@ def _decay(value: float) -> float:
     if not 0 <= value < 1:  # also refuses nan
         raise typer.BadParameter(f"{value}: use 0 (off) or a decay in [0, 1), e.g. 0.999")
     return value
-
-
-# With --resume or --continue-from the run's own settings hold; these may be given anew (data that
-# moved, more epochs, another device). Any other option given must equal the run's setting.
-_RUN_MAY_CHANGE = {"data", "val", "out", "resume", "continue_from", "epochs", "device", "overwrite"}
-
-
-def _differing_options(ctx: typer.Context, cfg, given: dict) -> list[str]:
-    """The options given on the command line whose value differs from the run's setting `cfg`."""
-    flat = {**dataclasses.asdict(cfg), **dataclasses.asdict(cfg.weights), **dataclasses.asdict(cfg.generator)}
-    aliases = {"no_gan": ("gan", lambda v: not v), "tg_weight": ("tg", None), "adv_weight": ("adv", None), "mse_weight": ("mse", None),
-               "l1_weight": ("smooth_l1", None), "vgg_weight": ("vgg", None), "resnet_weight": ("resnet", None),
-               "init": ("init", lambda v: str(v) if v else None), "k_max": ("k_max", lambda v: int(v) if str(v).isdigit() else v)}
-    differ = []
-    for name, value in given.items():
-        if name in _RUN_MAY_CHANGE or getattr(ctx.get_parameter_source(name), "name", None) != "COMMANDLINE":
-            continue
-        key, convert = aliases.get(name, (name, None))
-        value = convert(value) if convert else value
-        if key not in flat or flat[key] != value:
-            option = "--" + name.replace("_", "-")
-            differ.append(f"{option} {given[name]} (the run's: {flat.get(key, 'not set')})")
-    return differ
 
 
 @app.command()
@@ -525,105 +308,40 @@ def train(
     (same folder) or --continue-from RUN/last.safetensors --out NEW (another folder or machine).
     Multi-GPU: `torchrun --nproc-per-node N -m ficli train ...`.
     """
-    given = dict(ctx.params)
     if resume and continue_from:
         raise typer.BadParameter("give one of --resume RUN_DIR and --continue-from MODEL_FILE", param_hint="--continue-from")
-    from ficli.losses import LossWeights
-    from ficli.nets import GeneratorConfig
-    from ficli import train as training
+    from ficli import runs, train as training
 
     def interrupted() -> str:
         run_dir = resume or out
-        if run_dir is not None and (Path(run_dir) / training.CHECKPOINT).is_file():
+        if run_dir is not None and (Path(run_dir) / runs.CHECKPOINT).is_file():
             return f"interrupted: every finished epoch is saved in {run_dir}; continue with: ficli train --resume {run_dir}"
         return "interrupted before the first epoch finished: there is nothing to resume; start the run again"
 
-    with _reporting_errors(interrupted):
+    with reporting_errors(interrupted):
         if resume or continue_from:
-            if continue_from:
-                if not out:
-                    raise FicliError("--continue-from needs --out NEWDIR, the folder the continued run writes to")
-                cfg = training.read_continue_config(continue_from, str(out), data=tuple(data) if data else None, val=val, epochs=epochs,
-                                                    device=device if device != "auto" else None)
-            else:
-                cfg = training.read_run_config(resume)
-                cfg = dataclasses.replace(cfg, out=str(resume), epochs=epochs or cfg.epochs, data=tuple(data) if data else cfg.data,
-                                          val=val or cfg.val)
-            differ = _differing_options(ctx, cfg, given)
-            if differ:
-                source = resume or continue_from
-                raise ConfigError(
-                    f"{source}: the run was made with other settings than {', '.join(differ)}; a continued run keeps its "
-                    "own settings (only --data, --val, --epochs and --device may be given): drop those options, or start "
-                    "a new run with --out NEWDIR (--init FILE to start from its weights)"
-                )
+            given = {name: value for name, value in ctx.params.items()  # the options typed, not their defaults
+                     if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+            cfg = runs.continued_config(resume=resume, continue_from=continue_from, out=out, data=data, val=val, epochs=epochs,
+                                        device=device, given=given)
         else:
-            if not data or not val or not out:
-                raise FicliError("give --data, --val and --out (or --resume RUN_DIR / --continue-from MODEL --out NEWDIR to continue a run)")
-            preset = training.PRESETS.get(stage)
-            if preset is None:
-                raise FicliError(f"unknown --stage {stage!r}; use pretrain or finetune")
-            w = preset.weights
-            weights = LossWeights(
-                adv=0.0 if no_gan else (w.adv if adv_weight is None else adv_weight),
-                mse=w.mse if mse_weight is None else mse_weight,
-                smooth_l1=w.smooth_l1 if l1_weight is None else l1_weight,
-                vgg=vgg_weight,
-                resnet=resnet_weight,
-                tg=w.tg if tg_weight is None else tg_weight,
-                k_max=int(k_max) if k_max.isdigit() else k_max,
-            )
-            cfg = training.TrainConfig.for_stage(
-                stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
-                gan=not no_gan, lr=lr, batch=batch, crop=crop, epochs=epochs or 100, steps=steps, patience=patience,
+            cfg = runs.config_from_options(
+                stage, data=data, val=val, out=out, init=init, no_gan=no_gan, adv_weight=adv_weight, mse_weight=mse_weight,
+                l1_weight=l1_weight, tg_weight=tg_weight, vgg_weight=vgg_weight, resnet_weight=resnet_weight, k_max=k_max,
+                features=features, epochs=epochs, lr=lr, batch=batch, crop=crop, steps=steps, patience=patience,
                 psf_sigma_max=psf_sigma_max, poisson_peak_min=poisson_peak_min, gaussian_sigma_max=gaussian_sigma_max,
-                val_size=val_size, val_limit=val_limit, device=device, seed=seed, generator=GeneratorConfig(features=features),
-                lr_schedule=lr_schedule, warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model,
+                val_size=val_size, val_limit=val_limit, device=device, seed=seed, lr_schedule=lr_schedule,
+                warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model,
             )
-            if cfg.crop % 4:
-                raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")
-        with Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,
-        ) as bar:
-            task = bar.add_task("train", total=cfg.steps, epoch=0, info="")
-
-            last_line = [time.perf_counter()]
-
-            def on_step(epoch, step, total, terms):
-                info = (f"G {terms['total']:.4g}  TG {terms['tg']:.3g}  {terms['samples_per_s']:.1f} samples/s  "
-                        f"ETA {_duration(terms['eta_s'])}")
-                bar.update(task, completed=step, epoch=f"{epoch}/{cfg.epochs}", info=info)
-                if bar.disable and time.perf_counter() - last_line[0] > 60:  # logs and nohup: a line a minute
-                    last_line[0] = time.perf_counter()
-                    err_console.print(f"epoch {epoch}/{cfg.epochs} step {step}/{total}  {info}", highlight=False)
-
-            def on_epoch(row):
-                shares = "  ".join(f"{k[6:]} {row[k]:.0%}" for k in row if k.startswith("share_"))
-                bar.console.print(
-                    f"epoch {row['epoch']}: loss {row['loss_total']:.4g}  val PSNR {row['val_psnr']:.2f} dB "
-                    f"(bicubic {row['val_bicubic_psnr']:.2f})  SSIM {row['val_ssim']:.4f} (bicubic {row['val_bicubic_ssim']:.4f})  "
-                    f"{row['seconds']:.0f} s, {row['samples_per_s']:.1f} samples/s, {row['steps_per_s']:.3g} steps/s  "
-                    f"({shares})  ETA {_duration(row['eta_s'])}",
-                    highlight=False,
-                )
-                bar.reset(task, total=cfg.steps)
-
-            summary = training.train(cfg, training.Progress(on_step=on_step, on_epoch=on_epoch, on_notice=_note), resume=bool(resume),
-                                     continue_from=str(continue_from) if continue_from else None, overwrite=overwrite)
+        with training_display(cfg.steps, cfg.epochs) as shown:
+            summary = training.train(cfg, shown, resume=bool(resume), continue_from=str(continue_from) if continue_from else None,
+                                     overwrite=overwrite)
         if summary["rank"] == 0:
             best = Path(cfg.out) / "best.safetensors"
             if summary["best_val_psnr"] is not None and best.is_file():
                 console.print(f"best val PSNR {summary['best_val_psnr']:.2f} dB at epoch {summary['best_epoch']}; model: {best}", highlight=False)
             else:
                 console.print(f"no epoch was run (the run had reached --epochs {cfg.epochs}); raise --epochs to go on", highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    """12 s, 3 min, 2.5 h."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 # ------------------------------------------------------------------------------------------- profile
@@ -647,11 +365,11 @@ def profile(
     """
     from ficli.profile import check_outputs, parse_line, profile_files
 
-    with _reporting_errors("interrupted: nothing was written; run it again"):
-        _one_stdout(**{"--out": out, "--csv": csv_file})
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        one_stdout(**{"--out": out, "--csv": csv_file})
         check_outputs(images, out, csv_file, overwrite=overwrite)
         profile_files(images, parse_line(line), out, csv_file, title)
-        _stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
+        stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------------------------- bench
@@ -679,8 +397,8 @@ def bench(
     from ficli.device import resolve_device
     from ficli.timing import format_table, parse_sizes
 
-    with _reporting_errors():
-        with _usage_errors():
+    with reporting_errors():
+        with usage_errors():
             chosen_sizes = parse_sizes(sizes_option) if sizes_option else None
             dev = str(resolve_device(device))
         tables = b.bench_tables(quick, dev, repeats, compile_model, chosen_sizes)
@@ -688,7 +406,7 @@ def bench(
             chosen = b.choose_tables(only, tables)
         except ConfigError as exc:
             raise typer.BadParameter(str(exc), param_hint="--only") from None
-        shown = _stdout_console(json_file)  # stderr when the JSON goes to stdout
+        shown = stdout_console(json_file)  # stderr when the JSON goes to stdout
 
         def on_table(title: str, rows: list[dict]) -> None:
             shown.print(f"\n[bold]{title}[/]" + (" (judged only on the device they are set for)" if title == "Targets" else ""))
@@ -751,7 +469,7 @@ def video(
     """
     from ficli import io
 
-    with _reporting_errors():
+    with reporting_errors():
         if side_by_side and compare_only:
             raise typer.BadParameter("choose one of --side-by-side and --compare-only", param_hint="--compare-only")
         for path in (src, model):  # before torch is imported (seconds)
@@ -762,7 +480,7 @@ def video(
         from ficli.runtime import ready_generator
         from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
-        with _usage_errors():
+        with usage_errors():
             dev = resolve_device(device)
             options = VideoOptions(
                 out=out, overwrite=overwrite, layout="side-by-side" if side_by_side else "compare" if compare_only else "enhanced",
@@ -775,8 +493,8 @@ def video(
         begun = time.perf_counter()
         try:
             source = check_video(src, options)  # input and output problems before the model loads
-            generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=_note)
-            with _progress(quiet) as progress:
+            generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
+            with progress_bar(quiet) as progress:
                 task = progress.add_task("video", total=None, rate="")
 
                 def on_start(plan):
@@ -792,7 +510,7 @@ def video(
                     progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
-                                       on_start=on_start, on_progress=on_progress, on_notice=_note)
+                                       on_start=on_start, on_progress=on_progress, on_notice=note)
                 progress.update(task, completed=report.frames, total=report.frames)
         except VideoInterrupted as stop:
             err_console.print(f"interrupted: {stop}", highlight=False, soft_wrap=True, markup=False)

@@ -132,6 +132,14 @@ def configure_cuda() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
+def training_autocast(device: torch.device):
+    """The autocast context training runs its steps in: bf16 on CUDA (fp16 where the GPU has no
+    bf16), none on other devices (fp32)."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
 def cpu_has_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX), not by emulation."""
     try:

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ficli import io, modelfile
+from ficli import io, modelfile, runs
 from ficli import train as training
 from ficli.errors import ModelFileError
 from ficli.nets import Generator
@@ -105,11 +105,11 @@ def test_train_disk_full_inside_torch_save_keeps_the_last_checkpoint(run_cli, sr
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "disk is full" in result.output and "--resume" in result.output, result.output
     assert leftovers(tmp_path) == []
-    assert training._load_checkpoint(run / training.CHECKPOINT, "cpu")["epoch"] == 1  # noqa: SLF001
+    assert runs.load_checkpoint(run / runs.CHECKPOINT, "cpu")["epoch"] == 1
     monkeypatch.setattr(torch, "save", real_save)
     result = run_cli("train", "--resume", run)
     assert result.exit_code == 0, result.output
-    assert training._load_checkpoint(run / training.CHECKPOINT, "cpu")["epoch"] == 2  # noqa: SLF001
+    assert runs.load_checkpoint(run / runs.CHECKPOINT, "cpu")["epoch"] == 2
 
 
 # ------------------------------------------------------------------------- 14.5 diverged runs

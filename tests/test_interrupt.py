@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ficli import io, modelfile
+from ficli import io, modelfile, runs
 from ficli import train as training
 from ficli.nets import Generator, GeneratorConfig
 from ficli.phantom import phantom, to_dtype
@@ -55,7 +55,7 @@ def _rows(run: Path) -> list[dict]:
 
 def _run_is_whole(run: Path) -> int:
     """Check every file of a training run reads back; returns the checkpoint's epoch."""
-    state = training._load_checkpoint(run / training.CHECKPOINT, "cpu")  # noqa: SLF001
+    state = runs.load_checkpoint(run / runs.CHECKPOINT, "cpu")
     for name in ("best.safetensors", "last.safetensors"):
         modelfile.load_model(run / name)
     assert [int(r["epoch"]) for r in _rows(run)][: state["epoch"]] == list(range(1, state["epoch"] + 1))

@@ -15,7 +15,8 @@ from ficli.io import write_image
 from ficli.losses import LossWeights
 from ficli.nets import GeneratorConfig
 from ficli.phantom import phantom, to_dtype
-from ficli.train import TrainConfig, sample_batch, load_images, train
+from ficli.pairs import load_images, sample_batch
+from ficli.train import TrainConfig, train
 
 TINY = GeneratorConfig(features=16, growth=8, layers=2, blocks=2)
 
@@ -153,7 +154,7 @@ def test_ddp_two_processes_on_cpu(dataset, tmp_path):
 
 def test_degrade_batch_matches_the_per_crop_degradation():
     from ficli.degrade import Degradation, degrade
-    from ficli.train import degrade_batch, gaussian_blur_batch
+    from ficli.pairs import degrade_batch, gaussian_blur_batch
 
     hr = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(0))
     lr, cond = degrade_batch(hr, TrainConfig(data=("x",), val="x", out="x"), np.random.default_rng(0))
@@ -172,7 +173,7 @@ def test_degrade_batch_matches_the_per_crop_degradation():
 
 
 def test_make_batch_noise_ranges_and_degrader_hook(dataset):
-    from ficli.train import make_batch
+    from ficli.pairs import make_batch
 
     images = load_images([str(dataset[0])], 1, "training")
     cfg = _config(dataset, "x", batch=6, psf_sigma_max=2.0, poisson_peak_min=50, gaussian_sigma_max=0.02)
@@ -210,7 +211,7 @@ def test_a_run_moved_with_only_its_weights_file_continues_its_schedule(dataset, 
     step count, the cosine learning rate and the data order go on as in an uninterrupted run."""
     import shutil
     from dataclasses import replace
-    from ficli.train import read_continue_config
+    from ficli.runs import read_continue_config
 
     kw = dict(steps=3, lr_schedule="cosine", warmup_steps=2, patience=10)
     straight = tmp_path / "straight"

@@ -1,0 +1,256 @@
+"""What the command line shows: consoles, errors as one line, progress bars, batch runs, tables.
+
+`cli` declares the commands and their options; this module holds what they share in showing their
+work: `reporting_errors` turns a FicliError into one line on stderr and exit 1 (Ctrl-C into its
+message and exit 130), `usage_errors` a ConfigError into Typer's usage error (exit 2),
+`run_files` runs a batch over files with a progress bar, `evaluate_table` renders evaluate's
+scores, `training_display` shows a training run. With `cli`, the only module importing typer and
+rich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ficli.errors import ConfigError, FicliError
+
+# Into a file or a pipe, tables keep every digit instead of being squeezed into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 240)
+err_console = Console(stderr=True)
+
+
+def tolerate_undecodable_names() -> None:
+    """A file name that is not UTF-8 (Python holds its bytes as surrogate escapes) is printed as its
+    own bytes, as `ls` does, instead of crashing a strict UTF-8 stdout or stderr mid-table."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="surrogateescape")
+
+
+def stdout_console(*outputs) -> Console:
+    """Where tables and messages go: stderr when one of `outputs` is "-" (standard output), so
+    that stdout holds the data alone."""
+    from ficli.io import is_stdout
+
+    return err_console if any(path is not None and is_stdout(path) for path in outputs) else console
+
+
+def one_stdout(**options) -> None:
+    """Usage error (exit 2) when more than one of `options` (name → path) is "-"."""
+    from ficli.io import is_stdout
+
+    named = [name for name, path in options.items() if path is not None and is_stdout(path)]
+    if len(named) > 1:
+        raise typer.BadParameter(f"only one output can go to standard output ('-'), not {' and '.join(named)}", param_hint=named[-1])
+
+
+BATCH_INTERRUPTED = "interrupted: finished files are complete, no partial file was left; rerun with --skip-existing to go on"
+
+
+@contextlib.contextmanager
+def reporting_errors(interrupted=BATCH_INTERRUPTED):
+    """Turn user errors into one line on stderr and exit 1; Ctrl-C into the `interrupted` message
+    (a string, or a function giving it at that moment) and exit 130."""
+    try:
+        yield
+    except FicliError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        message = interrupted() if callable(interrupted) else interrupted
+        err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def usage_errors():
+    """A ConfigError (an option value that cannot work, here or on this machine) becomes Typer's
+    usage error: exit 2, before any file is read or model loaded."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def note(message: str) -> None:
+    """A yellow "note:" line on stderr (above a running progress bar); the message is printed as is."""
+    err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def progress_bar(quiet: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=quiet or not err_console.is_terminal,
+    )
+
+
+def run_files(description: str, outs: dict, process, skip_existing: bool, quiet: bool = False):
+    """Run a batch over files (`outs`: input -> output path) with a progress bar that moves by file
+    and, within a file, by tile (`process(item, dest, on_fraction)`); report failures and a summary."""
+    from ficli.batch import run_batch
+
+    start = time.perf_counter()
+    with progress_bar(quiet) as progress:
+        task = progress.add_task(description, total=len(outs), rate="")
+        finished, rate = [0], [""]
+
+        def on_fraction(item, fraction):
+            shown = f"{rate[0]}  {item.rel.name} {fraction:.0%}".strip()  # names may hold [brackets]
+            progress.update(task, completed=finished[0] + min(fraction, 0.999), rate=escape(shown))
+
+        def on_item(item, status, message):
+            finished[0] += 1
+            rate[0] = f"{finished[0] / max(time.perf_counter() - start, 1e-9):.2f} files/s"
+            progress.update(task, completed=finished[0], rate=rate[0])
+            if status == "failed":
+                progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)  # names may hold [brackets]
+
+        report = run_batch(list(outs), outs.__getitem__, lambda item, dest: process(item, dest, lambda f: on_fraction(item, f)),
+                           skip_existing=skip_existing, on_item=on_item)
+    if not quiet:
+        console.print(f"{description}: {report.summary()} in {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
+    if not report.ok:
+        written = f"the other {len(report.done)} were written" if report.done else "nothing was written"
+        err_console.print(f"{len(report.failed)} file(s) failed; {written}", highlight=False)
+        raise typer.Exit(1)
+
+
+def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
+    """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
+    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
+    from ficli import batch, io
+
+    with usage_errors():
+        io.check_name_suffix(suffix)
+        if overwrite and skip_existing:
+            raise ConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
+    items = io.collect_inputs(inputs, recursive=recursive)
+    io.check_output_dir(out, items, recursive=recursive)
+    mine = batch.shard(items) if share else items
+    outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
+                              overwrite=overwrite, skip_existing=skip_existing, share=mine)
+    return {item: outs[item] for item in mine}
+
+
+def evaluate_table(report, per_image: bool):
+    from rich.table import Table
+
+    from ficli.evaluate import METRICS
+
+    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE"}
+    table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
+                  caption=f"crop border {report.crop_border} px" if report.crop_border else None)
+    table.add_column("image", overflow="fold")
+    for method in report.methods:
+        for m in METRICS:
+            table.add_column(f"{method.name}\n{units[m]}", justify="right", no_wrap=True)
+    if per_image:
+        scores = report.scores_by_image()
+        for rel in report.hr_order:
+            cells = [scores.get((rel, method.name)) for method in report.methods]
+            if any(cells):
+                table.add_row(rel.as_posix(), *[metric_cell(m, getattr(s, m) if s else None) for s in cells for m in METRICS])
+        table.add_section()
+    summaries = [report.summary(method.name) for method in report.methods]
+    table.add_row("mean ± std", *[
+        metric_cell(m, getattr(s.mean, m) if s.mean else None) + (f" ± {metric_text(m, getattr(s.std, m))}" if s.std else "")
+        for s in summaries for m in METRICS
+    ])
+    table.add_row("n (images)", *[str(s.n) if m == "psnr" else "" for s in summaries for m in METRICS])
+    return table
+
+
+def metric_text(metric: str, value: float) -> str:
+    if value != value:
+        return "–"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return {"psnr": f"{value:.2f}", "ssim": f"{value:.4f}", "rmse": f"{value:.4g}"}[metric]
+
+
+def metric_cell(metric: str, value) -> str:
+    return "–" if value is None else metric_text(metric, value)
+
+
+def print_evaluate_notes(report, shown: int = 10) -> None:
+    """Problems grouped by kind and method, `shown` names each (all are in --json); the narrow-range hint once."""
+    groups: dict = {}
+    for problem in report.problems:
+        groups.setdefault((problem.kind, problem.method), []).append(problem)
+    titles = {
+        "no-sr": "HR images without an SR image", "no-hr": "SR images without an HR image",
+        "ambiguous": "ambiguous names", "unreadable": "unreadable images", "size": "size mismatches",
+        "dtype": "pixel-type mismatches", "unscorable": "pairs that cannot be scored",
+    }
+    for (kind, method), problems in groups.items():
+        where = f" in {method}" if method else ""
+        err_console.print(f"[bold yellow]{titles.get(kind, kind)}{where}:[/] {len(problems)}", highlight=False)
+        for problem in problems[:shown]:
+            err_console.print(f"  {problem.message}", highlight=False, soft_wrap=True, markup=False)
+        if len(problems) > shown:
+            err_console.print(f"  … and {len(problems) - shown} more (all are listed with --json FILE)", highlight=False)
+    if report.narrow:
+        path, lo, hi, top = report.narrow[0]
+        err_console.print(
+            f"note: {len(report.narrow)} HR image(s) span less than 1/8 of their pixel type's range "
+            f"(e.g. {path}: {lo:g}..{hi:g} of {top:g}); on the dtype scale their scores look better than they are — "
+            "consider --data-range hr (or the camera's range, e.g. --data-range 4095)",
+            highlight=False, soft_wrap=True, markup=False,
+        )
+
+
+@contextlib.contextmanager
+def training_display(steps: int, epochs: int):
+    """A progress bar by step (a line a minute in logs) and a line per epoch: the `train.Progress` to hand to training."""
+    from ficli.train import Progress as TrainingProgress
+
+    with Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("train", total=steps, epoch=0, info="")
+        last_line = [time.perf_counter()]
+
+        def on_step(epoch, step, total, terms):
+            info = (f"G {terms['total']:.4g}  TG {terms['tg']:.3g}  {terms['samples_per_s']:.1f} samples/s  "
+                    f"ETA {duration(terms['eta_s'])}")
+            bar.update(task, completed=step, epoch=f"{epoch}/{epochs}", info=info)
+            if bar.disable and time.perf_counter() - last_line[0] > 60:  # logs and nohup: a line a minute
+                last_line[0] = time.perf_counter()
+                err_console.print(f"epoch {epoch}/{epochs} step {step}/{total}  {info}", highlight=False)
+
+        def on_epoch(row):
+            shares = "  ".join(f"{k[6:]} {row[k]:.0%}" for k in row if k.startswith("share_"))
+            bar.console.print(
+                f"epoch {row['epoch']}: loss {row['loss_total']:.4g}  val PSNR {row['val_psnr']:.2f} dB "
+                f"(bicubic {row['val_bicubic_psnr']:.2f})  SSIM {row['val_ssim']:.4f} (bicubic {row['val_bicubic_ssim']:.4f})  "
+                f"{row['seconds']:.0f} s, {row['samples_per_s']:.1f} samples/s, {row['steps_per_s']:.3g} steps/s  "
+                f"({shares})  ETA {duration(row['eta_s'])}",
+                highlight=False,
+            )
+            bar.reset(task, total=steps)
+
+        yield TrainingProgress(on_step=on_step, on_epoch=on_epoch, on_notice=note)
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 2.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -1,0 +1,228 @@
+"""Training data: images held in memory, random crops and their degraded inputs, validation pairs.
+
+Images are read once, each mapped by its own percentiles as enhancement maps its input
+(`load_images`). Pairs are made in batches by `make_batch(images, cfg, rng, degrader)`: crops from
+the images in memory (`crop_batch`), then a degrader `(hr (B, C, S, S), cfg, rng) -> (lr, cond)`,
+by default `degrade_batch` (the settings of TrainConfig). `cond` is None, or a per-sample tensor
+(e.g. a blur scale s, shape (B,)) that the step hands to the generator as `G(lr, cond)`: the hook
+for a degradation family sampled per batch and a generator conditioned on it. Validation pairs are
+noise-free ×scale degradations of centre crops (`validation_pairs`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ficli import io
+from ficli.degrade import Degradation, bicubic_resize, degrade
+from ficli.errors import ConfigError, InputError
+from ficli.intensity import normalize, percentile_range
+from ficli.runs import TrainConfig
+
+# SSIM's Gaussian window is 11×11: validation images (after --val-size) must be at least that.
+MIN_VAL_SIDE = 11
+
+
+def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, min_side: int = 1) -> list[np.ndarray]:
+    """Every image under `folders` (recursively) as float32 (H, W, C) normalised to its percentiles.
+
+    RGB is turned into luminance for a 1-channel model. Each image is mapped by its own 0.1/99.9
+    percentiles (docs/DESIGN.md section 4) so training sees what enhancement will feed in.
+    Any image that cannot be used (unreadable, NaN or infinite values, a side below `min_side`)
+    stops the run with its name: a data set is fixed before training, not silently thinned.
+    """
+    items = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise InputError(f"{folder}: {role} folder not found")
+        try:
+            items += io.collect_inputs([folder], recursive=True)
+        except InputError:
+            raise InputError(f"{folder}: the {role} folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})") from None
+    images = []
+    for item in items:
+        image = io.read_image(item.path)
+        io.check_finite(image, f"fix it or take it out of the {role} folder")
+        height, width = image.frames[0].shape[:2]
+        if min(height, width) < min_side:
+            raise InputError(
+                f"{item.path}: {width}×{height} pixels; {role} images need at least {min_side}×{min_side} "
+                "(the SSIM window): use larger images or take it out of the folder"
+            )
+        for frame in image.frames:
+            x = io.to_unit(frame)
+            x = _to_channels(x, channels, item.path)
+            lo, hi = percentile_range(x)
+            images.append(normalize(x, lo, hi))
+    return images
+
+
+def _to_channels(x: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    x = x[..., None] if x.ndim == 2 else x[..., :3]  # alpha is not image content
+    if x.shape[2] == channels:
+        return x
+    if channels == 1:
+        return (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    if x.shape[2] == 1:
+        return np.repeat(x, channels, axis=2)
+    raise InputError(f"{path}: has {x.shape[2]} channels, the model takes {channels}")
+
+
+def crop_batch(images: list[np.ndarray], count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, C, side, side) float32: random crops of the in-memory images, each rotated by a
+    random multiple of 90°, flipped with probability ½ and scaled by a brightness in [0.7, 1].
+
+    Small images are reflect-padded up to `side`. The loop runs over crops (array views), never
+    over pixels: the copy into the batch is one strided copy per crop.
+    """
+    channels = images[0].shape[2]
+    out = np.empty((count, channels, side, side), np.float32)
+    picks = rng.integers(len(images), size=count)
+    rotations = rng.integers(4, size=count)
+    flips = rng.random(count) < 0.5
+    gains = rng.uniform(0.7, 1.0, size=count).astype(np.float32)
+    for i in range(count):
+        img = images[picks[i]]
+        h, w = img.shape[:2]
+        if h < side or w < side:
+            img = np.pad(img, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+            h, w = img.shape[:2]
+        y0, x0 = rng.integers(h - side + 1), rng.integers(w - side + 1)
+        patch = np.rot90(img[y0 : y0 + side, x0 : x0 + side], rotations[i])
+        if flips[i]:
+            patch = patch[:, ::-1]
+        np.multiply(patch.transpose(2, 0, 1), gains[i], out=out[i])
+    return out
+
+
+def gaussian_blur_batch(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Blur each image of (B, C, H, W) with its own Gaussian PSF, standard deviation sigmas[b] pixels
+    (0 = none); separable, radius ⌈4σ⌉ as OpenCV takes it, borders mirrored."""
+    b, c, h, w = x.shape
+    radius = int(math.ceil(4 * float(sigmas.max())))
+    if radius == 0:
+        return x
+    radius = min(radius, h - 1, w - 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    safe = sigmas.clamp_min(1e-6)[:, None]
+    kernel = torch.exp(-0.5 * (offsets[None] / safe) ** 2)
+    kernel = torch.where(sigmas[:, None] > 0, kernel, (offsets[None] == 0).float())
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0).to(x.dtype)  # (B·C, 2r+1)
+    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=b * c)
+    y = F.conv2d(y, kernel[:, None, :, None], groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
+def shrink_enlarge_batch(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """U(D(X)) of DESIGN section 1 for a (B, C, H, W) batch: the project's one bicubic, down by
+    `scale` and back, sides reflect-padded to a multiple of `scale` and cropped back."""
+    if scale == 1:
+        return x.clone()
+    h, w = x.shape[-2:]
+    ph, pw = -h % scale, -w % scale
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+    H, W = x.shape[-2:]
+    return bicubic_resize(bicubic_resize(x, (H // scale, W // scale)), (H, W))[..., :h, :w]
+
+
+def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(lr, cond) for a (B, C, H, W) batch of HR crops: Y = U(D(noise(blur(X)))) of DESIGN section 1,
+    each crop with its own PSF sigma and noise levels drawn from TrainConfig's ranges.
+
+    The default degrader of `make_batch`; `cond` is None (the generator is not told how its input
+    was made). The same per-crop operations as `degrade` (the per-crop reference), in batch.
+    """
+    count = hr.shape[0]
+    x = hr
+    if cfg.psf_sigma_max > 0:
+        x = gaussian_blur_batch(x, torch.from_numpy(rng.uniform(0, cfg.psf_sigma_max, count)).float())
+    top = x.amax(dim=(1, 2, 3)).clamp_min(0)
+    lit = (top > 0).float()[:, None, None, None]
+    top4 = top.clamp_min(1e-12)[:, None, None, None]
+    if cfg.poisson_peak_min > 0:
+        peaks = np.exp(rng.uniform(math.log(cfg.poisson_peak_min), math.log(10 * cfg.poisson_peak_min), count))
+        peaks = torch.from_numpy(peaks).float()[:, None, None, None]
+        photons = x.clamp_min(0) / top4 * peaks
+        noisy = torch.from_numpy(rng.poisson(photons.numpy()).astype(np.float32)) * (top4 / peaks)
+        x = lit * noisy + (1 - lit) * x
+    if cfg.gaussian_sigma_max > 0:
+        sigmas = torch.from_numpy(rng.uniform(0, cfg.gaussian_sigma_max, count)).float()[:, None, None, None]
+        x = x + lit * torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32)) * sigmas * top4
+    return shrink_enlarge_batch(x, cfg.scale), None
+
+
+Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator,
+               degrader: Degrader = degrade_batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(lr, hr, cond): a training batch, lr and hr (B, C, crop, crop) float32 on the CPU.
+
+    Crops of crop + 2·scale pixels are degraded whole and their margin cut off, so that a crop's
+    border is degraded as its interior is. `degrader` makes the inputs (see `degrade_batch`); its
+    `cond` (None or a per-sample tensor) goes to the generator with them.
+    """
+    margin = cfg.scale
+    hr = torch.from_numpy(crop_batch(images, cfg.batch, cfg.crop + 2 * margin, rng))
+    lr, cond = degrader(hr, cfg, rng)
+    cut = (slice(None), slice(None), slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
+    return lr[cut].contiguous(), hr[cut].contiguous(), cond
+
+
+def sample_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lr, hr) tensors (B, C, crop, crop), one crop at a time through `degrade`.
+
+    The per-crop reference that `make_batch` replaced (the bench times both; tests compare them).
+    """
+    margin, side = cfg.scale, cfg.crop + 2 * cfg.scale
+    hrs, lrs = [], []
+    for _ in range(cfg.batch):
+        img = images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        if h < side or w < side:  # small images are reflect-padded up to the crop
+            img = np.pad(img, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+            h, w = img.shape[:2]
+        y0, x0 = rng.integers(h - side + 1), rng.integers(w - side + 1)
+        patch = img[y0 : y0 + side, x0 : x0 + side]
+        patch = np.rot90(patch, rng.integers(4))
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        patch = np.ascontiguousarray(patch) * np.float32(rng.uniform(0.7, 1.0))
+        settings = Degradation(
+            scale=cfg.scale,
+            psf_sigma=rng.uniform(0, cfg.psf_sigma_max) if cfg.psf_sigma_max > 0 else 0.0,
+            poisson_peak=math.exp(rng.uniform(math.log(cfg.poisson_peak_min), math.log(10 * cfg.poisson_peak_min))) if cfg.poisson_peak_min > 0 else 0.0,
+            gaussian_sigma=rng.uniform(0, cfg.gaussian_sigma_max) if cfg.gaussian_sigma_max > 0 else 0.0,
+        )
+        lr = degrade(patch[..., 0] if patch.shape[2] == 1 else patch, settings, rng).reshape(patch.shape)
+        cut = (slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
+        hrs.append(patch[cut].transpose(2, 0, 1))
+        lrs.append(lr[cut].transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(lrs)), torch.from_numpy(np.stack(hrs))
+
+
+def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(lr, hr) pairs (C, H, W) of the validation images, centre-cropped to `val_size`, noise-free ×scale."""
+    if 0 < cfg.val_size < MIN_VAL_SIDE:
+        raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
+    images = load_images([cfg.val], cfg.generator.channels, "validation", min_side=MIN_VAL_SIDE)
+    if cfg.val_limit:
+        images = images[: cfg.val_limit]
+    pairs = []
+    for img in images:
+        if cfg.val_size:
+            h, w = img.shape[:2]
+            top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
+            img = img[top : top + cfg.val_size, left : left + cfg.val_size]
+        lr = degrade(img[..., 0] if img.shape[2] == 1 else img, Degradation(scale=cfg.scale), np.random.default_rng(0))
+        lr = lr.reshape(img.shape)
+        pairs.append((lr.transpose(2, 0, 1).copy(), img.transpose(2, 0, 1).copy()))
+    return pairs
