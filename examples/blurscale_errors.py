@@ -10,23 +10,15 @@ Each image (its central 512² at most) is degraded with each kernel of `ficli de
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from calibrate_blurscale import load_gray  # the example beside this one (its folder is on sys.path)
 
 from ficli import io
 from ficli.blurscale import estimate_scale
 from ficli.degrade import KERNELS, Degradation, degrade
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
-
-
-def load_gray(path: Path, side: int = 512) -> np.ndarray:
-    x = io.to_unit(io.read_image(path).frames[0]).astype(np.float32)
-    x = x.mean(axis=2) if x.ndim == 3 else x
-    h, w = x.shape
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return np.ascontiguousarray(x[top : top + side, left : left + side])
 
 
 def main() -> None:

@@ -257,12 +257,8 @@ def degrade_file(item_path, out_path, settings: Degradation, seed: int) -> None:
     over their neighbours and write an image of NaN. A --scale that would pad the image beyond
     `io.MAX_PIXELS` is refused from the header, before reading.
     """
-    size = io.image_size(item_path)
-    if size is not None:
-        check_working_size(item_path, *size, settings.scale)
-    image = io.read_image(item_path)
-    check_working_size(item_path, *image.frames[0].shape[:2], settings.scale)
-    io.check_finite(image, "fix or mask them before degrading")
+    image = io.read_checked(item_path, lambda h, w: check_working_size(item_path, h, w, settings.scale),
+                            "fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]

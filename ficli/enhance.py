@@ -111,12 +111,7 @@ def enhance_file(
     An output over `io.MAX_PIXELS` (a large --upscale) is refused from the header, before reading.
     `on_progress(fraction)`: the share of this file's tiles done, after each batch of them.
     """
-    size = io.image_size(src)
-    if size is not None:
-        check_output_size(src, *size, options.upscale)
-    image = io.read_image(src)
-    check_output_size(src, *image.frames[0].shape[:2], options.upscale)
-    io.check_finite(image, "fix or mask them before enhancing")
+    image = io.read_checked(src, lambda h, w: check_output_size(src, h, w, options.upscale), "fix or mask them before enhancing")
     units = [io.to_unit(f) for f in image.frames]
     frames: list = [None] * len(units)
     groups = image.channel_groups()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,19 @@ def check_finite(image: Image, advice: str, what: str = "values") -> None:
     """InputError naming the file when a float image holds NaN or infinite values (`advice`: what to do)."""
     if image.data.dtype.kind == "f" and not np.isfinite(image.data).all():
         raise InputError(f"{image.path}: holds NaN or infinite {what}; {advice}")
+
+
+def read_checked(path: Path | str, check_size: Callable[[int, int], None], advice: str) -> Image:
+    """`read_image` for a command that makes something of the frames of `path`: `check_size(height,
+    width)` (raising to refuse them) from the header before reading where the header says, again on
+    the frames read, then `check_finite` with `advice`."""
+    size = image_size(path)
+    if size is not None:
+        check_size(*size)
+    image = read_image(path)
+    check_size(*image.frames[0].shape[:2])
+    check_finite(image, advice)
+    return image
 
 
 def check_dtype(dtype, path: Path | str | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,14 @@ class RunsCodeOnLoad:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def code_pickle(path: Path, key: str, how: str, protocol: int | None = None) -> Path:
+    """A weights file at `path` whose one tensor `key` runs code when unpickled (it creates the file
+    "marker" beside `path`), written by `pickle` (with `protocol`) or by `torch.save` (`how`)."""
+    payload = {key: RunsCodeOnLoad(str(path.parent / "marker"))}
+    if how == "pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=protocol))
+    else:
+        torch.save(payload, path)
+    return path

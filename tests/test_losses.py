@@ -1,5 +1,3 @@
-import pickle
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +19,7 @@ from ficli.losses import (
 )
 from ficli.perceptual import PerceptualLoss, ResNet152Features, VGG16Features, load_perceptual
 
-from conftest import RunsCodeOnLoad
+from conftest import code_pickle
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -268,16 +266,10 @@ def test_load_perceptual_refuses_a_resnet_file_as_vgg(tmp_path):
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_load_perceptual_never_unpickles_code(tmp_path, how):
-    marker = tmp_path / "marker"
-    path = tmp_path / "vgg16.pth"
-    payload = {"features.0.weight": RunsCodeOnLoad(str(marker))}
-    if how == "pickle":
-        path.write_bytes(pickle.dumps(payload, protocol=2))
-    else:
-        torch.save(payload, path)
+    path = code_pickle(tmp_path / "vgg16.pth", "features.0.weight", how, protocol=2)
     with pytest.raises(ConfigError, match="not a readable weights file"):
         load_perceptual("vgg16", path)
-    assert not marker.exists()
+    assert not (tmp_path / "marker").exists()
 
 
 def test_load_perceptual_refuses_missing_file_and_unknown_kind(tmp_path):

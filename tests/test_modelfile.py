@@ -1,5 +1,4 @@
 import json
-import pickle
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from ficli.errors import ModelFileError
 from ficli.modelfile import load_model, model_info, save_model
 from ficli.nets import Generator, GeneratorConfig, count_parameters
 
-from conftest import RunsCodeOnLoad
+from conftest import code_pickle
 
 CFG = GeneratorConfig(features=8, growth=4, layers=2, blocks=2)
 META = {"scale": 4, "stages": [{"stage": "pretrain", "epochs": 3}], "val_psnr": 31.5}
@@ -81,17 +80,11 @@ def test_missing_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_a_pickle_is_refused_and_never_unpickled(tmp_path, how):
-    marker = tmp_path / "marker"
-    path = tmp_path / "model.safetensors"
-    payload = {"head.weight": RunsCodeOnLoad(str(marker))}
-    if how == "pickle":
-        path.write_bytes(pickle.dumps(payload))
-    else:
-        torch.save(payload, path)
+    path = code_pickle(tmp_path / "model.safetensors", "head.weight", how)
     for load in (load_model, model_info):
         with pytest.raises(ModelFileError, match="not a readable safetensors model file.*never pickles"):
             load(path)
-    assert not marker.exists()
+    assert not (tmp_path / "marker").exists()
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.999, 10])
