@@ -1,4 +1,4 @@
-"""Estimate the blur scale s of an image from its power spectrum (`--scale auto`, DESIGN section 8).
+"""Estimate the blur scale s of an image from its power spectrum (`--scale auto`, docs/DESIGN.md section 8).
 
 An image made as Y = U(K_s(X)) (shrunk by s, enlarged back with a bicubic) carries the resampling's
 mark in its radially averaged power spectrum P(f): frequencies up to about 0.5/s pass, those above

@@ -1,4 +1,4 @@
-"""The degradation family Y = U(K_s(B_σ(X)) + n) of DESIGN section 8, and the project's one bicubic.
+"""The degradation family Y = U(K_s(B_σ(X)) + n) of docs/DESIGN.md section 8, and the project's one bicubic.
 
 `X` is the sharp image as float32 in [0, 1] (any range works: nothing is clipped here). In order:
 
@@ -163,7 +163,7 @@ def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, 
 
 @dataclass(frozen=True)
 class DegradationRanges:
-    """The ranges training draws each crop's degradation from (DESIGN section 8).
+    """The ranges training draws each crop's degradation from (docs/DESIGN.md section 8).
 
     A fraction `sharp_fraction` of crops is left exactly as it is (s = 1, no blur, no noise), so
     the generator learns to return a sharp image unchanged; the others get s uniform in

@@ -1,6 +1,6 @@
 """Enhancing images with a model file: normalise, run the tiled engine, map back, write.
 
-Data flow (DESIGN section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
+Data flow (docs/DESIGN.md section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
 the 0.1/99.9 percentiles of the whole image or stack, per channel of a hyperstack (computed once,
 before tiling) → optional bicubic
 re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → clip to the type's range →

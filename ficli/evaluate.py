@@ -6,7 +6,7 @@ and returns a `Report`: per-image scores, per-folder summaries and every problem
 name. Nothing is dropped silently: unpaired files, size or pixel-type mismatches and unreadable
 images each become a `Problem`, and the pair is left out of the scores.
 
-Scales (DESIGN section 5), chosen with `Scale`:
+Scales (docs/DESIGN.md section 5), chosen with `Scale`:
     dtype   integers ÷ their type's maximum, floats as they are (scikit-image's and most papers')
     hr      each HR image's own min..max → 0..1, and the same affine map on the image compared with it
     VALUE   both images ÷ VALUE (e.g. 4095 for a 12-bit camera)

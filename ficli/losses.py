@@ -1,4 +1,4 @@
-"""Losses of FI-GAN (DESIGN.md section 3): total gradient, least-squares GAN, content, perceptual.
+"""Losses of FI-GAN (docs/DESIGN.md section 3): total gradient, least-squares GAN, content, perceptual.
 
 Plain functions on tensors; images are (B, C, H, W). With y the degraded input, x the sharp
 target and x̂ = G(y):
@@ -166,7 +166,7 @@ class LossWeights:
                 raise ConfigError(f"loss weight {name} must be >= 0, got {getattr(self, name)!r}")
 
 
-# DESIGN.md's table with γ = η = 0, since no pretrained feature extractors ship with ficli.
+# docs/DESIGN.md's table (section 3) with γ = η = 0, since no pretrained feature extractors ship with ficli.
 # The paper's full values are PAPER_PRETRAIN / PAPER_FINETUNE (need FICLI_VGG16_WEIGHTS and
 # FICLI_RESNET152_WEIGHTS).
 PRETRAIN = LossWeights(adv=1e-3, mse=1.0, smooth_l1=1.0, vgg=0.0, resnet=0.0, tg=1.0)

@@ -1,4 +1,4 @@
-"""Image-quality metrics as pure functions in float64: RMSE, PSNR and SSIM (DESIGN section 5).
+"""Image-quality metrics as pure functions in float64: RMSE, PSNR and SSIM (docs/DESIGN.md section 5).
 
 Inputs are arrays on a common scale, usually [0, 1] (`data_range` = 1); putting images on that
 scale (dtype, HR min..max, or a given value) is the caller's job (`ficli.evaluate`).

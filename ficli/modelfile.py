@@ -1,4 +1,4 @@
-"""Model files: a generator's weights and metadata in one safetensors file (DESIGN.md section 6).
+"""Model files: a generator's weights and metadata in one safetensors file (docs/DESIGN.md section 6).
 
 A model file holds the generator's tensors with spectral norm folded into plain weights (what
 inference runs) and string metadata:

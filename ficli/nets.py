@@ -1,4 +1,4 @@
-"""FI-GAN: the generator and the discriminator (DESIGN.md section 2). Torch only.
+"""FI-GAN: the generator and the discriminator (docs/DESIGN.md section 2). Torch only.
 
 Generator G, (B, C, H, W) -> (B, C, H, W), H and W multiples of 4:
 
@@ -39,7 +39,7 @@ class GeneratorConfig:
     growth: int = 32  # G: channels each dense layer adds
     layers: int = 4  # L: dense conv layers per residual dense block
     blocks: int = 7  # residual dense blocks
-    # Conditioned on the blur scale s of its input (DESIGN section 8): a constant map (s - 1) / 3
+    # Conditioned on the blur scale s of its input (docs/DESIGN.md section 8): a constant map (s - 1) / 3
     # beside the image at the head, as SRMD (Zhang et al., CVPR 2018) feeds its degradation maps.
     scale_input: bool = False
 

@@ -121,7 +121,7 @@ def gaussian_blur_batch(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 
 
 def shrink_enlarge_batch(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """U(D(X)) of DESIGN section 1 for a (B, C, H, W) batch: the project's one bicubic, down by
+    """U(D(X)) of docs/DESIGN.md section 1 for a (B, C, H, W) batch: the project's one bicubic, down by
     `scale` and back, sides reflect-padded to a multiple of `scale` and cropped back."""
     if scale == 1:
         return x.clone()
@@ -134,7 +134,7 @@ def shrink_enlarge_batch(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(lr, cond) for a (B, C, H, W) batch of HR crops: Y = U(D(noise(blur(X)))) of DESIGN section 1,
+    """(lr, cond) for a (B, C, H, W) batch of HR crops: Y = U(D(noise(blur(X)))) of docs/DESIGN.md section 1,
     each crop with its own PSF sigma and noise levels drawn from TrainConfig's ranges.
 
     The default degrader of `make_batch`; `cond` is None (the generator is not told how its input

@@ -1,4 +1,4 @@
-"""RMSE, PSNR and SSIM against scikit-image, the reference (DESIGN section 5)."""
+"""RMSE, PSNR and SSIM against scikit-image, the reference (docs/DESIGN.md section 5)."""
 
 import cv2
 import numpy as np
