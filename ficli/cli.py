@@ -507,6 +507,7 @@ def train(
     psf_sigma_max: float = typer.Option(0.0, "--psf-sigma-max", min=0, max=20, help="Robustness: PSF blur sigma drawn in [0, this] HR pixels per crop, 0-20."),
     poisson_peak_min: float = typer.Option(0.0, "--poisson-peak-min", min=0, callback=_finite, help="Robustness: Poisson noise with peak photons drawn in [this, 10×this] per crop; 0 = none."),
     gaussian_sigma_max: float = typer.Option(0.0, "--gaussian-sigma-max", min=0, max=1, help="Robustness: Gaussian read noise sigma drawn in [0, this] (fraction of the maximum), 0-1."),
+    degradations: str = typer.Option("paper", "--degradations", help="How training inputs are made: 'paper' (default: every crop ×--scale with PIL's bicubic, the paper's protocol, plus the --psf-sigma-max/--poisson-peak-min/--gaussian-sigma-max ranges) or 'family' (each crop with its own kernel pil|cv2|area|bilinear, blur scale s in [1, 4], PSF and Poisson-Gaussian noise, 15 % left sharp; the generator is told s and --scale auto can set it; see docs/DEGRADATIONS.md)."),
     val_size: int = typer.Option(256, "--val-size", min=0, help="Centre-crop validation images to this side in pixels (0 = whole images)."),
     val_limit: int = typer.Option(0, "--val-limit", min=0, help="Validate on at most this many images (0 = all)."),
     features: int = typer.Option(64, "--features", min=4, help="Generator width F (feature channels)."),
@@ -576,8 +577,8 @@ def train(
                 stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
                 gan=not no_gan, lr=lr, batch=batch, crop=crop, epochs=epochs or 100, steps=steps, patience=patience,
                 psf_sigma_max=psf_sigma_max, poisson_peak_min=poisson_peak_min, gaussian_sigma_max=gaussian_sigma_max,
-                val_size=val_size, val_limit=val_limit, device=device, seed=seed, generator=GeneratorConfig(features=features),
-                lr_schedule=lr_schedule, warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model,
+                val_size=val_size, val_limit=val_limit, device=device, seed=seed, generator=GeneratorConfig(features=features, scale_input=degradations == "family"),
+                degradations=degradations, lr_schedule=lr_schedule, warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model,
             )
             if cfg.crop % 4:
                 raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")

@@ -30,13 +30,14 @@ import csv
 import dataclasses
 import datetime
 import errno
+import functools
 import json
 import math
 import os
 import platform
 import time
 from io import StringIO
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +48,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ficli import io, modelfile
-from ficli.degrade import Degradation, bicubic_resize, degrade
+from ficli.degrade import KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade
+from ficli.degrade import degrade_batch as family_batch
 from ficli.engine import TileConfig, normalize, percentile_range, resolve_device, run_tiled
 from ficli.errors import ConfigError, FicliError, InputError, ModelFileError, OutputError
 from ficli.losses import FINETUNE, PRETRAIN, LossWeights, discriminator_loss, generator_loss, perceptual_from_env
@@ -62,6 +64,14 @@ MIN_VAL_SIDE = 11
 # The parts of a training step whose time is logged (metrics.csv "share_*" columns), in order.
 PARTS = ("data", "g_fwd", "critic", "loss", "g_bwd", "val")
 LR_SCHEDULES = ("constant", "cosine")
+# "paper": every input made by the paper's fixed ×scale PIL bicubic (optional PSF blur and noise from
+# the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
+# kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
+# generator told its s (GeneratorConfig.scale_input).
+DEGRADATIONS = ("paper", "family")
+# The blur scales and kernels of the family's fixed validation pairs (image i: VAL_SCALES[i % 4],
+# kernel KERNELS[(i + i // 4) % 4]); s = 1 is measured apart, as the identity PSNR.
+VAL_SCALES = (1.5, 2.0, 3.0, 4.0)
 
 
 class DivergedError(FicliError):
@@ -117,8 +127,13 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's weight average used for validation and export; 0 = off
     channels_last: bool = True  # channels-last tensors in training: 1.39× per step at crop 64 on AMD EPYC (docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the generator and critic for training
+    degradations: str = "paper"  # how inputs are made: one of DEGRADATIONS
 
     def __post_init__(self):
+        if self.degradations not in DEGRADATIONS:
+            raise ConfigError(f"--degradations {self.degradations!r}: use {' or '.join(DEGRADATIONS)}")
+        if self.generator.scale_input != (self.degradations == "family"):
+            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, and only such a one")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -319,6 +334,30 @@ def degrade_batch(hr: torch.Tensor, cfg: "TrainConfig", rng: np.random.Generator
     return shrink_enlarge_batch(x, cfg.scale), None
 
 
+FAMILY = DegradationRanges()
+
+
+def family_degrader(hr: torch.Tensor, cfg: "TrainConfig", rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lr, s) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
+    (`degrade.DegradationRanges` defaults) with its own kernel, s, PSF and noise; s (B,) goes to the
+    generator as its condition."""
+    return family_batch(hr, FAMILY, rng)
+
+
+def degrader_for(cfg: "TrainConfig") -> "Degrader":
+    """The degrader of the run's --degradations."""
+    return family_degrader if cfg.degradations == "family" else degrade_batch
+
+
+def crop_margin(cfg: "TrainConfig") -> int:
+    """Pixels degraded around each crop and cut off after, so that its border is degraded like its
+    interior: the reach of the shrink and enlarge kernels (2 px of the small image each side) plus
+    three PSF sigmas."""
+    if cfg.degradations == "family":
+        return int(math.ceil(2 * FAMILY.scale_max + 3 * FAMILY.psf_sigma_max))
+    return cfg.scale
+
+
 Degrader = Callable[[torch.Tensor, "TrainConfig", np.random.Generator], tuple[torch.Tensor, "torch.Tensor | None"]]
 
 
@@ -330,7 +369,7 @@ def make_batch(images: list[np.ndarray], cfg: "TrainConfig", rng: np.random.Gene
     border is degraded as its interior is. `degrader` makes the inputs (see `degrade_batch`); its
     `cond` (None or a per-sample tensor) goes to the generator with them.
     """
-    margin = cfg.scale
+    margin = crop_margin(cfg)
     hr = torch.from_numpy(crop_batch(images, cfg.batch, cfg.crop + 2 * margin, rng))
     lr, cond = degrader(hr, cfg, rng)
     cut = (slice(None), slice(None), slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
@@ -369,36 +408,52 @@ def sample_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Gene
     return torch.from_numpy(np.stack(lrs)), torch.from_numpy(np.stack(hrs))
 
 
-def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(lr, hr) pairs (C, H, W) of the validation images, centre-cropped to `val_size`, noise-free ×scale."""
+def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+    """(lr, hr, s) of the validation images (C, H, W), centre-cropped to `val_size`, noise-free.
+
+    --degradations paper: ×scale PIL bicubic, s None (the generator is not told). family: a fixed
+    blur scale and kernel per image (VAL_SCALES and KERNELS in turn), s the one it was made with.
+    """
     if 0 < cfg.val_size < MIN_VAL_SIDE:
         raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
     images = load_images([cfg.val], cfg.generator.channels, "validation", min_side=MIN_VAL_SIDE)
     if cfg.val_limit:
         images = images[: cfg.val_limit]
     pairs = []
-    for img in images:
+    for i, img in enumerate(images):
         if cfg.val_size:
             h, w = img.shape[:2]
             top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
-        lr = degrade(img[..., 0] if img.shape[2] == 1 else img, Degradation(scale=cfg.scale), np.random.default_rng(0))
+        if cfg.degradations == "family":
+            scale = VAL_SCALES[i % len(VAL_SCALES)]
+            settings = Degradation(scale=scale, kernel=KERNELS[(i + i // len(VAL_SCALES)) % len(KERNELS)])
+        else:
+            scale, settings = None, Degradation(scale=cfg.scale)
+        lr = degrade(img[..., 0] if img.shape[2] == 1 else img, settings, np.random.default_rng(0))
         lr = lr.reshape(img.shape)
-        pairs.append((lr.transpose(2, 0, 1).copy(), img.transpose(2, 0, 1).copy()))
+        pairs.append((lr.transpose(2, 0, 1).copy(), img.transpose(2, 0, 1).copy(), scale))
     return pairs
 
 
 def validate(generator: torch.nn.Module, pairs, tile: TileConfig) -> dict[str, float]:
-    """Mean PSNR/SSIM of G and of the bicubic input against HR, on the normalised [0, 1] scale."""
+    """Mean PSNR/SSIM of G and of the bicubic input against HR, on the normalised [0, 1] scale.
+
+    A generator conditioned on the blur scale gets each pair's s, and is also run on the sharp HR
+    images told s = 1: `identity_psnr` is PSNR(G(X), X), how little it changes a sharp image.
+    """
     was_training = generator.training
     generator.eval()
     scores = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
-    for lr, hr in pairs:
-        sr = run_tiled(generator, lr, tile)
+    for lr, hr, scale in pairs:
+        sr = run_tiled(generator if scale is None else functools.partial(generator, scale=scale), lr, tile)
         for name, img in (("", sr), ("bicubic_", lr)):
             a, b = np.moveaxis(img, 0, -1), np.moveaxis(hr, 0, -1)
             scores[name + "psnr"].append(psnr(a, b))
             scores[name + "ssim"].append(ssim(a, b))
+        if scale is not None:
+            same = run_tiled(functools.partial(generator, scale=1.0), hr, tile)
+            scores.setdefault("identity_psnr", []).append(psnr(np.moveaxis(same, 0, -1), np.moveaxis(hr, 0, -1)))
     generator.train(was_training)
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
@@ -541,13 +596,13 @@ def check_new_run_folder(out: Path, overwrite: bool) -> None:
 
 
 def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = False, *,
-          continue_from: str | None = None, overwrite: bool = False, degrader: Degrader = degrade_batch) -> dict:
+          continue_from: str | None = None, overwrite: bool = False, degrader: Degrader | None = None) -> dict:
     """Run (or continue) a training run; returns the summary written to RUN_DIR/summary.json.
 
     resume: continue RUN_DIR (= cfg.out) from its checkpoint.pt, exactly. continue_from: start
     cfg.out from a model file's training state (step, schedule, data order, history), with fresh
     optimizers (and a fresh critic). overwrite: replace a run or models already in cfg.out.
-    degrader: makes each batch's inputs (see `make_batch`).
+    degrader: makes each batch's inputs (see `make_batch`); by default the one of --degradations.
     """
     rank, world = _init_distributed()
     out = Path(cfg.out)
@@ -662,7 +717,7 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
                 for group in opt.param_groups if opt is not None else ():
                     group["lr"] = rate
             with times.part("data"):
-                lr_batch, hr_batch, cond = make_batch(images, cfg, rng, degrader)
+                lr_batch, hr_batch, cond = make_batch(images, cfg, rng, degrader or degrader_for(cfg))
                 lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=layout)
                 hr_batch = hr_batch.to(device, non_blocking=True).contiguous(memory_format=layout)
                 cond = cond.to(device) if cond is not None else None
@@ -781,20 +836,28 @@ def _autocast(device: torch.device):
 def _init_from(G: Generator, path: str, device: torch.device) -> list[dict]:
     """Start G from a model file; returns that model's training stages (carried into the new one)."""
     plain, config, meta = modelfile.load_model(path, device=str(device))
-    if config != G.config:
+    # A model that is not conditioned may start a conditioned run: its head gets a zero-weighted
+    # input for the scale map, so the new generator begins as exactly the old one, whatever s.
+    widened = not config.scale_input and G.config.scale_input
+    if replace(config, scale_input=G.config.scale_input) != G.config:
         raise ModelFileError(f"{path}: the model's architecture {config} differs from this run's {G.config}; train from scratch or use a matching --init")
     with torch.no_grad():
         for name, module in G.named_modules():
             if isinstance(module, torch.nn.Conv2d):
                 src = plain.get_submodule(name)
-                module.parametrizations.weight.original.copy_(src.weight)
+                weight = module.parametrizations.weight.original
+                if widened and name == "head":
+                    weight.zero_()
+                    weight[:, : src.weight.shape[1]].copy_(src.weight)
+                else:
+                    weight.copy_(src.weight)
                 module.bias.copy_(src.bias)
         G.out_scale.copy_(plain.out_scale)
         # Let spectral norm's power iteration settle on the loaded weights (σ ≈ 1 for folded ones).
         G.train()
         probe = torch.zeros(1, G.config.channels, 8, 8, device=device)
         for _ in range(20):
-            G(probe)
+            G(probe, 1.0) if G.config.scale_input else G(probe)
     return list(meta.get("stages", []))
 
 
