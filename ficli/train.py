@@ -31,6 +31,7 @@ import dataclasses
 import datetime
 import errno
 import functools
+import glob
 import json
 import math
 import os
@@ -175,6 +176,9 @@ class TrainConfig:
 def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, min_side: int = 1) -> list[np.ndarray]:
     """Every image under `folders` (recursively) as float32 (H, W, C) normalised to its percentiles.
 
+    An entry may also be an image file, a quoted glob pattern or `@list.txt` (one path or pattern a
+    line, as `enhance` takes them), e.g. a split that holds some sources of a folder out.
+
     RGB is turned into luminance for a 1-channel model. Each image is mapped by its own 0.1/99.9
     percentiles (DESIGN "Intensity normalisation") so training sees what enhancement will feed in.
     Any image that cannot be used (unreadable, NaN or infinite values, a side below `min_side`)
@@ -182,12 +186,15 @@ def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, 
     """
     items = []
     for folder in folders:
-        if not Path(folder).is_dir():
+        if Path(folder).is_dir():
+            try:
+                items += io.collect_inputs([folder], recursive=True)
+            except InputError:
+                raise InputError(f"{folder}: the {role} folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})") from None
+        elif str(folder).startswith("@") or glob.has_magic(str(folder)) or Path(folder).is_file():
+            items += io.collect_inputs([folder], recursive=True)  # a list file, a pattern or an image: their own messages
+        else:
             raise InputError(f"{folder}: {role} folder not found")
-        try:
-            items += io.collect_inputs([folder], recursive=True)
-        except InputError:
-            raise InputError(f"{folder}: the {role} folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})") from None
     images = []
     for item in items:
         image = io.read_image(item.path)

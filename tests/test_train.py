@@ -302,3 +302,16 @@ def test_conditioned_generator_needs_family_degradations(dataset, tmp_path):
         _config(dataset, tmp_path / "x", degradations="family")
     with pytest.raises(ConfigError, match="degradations"):
         _config(dataset, tmp_path / "x", degradations="camera")
+
+
+def test_data_from_a_list_file_and_patterns(dataset, tmp_path):
+    """--data takes @list.txt and glob patterns besides folders (the held-out splits use them)."""
+    listing = tmp_path / "split.txt"
+    listing.write_text(f"# two of the four\n{dataset[0]}/p0.png\n{dataset[0]}/p[1].png\n")
+    assert len(load_images([f"@{listing}"], 1, "training")) == 2
+    assert len(load_images([f"{dataset[0]}/p*.png"], 1, "training")) == 4
+    from ficli.errors import InputError
+
+    with pytest.raises(InputError, match="missing.png"):
+        listing.write_text(f"{dataset[0]}/missing.png\n")
+        load_images([f"@{listing}"], 1, "training")
