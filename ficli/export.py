@@ -389,7 +389,6 @@ def _write_bioimageio(graph: ExportGraph, config, metadata: dict, model_path: Pa
                                                                    callable=bio.Identifier("build_export_graph"), kwargs=kwargs),
                     ),
                 ),
-                attachments=[bio.FileDescr(source=work / "ficli_generator.py")],
                 # bioimageio.core's own test_model compares the package's outputs with the test output at
                 # ficli's tolerance, not its looser default (1e-3).
                 config=bio.Config(bioimageio=bio.BioimageioConfig(reproducibility_tolerance=[
