@@ -846,6 +846,96 @@ def video(
     )
 
 
+# -------------------------------------------------------------------------------------- export, info
+
+
+@app.command()
+def export(
+    model: ModelOption = None,
+    format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+):
+    """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
+
+    The exported graph is the generator on the normalised scale: feed each image mapped by its own
+    0.1 and 99.9 percentiles to 0 and 1, as `ficli enhance` does; map the output back with
+    y·(hi − lo) + lo. Any height and width of at least 4 pixels (padded to multiples of 4 inside
+    the graph). The written file is loaded back and checked against ficli's generator (within 1e-4)
+    before it is put in place. ONNX and bioimageio need `pip install 'ficli[export]'`.
+
+    Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
+    not a ficli model, an existing --out without --overwrite, or a missing package.
+    """
+    from ficli import io
+
+    with _reporting_errors("interrupted: nothing was written; run it again"):
+        with _usage_errors():
+            from ficli.export import check_format, check_target
+
+            check_format(format_name)
+        check_target(out, overwrite)
+        if model is not None:
+            io.check_input_file(model)
+        from ficli.export import export_model
+
+        with _usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
+            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
+        console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
+def info(
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors) [default: the model shipped in models/]."),
+    json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
+):
+    """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
+    validation scores. Reads the file's header only (no weights are loaded)."""
+    import json
+
+    from ficli.api import model_summary
+
+    with _reporting_errors("interrupted"):
+        if model is not None:
+            from ficli import io
+
+            io.check_input_file(model)
+        summary = model_summary(model)
+        if json_output:
+            print(json.dumps(summary, indent=2))
+            return
+        console.print(_info_table(summary))
+
+
+def _info_table(summary: dict):
+    from rich.table import Table
+
+    c = summary["config"]
+    table = Table(title=escape(str(summary["path"])), title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    table.add_row("architecture", f"FI-GAN generator: {c['channels']} channel(s), {c['features']} features, {c['blocks']} residual dense blocks of {c['layers']} layers, growth {c['growth']}")
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    table.add_row("blur scale", f"conditioned on the input's scale (trained at ×{summary['scale']})" if c.get("scale_input") else f"×{summary['scale']} (fixed)")
+    norm = summary["info"].get("normalize")
+    if norm:
+        table.add_row("normalisation", f"percentiles {norm['lo_pct']} / {norm['hi_pct']}")
+    table.add_row("file", f"{summary['bytes'] / 1e6:.1f} MB, format version {summary['format_version']}, sha256 {summary['sha256'][:16]}…")
+    for stage in summary["info"].get("stages", []):
+        settings = stage.get("settings", {})
+        m = stage.get("val_metrics", {})
+        data = ", ".join(str(d) for d in stage.get("data", [])) or "?"
+        text = (f"data {data}; val {stage.get('val', '?')}\n"
+                f"{stage.get('epochs', '?')} epochs (best {stage.get('best_epoch', '?')}), {stage.get('seconds', 0) / 60:.1f} min on {settings.get('device', '?')}; "
+                f"lr {settings.get('lr', '?')}, batch {settings.get('batch', '?')}, crop {settings.get('crop', '?')}")
+        if "val_psnr" in m:
+            text += (f"\nval PSNR {m['val_psnr']:.2f} dB (bicubic {m.get('val_bicubic_psnr', float('nan')):.2f}), "
+                     f"SSIM {m.get('val_ssim', float('nan')):.4f} (bicubic {m.get('val_bicubic_ssim', float('nan')):.4f})")
+        table.add_row(f"stage {stage.get('stage', '?')}", escape(text))
+    return table
+
+
 def main() -> None:
     app()
 
