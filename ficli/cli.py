@@ -8,15 +8,15 @@ into one line on stderr and exit code 1 (no traceback for a user mistake). What 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ficli import __version__
-from ficli.console import (console, err_console, evaluate_table, note, one_stdout, plan_batch, print_evaluate_notes, progress_bar,
-                           reporting_errors, run_files, stdout_console, tolerate_undecodable_names, training_display, usage_errors)
+from ficli.console import (console, err_console, evaluate_table, info_table, note, one_stdout, plan_batch, print_evaluate_notes,
+                           progress_bar, reporting_errors, run_files, stdout_console, tolerate_undecodable_names, training_display,
+                           usage_errors, video_display)
 from ficli.defaults import HI_PCT, LO_PCT, VIDEO_TILE
 from ficli.errors import ConfigError, FicliError
 
@@ -291,6 +291,7 @@ def train(
     psf_sigma_max: float = typer.Option(0.0, "--psf-sigma-max", min=0, max=20, help="Robustness: PSF blur sigma drawn in [0, this] HR pixels per crop, 0-20."),
     poisson_peak_min: float = typer.Option(0.0, "--poisson-peak-min", min=0, callback=_finite, help="Robustness: Poisson noise with peak photons drawn in [this, 10×this] per crop; 0 = none."),
     gaussian_sigma_max: float = typer.Option(0.0, "--gaussian-sigma-max", min=0, max=1, help="Robustness: Gaussian read noise sigma drawn in [0, this] (fraction of the maximum), 0-1."),
+    degradations: str = typer.Option("paper", "--degradations", help="How training inputs are made: 'paper' (default: every crop ×--scale with PIL's bicubic, the paper's protocol, plus the --psf-sigma-max/--poisson-peak-min/--gaussian-sigma-max ranges) or 'family' (each crop with its own kernel pil|cv2|area|bilinear, blur scale s in [1, 4], PSF and Poisson-Gaussian noise, 15 % left sharp; the generator is told s and --scale auto can set it; see docs/DEGRADATIONS.md)."),
     val_size: int = typer.Option(256, "--val-size", min=0, help="Centre-crop validation images to this side in pixels (0 = whole images)."),
     val_limit: int = typer.Option(0, "--val-limit", min=0, help="Validate on at most this many images (0 = all)."),
     features: int = typer.Option(64, "--features", min=4, help="Generator width F (feature channels)."),
@@ -331,7 +332,7 @@ def train(
                 features=features, epochs=epochs, lr=lr, batch=batch, crop=crop, steps=steps, patience=patience,
                 psf_sigma_max=psf_sigma_max, poisson_peak_min=poisson_peak_min, gaussian_sigma_max=gaussian_sigma_max,
                 val_size=val_size, val_limit=val_limit, device=device, seed=seed, lr_schedule=lr_schedule,
-                warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model,
+                warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model, degradations=degradations,
             )
         with training_display(cfg.steps, cfg.epochs) as shown:
             summary = training.train(cfg, shown, resume=bool(resume), continue_from=str(continue_from) if continue_from else None,
@@ -490,28 +491,13 @@ def video(
                 tile=TileConfig(tile=tile, overlap=overlap, batch=1, device=str(dev), precision=precision),
             )
             resolve_precision(precision, dev)
-        begun = time.perf_counter()
         try:
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
-            with progress_bar(quiet) as progress:
-                task = progress.add_task("video", total=None, rate="")
-
-                def on_start(plan):
-                    nonlocal begun
-                    begun = time.perf_counter()
-                    progress.update(task, total=plan.frames)
-                    if not quiet:
-                        progress.console.print(plan.describe(), highlight=False, soft_wrap=True, markup=False)
-
-                def on_progress(done, expected):
-                    total = None if expected is None else max(expected, done)
-                    rate = done / max(time.perf_counter() - begun, 1e-9)
-                    progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
-
+            with video_display(quiet) as (on_start, on_progress, on_done):
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
                                        on_start=on_start, on_progress=on_progress, on_notice=note)
-                progress.update(task, completed=report.frames, total=report.frames)
+                on_done(report.frames)
         except VideoInterrupted as stop:
             err_console.print(f"interrupted: {stop}", highlight=False, soft_wrap=True, markup=False)
             raise typer.Exit(130) from None
@@ -525,6 +511,68 @@ def video(
         f"(network alone {report.network_fps:.2f} frames/s) -> {report.out}",
         highlight=False, soft_wrap=True, markup=False,
     )
+
+
+# -------------------------------------------------------------------------------------- export, info
+
+
+@app.command()
+def export(
+    model: ModelOption = None,
+    format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+):
+    """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
+
+    The exported graph is the generator on the normalised scale: feed each image mapped by its own
+    0.1 and 99.9 percentiles to 0 and 1, as `ficli enhance` does; map the output back with
+    y·(hi − lo) + lo. Any height and width of at least 4 pixels (padded to multiples of 4 inside
+    the graph). The written file is loaded back and checked against ficli's generator (within 1e-4)
+    before it is put in place. ONNX and bioimageio need `pip install 'ficli[export]'`.
+
+    Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
+    not a ficli model, an existing --out without --overwrite, or a missing package.
+    """
+    from ficli import io
+
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        with usage_errors():
+            from ficli.export import check_format, check_target
+
+            check_format(format_name)
+        check_target(out, overwrite)
+        if model is not None:
+            io.check_input_file(model)
+        from ficli.export import export_model
+
+        with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
+            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
+        console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
+def info(
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors) [default: the model shipped in models/]."),
+    json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
+):
+    """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
+    validation scores. Reads the file's header only (no weights are loaded)."""
+    import json
+
+    from ficli.api import model_summary
+
+    with reporting_errors("interrupted"):
+        if model is not None:
+            from ficli import io
+
+            io.check_input_file(model)
+        summary = model_summary(model)
+        if json_output:
+            print(json.dumps(summary, indent=2))
+            return
+        console.print(info_table(summary))
 
 
 def main() -> None:

@@ -249,8 +249,58 @@ def training_display(steps: int, epochs: int):
         yield TrainingProgress(on_step=on_step, on_epoch=on_epoch, on_notice=note)
 
 
+@contextlib.contextmanager
+def video_display(quiet: bool):
+    """`ficli video`'s progress bar by frame, the plan's line above it (unless `quiet`): yields the
+    callbacks (on_start(plan), on_progress(done, expected), on_done(frames))."""
+    begun = [time.perf_counter()]
+    with progress_bar(quiet) as progress:
+        task = progress.add_task("video", total=None, rate="")
+
+        def on_start(plan):
+            begun[0] = time.perf_counter()
+            progress.update(task, total=plan.frames)
+            if not quiet:
+                progress.console.print(plan.describe(), highlight=False, soft_wrap=True, markup=False)
+
+        def on_progress(done, expected):
+            total = None if expected is None else max(expected, done)
+            rate = done / max(time.perf_counter() - begun[0], 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
+
+        yield on_start, on_progress, lambda frames: progress.update(task, completed=frames, total=frames)
+
 def duration(seconds: float) -> str:
     """12 s, 3 min, 2.5 h."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def info_table(summary: dict):
+    """`ficli info`'s table of what a model file holds (`api.model_summary`)."""
+    from rich.table import Table
+
+    c = summary["config"]
+    table = Table(title=escape(str(summary["path"])), title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    table.add_row("architecture", f"FI-GAN generator: {c['channels']} channel(s), {c['features']} features, {c['blocks']} residual dense blocks of {c['layers']} layers, growth {c['growth']}")
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    table.add_row("blur scale", f"conditioned on the input's scale (trained at ×{summary['scale']})" if c.get("scale_input") else f"×{summary['scale']} (fixed)")
+    norm = summary["info"].get("normalize")
+    if norm:
+        table.add_row("normalisation", f"percentiles {norm['lo_pct']} / {norm['hi_pct']}")
+    table.add_row("file", f"{summary['bytes'] / 1e6:.1f} MB, format version {summary['format_version']}, sha256 {summary['sha256'][:16]}…")
+    for stage in summary["info"].get("stages", []):
+        settings = stage.get("settings", {})
+        m = stage.get("val_metrics", {})
+        data = ", ".join(str(d) for d in stage.get("data", [])) or "?"
+        text = (f"data {data}; val {stage.get('val', '?')}\n"
+                f"{stage.get('epochs', '?')} epochs (best {stage.get('best_epoch', '?')}), {stage.get('seconds', 0) / 60:.1f} min on {settings.get('device', '?')}; "
+                f"lr {settings.get('lr', '?')}, batch {settings.get('batch', '?')}, crop {settings.get('crop', '?')}")
+        if "val_psnr" in m:
+            text += (f"\nval PSNR {m['val_psnr']:.2f} dB (bicubic {m.get('val_bicubic_psnr', float('nan')):.2f}), "
+                     f"SSIM {m.get('val_ssim', float('nan')):.4f} (bicubic {m.get('val_bicubic_ssim', float('nan')):.4f})")
+        table.add_row(f"stage {stage.get('stage', '?')}", escape(text))
+    return table

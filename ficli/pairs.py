@@ -11,6 +11,7 @@ noise-free ×scale degradations of centre crops (`validation_pairs`).
 
 from __future__ import annotations
 
+import glob
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -20,17 +21,24 @@ import torch
 import torch.nn.functional as F
 
 from ficli import io
-from ficli.degrade import Degradation, bicubic_resize, degrade
+from ficli.degrade import KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade
+from ficli.degrade import degrade_batch as family_batch
 from ficli.errors import ConfigError, InputError
 from ficli.intensity import normalize, percentile_range
 from ficli.runs import TrainConfig
 
 # SSIM's Gaussian window is 11×11: validation images (after --val-size) must be at least that.
 MIN_VAL_SIDE = 11
+# The blur scales and kernels of the family's fixed validation pairs (image i: VAL_SCALES[i % 4],
+# kernel KERNELS[(i + i // 4) % 4]); s = 1 is measured apart, as the identity PSNR.
+VAL_SCALES = (1.5, 2.0, 3.0, 4.0)
 
 
 def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, min_side: int = 1) -> list[np.ndarray]:
     """Every image under `folders` (recursively) as float32 (H, W, C) normalised to its percentiles.
+
+    An entry may also be an image file, a quoted glob pattern or `@list.txt` (one path or pattern a
+    line, as `enhance` takes them), e.g. a split that holds some sources of a folder out.
 
     RGB is turned into luminance for a 1-channel model. Each image is mapped by its own 0.1/99.9
     percentiles (docs/DESIGN.md section 4) so training sees what enhancement will feed in.
@@ -39,12 +47,15 @@ def load_images(folders: list[str] | tuple[str, ...], channels: int, role: str, 
     """
     items = []
     for folder in folders:
-        if not Path(folder).is_dir():
+        if Path(folder).is_dir():
+            try:
+                items += io.collect_inputs([folder], recursive=True)
+            except InputError:
+                raise InputError(f"{folder}: the {role} folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})") from None
+        elif str(folder).startswith("@") or glob.has_magic(str(folder)) or Path(folder).is_file():
+            items += io.collect_inputs([folder], recursive=True)  # a list file, a pattern or an image: their own messages
+        else:
             raise InputError(f"{folder}: {role} folder not found")
-        try:
-            items += io.collect_inputs([folder], recursive=True)
-        except InputError:
-            raise InputError(f"{folder}: the {role} folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})") from None
     images = []
     for item in items:
         image = io.read_image(item.path)
@@ -159,6 +170,30 @@ def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) 
     return shrink_enlarge_batch(x, cfg.scale), None
 
 
+FAMILY = DegradationRanges()
+
+
+def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lr, s) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
+    (`degrade.DegradationRanges` defaults) with its own kernel, s, PSF and noise; s (B,) goes to the
+    generator as its condition."""
+    return family_batch(hr, FAMILY, rng)
+
+
+def degrader_for(cfg: TrainConfig) -> "Degrader":
+    """The degrader of the run's --degradations."""
+    return family_degrader if cfg.degradations == "family" else degrade_batch
+
+
+def crop_margin(cfg: TrainConfig) -> int:
+    """Pixels degraded around each crop and cut off after, so that its border is degraded like its
+    interior: the reach of the shrink and enlarge kernels (2 px of the small image each side) plus
+    three PSF sigmas."""
+    if cfg.degradations == "family":
+        return int(math.ceil(2 * FAMILY.scale_max + 3 * FAMILY.psf_sigma_max))
+    return cfg.scale
+
+
 Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple[torch.Tensor, "torch.Tensor | None"]]
 
 
@@ -170,7 +205,7 @@ def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Genera
     border is degraded as its interior is. `degrader` makes the inputs (see `degrade_batch`); its
     `cond` (None or a per-sample tensor) goes to the generator with them.
     """
-    margin = cfg.scale
+    margin = crop_margin(cfg)
     hr = torch.from_numpy(crop_batch(images, cfg.batch, cfg.crop + 2 * margin, rng))
     lr, cond = degrader(hr, cfg, rng)
     cut = (slice(None), slice(None), slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
@@ -209,20 +244,29 @@ def sample_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Gene
     return torch.from_numpy(np.stack(lrs)), torch.from_numpy(np.stack(hrs))
 
 
-def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(lr, hr) pairs (C, H, W) of the validation images, centre-cropped to `val_size`, noise-free ×scale."""
+def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+    """(lr, hr, s) of the validation images (C, H, W), centre-cropped to `val_size`, noise-free.
+
+    --degradations paper: ×scale PIL bicubic, s None (the generator is not told). family: a fixed
+    blur scale and kernel per image (VAL_SCALES and KERNELS in turn), s the one it was made with.
+    """
     if 0 < cfg.val_size < MIN_VAL_SIDE:
         raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
     images = load_images([cfg.val], cfg.generator.channels, "validation", min_side=MIN_VAL_SIDE)
     if cfg.val_limit:
         images = images[: cfg.val_limit]
     pairs = []
-    for img in images:
+    for i, img in enumerate(images):
         if cfg.val_size:
             h, w = img.shape[:2]
             top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
-        lr = degrade(img[..., 0] if img.shape[2] == 1 else img, Degradation(scale=cfg.scale), np.random.default_rng(0))
+        if cfg.degradations == "family":
+            scale = VAL_SCALES[i % len(VAL_SCALES)]
+            settings = Degradation(scale=scale, kernel=KERNELS[(i + i // len(VAL_SCALES)) % len(KERNELS)])
+        else:
+            scale, settings = None, Degradation(scale=cfg.scale)
+        lr = degrade(img[..., 0] if img.shape[2] == 1 else img, settings, np.random.default_rng(0))
         lr = lr.reshape(img.shape)
-        pairs.append((lr.transpose(2, 0, 1).copy(), img.transpose(2, 0, 1).copy()))
+        pairs.append((lr.transpose(2, 0, 1).copy(), img.transpose(2, 0, 1).copy(), scale))
     return pairs

@@ -38,6 +38,11 @@ RUN_FILES = (CHECKPOINT, "last.safetensors", "best.safetensors", "metrics.csv", 
 
 
 LR_SCHEDULES = ("constant", "cosine")
+# "paper": every input made by the paper's fixed ×scale PIL bicubic (optional PSF blur and noise from
+# the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
+# kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
+# generator told its s (GeneratorConfig.scale_input).
+DEGRADATIONS = ("paper", "family")
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,13 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's weight average used for validation and export; 0 = off
     channels_last: bool = True  # channels-last tensors in training: 1.39× per step at crop 64 on AMD EPYC (docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the generator and critic for training
+    degradations: str = "paper"  # how inputs are made: one of DEGRADATIONS
 
     def __post_init__(self):
+        if self.degradations not in DEGRADATIONS:
+            raise ConfigError(f"--degradations {self.degradations!r}: use {' or '.join(DEGRADATIONS)}")
+        if self.generator.scale_input != (self.degradations == "family"):
+            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, and only such a one")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -132,7 +142,7 @@ class TrainConfig:
 
 def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool = False, adv_weight=None, mse_weight=None,
                         l1_weight=None, tg_weight=None, vgg_weight: float = 0.0, resnet_weight: float = 0.0, k_max: str = "N/2",
-                        features: int = 64, epochs: int | None = None, **settings) -> TrainConfig:
+                        features: int = 64, epochs: int | None = None, degradations: str = "paper", **settings) -> TrainConfig:
     """A new run's settings from `ficli train`'s options: the stage's presets (`PRESETS`), each
     overridden by an option that was given (None: not given). `settings` are TrainConfig fields
     (lr, batch, crop: None for the stage's). FicliError for a missing folder, an unknown --stage or
@@ -153,7 +163,8 @@ def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool =
         k_max=int(k_max) if k_max.isdigit() else k_max,
     )
     cfg = TrainConfig.for_stage(stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
-                                gan=not no_gan, epochs=epochs or 100, generator=GeneratorConfig(features=features), **settings)
+                                gan=not no_gan, epochs=epochs or 100, degradations=degradations,
+                                generator=GeneratorConfig(features=features, scale_input=degradations == "family"), **settings)
     if cfg.crop % 4:
         raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")
     return cfg

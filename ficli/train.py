@@ -24,6 +24,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from ficli.errors import FicliError, ModelFileError
 from ficli.losses import LossWeights, discriminator_loss, generator_loss, perceptual_from_env
 from ficli.metrics import psnr, ssim
 from ficli.nets import Discriminator, DiscriminatorConfig, Generator
-from ficli.pairs import Degrader, degrade_batch, load_images, make_batch, validation_pairs
+from ficli.pairs import Degrader, degrader_for, load_images, make_batch, validation_pairs
 from ficli.runs import (CHECKPOINT, RUN_FILES, TrainConfig, check_data, check_new_run_folder, check_run_folder, data_fingerprint,
                         export_model, load_checkpoint, machine, plot_curves, read_training_state, save_checkpoint, training_state,
                         write_metrics)
@@ -61,16 +62,23 @@ class DivergedError(FicliError):
 
 
 def validate(generator: torch.nn.Module, pairs, tile: TileConfig) -> dict[str, float]:
-    """Mean PSNR/SSIM of G and of the bicubic input against HR, on the normalised [0, 1] scale."""
+    """Mean PSNR/SSIM of G and of the bicubic input against HR, on the normalised [0, 1] scale.
+
+    A generator conditioned on the blur scale gets each pair's s, and is also run on the sharp HR
+    images told s = 1: `identity_psnr` is PSNR(G(X), X), how little it changes a sharp image.
+    """
     was_training = generator.training
     generator.eval()
     scores = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
-    for lr, hr in pairs:
-        sr = run_tiled(generator, lr, tile)
+    for lr, hr, scale in pairs:
+        sr = run_tiled(generator if scale is None else functools.partial(generator, scale=scale), lr, tile)
         for name, img in (("", sr), ("bicubic_", lr)):
             a, b = np.moveaxis(img, 0, -1), np.moveaxis(hr, 0, -1)
             scores[name + "psnr"].append(psnr(a, b))
             scores[name + "ssim"].append(ssim(a, b))
+        if scale is not None:
+            same = run_tiled(functools.partial(generator, scale=1.0), hr, tile)
+            scores.setdefault("identity_psnr", []).append(psnr(np.moveaxis(same, 0, -1), np.moveaxis(hr, 0, -1)))
     generator.train(was_training)
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
@@ -235,13 +243,13 @@ class _Clock:
 
 
 def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = False, *,
-          continue_from: str | None = None, overwrite: bool = False, degrader: Degrader = degrade_batch) -> dict:
+          continue_from: str | None = None, overwrite: bool = False, degrader: Degrader | None = None) -> dict:
     """Run (or continue) a training run; returns the summary written to RUN_DIR/summary.json.
 
     resume: continue RUN_DIR (= cfg.out) from its checkpoint.pt, exactly. continue_from: start
     cfg.out from a model file's training state (step, schedule, data order, history), with fresh
     optimizers (and a fresh critic). overwrite: replace a run or models already in cfg.out.
-    degrader: makes each batch's inputs (see `pairs.make_batch`).
+    degrader: makes each batch's inputs (see `pairs.make_batch`); by default the one of --degradations.
     """
     rank, world = _init_distributed()
     out = Path(cfg.out)
@@ -276,7 +284,7 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
     else:
         ema_state = _start(run, overwrite)
     g_train, d_train = _training_modules(run, ema_state)
-    work = _Work(g_train, d_train, images, degrader, perceptual, training_autocast(device))
+    work = _Work(g_train, d_train, images, degrader or degrader_for(cfg), perceptual, training_autocast(device))
     tile = TileConfig(tile=cfg.tile, device=str(device))
     session = {"machine": machine(), "started": datetime.datetime.now().isoformat(timespec="seconds"),
                "first_epoch": run.start_epoch, "last_epoch": run.start_epoch - 1, "seconds": 0.0, "cpu_seconds": 0.0}
@@ -485,20 +493,28 @@ def _init_distributed() -> tuple[int, int]:
 def _init_from(G: Generator, path: str, device: torch.device) -> list[dict]:
     """Start G from a model file; returns that model's training stages (carried into the new one)."""
     plain, config, meta = modelfile.load_model(path, device=str(device))
-    if config != G.config:
+    # A model that is not conditioned may start a conditioned run: its head gets a zero-weighted
+    # input for the scale map, so the new generator begins as exactly the old one, whatever s.
+    widened = not config.scale_input and G.config.scale_input
+    if dataclasses.replace(config, scale_input=G.config.scale_input) != G.config:
         raise ModelFileError(f"{path}: the model's architecture {config} differs from this run's {G.config}; train from scratch or use a matching --init")
     with torch.no_grad():
         for name, module in G.named_modules():
             if isinstance(module, torch.nn.Conv2d):
                 src = plain.get_submodule(name)
-                module.parametrizations.weight.original.copy_(src.weight)
+                weight = module.parametrizations.weight.original
+                if widened and name == "head":
+                    weight.zero_()
+                    weight[:, : src.weight.shape[1]].copy_(src.weight)
+                else:
+                    weight.copy_(src.weight)
                 module.bias.copy_(src.bias)
         G.out_scale.copy_(plain.out_scale)
         # Let spectral norm's power iteration settle on the loaded weights (σ ≈ 1 for folded ones).
         G.train()
         probe = torch.zeros(1, G.config.channels, 8, 8, device=device)
         for _ in range(20):
-            G(probe)
+            G(probe, 1.0) if G.config.scale_input else G(probe)
     return list(meta.get("stages", []))
 
 

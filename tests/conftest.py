@@ -91,3 +91,12 @@ def code_pickle(path: Path, key: str, how: str, protocol: int | None = None) -> 
     else:
         torch.save(payload, path)
     return path
+
+
+def random_model_file(path: Path, config: GeneratorConfig = TINY, scale: int = 4, seed: int = 0) -> Path:
+    """A model file of a generator with random weights (seeded) that is not the identity."""
+    torch.manual_seed(seed)
+    generator = Generator(config, spectral_norm=False)
+    with torch.no_grad():
+        generator.out_scale.fill_(0.7)
+    return modelfile.save_model(path, generator, config, {"scale": scale})

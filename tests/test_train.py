@@ -255,3 +255,72 @@ def test_ema_run_resumes_exactly(dataset, tmp_path):
     train(_config(dataset, split, epochs=1, steps=4, ema=0.9))
     train(replace(_config(dataset, split, epochs=2, steps=4, ema=0.9)), resume=True)
     assert float(_rows(split)[1]["val_psnr"]) == pytest.approx(float(_rows(straight)[1]["val_psnr"]), rel=1e-5)
+
+
+TINY_COND = GeneratorConfig(features=16, growth=8, layers=2, blocks=2, scale_input=True)
+
+
+def test_family_run_conditions_the_generator_and_measures_the_identity(dataset, tmp_path):
+    """--degradations family: batches carry one s per crop, validation pairs a fixed s each, and
+    the identity PSNR (G told s = 1 on sharp images) is logged; the model file is conditioned."""
+    from ficli.pairs import VAL_SCALES, crop_margin, degrader_for, make_batch, validation_pairs
+
+    cfg = _config(dataset, tmp_path / "fam", generator=TINY_COND, degradations="family", steps=4, epochs=2, lr=1e-3)
+    images = load_images([str(dataset[0])], 1, "training")
+    lr, hr, s = make_batch(images, cfg, np.random.default_rng(0), degrader_for(cfg))
+    assert lr.shape == hr.shape == (8, 1, 32, 32) and s.shape == (8,)
+    assert ((s >= 1) & (s <= 4)).all() and crop_margin(cfg) == 14
+    sharp = s == 1
+    assert torch.equal(lr[sharp], hr[sharp])  # sharp crops are left as they are
+    assert [p[2] for p in validation_pairs(cfg)] == list(VAL_SCALES[:2])
+    train(cfg)
+    rows = _rows(tmp_path / "fam")
+    assert all(float(r["val_identity_psnr"]) > 30 for r in rows)
+    g, config, _ = modelfile.load_model(tmp_path / "fam" / "last.safetensors")
+    assert config.scale_input
+    with torch.no_grad():
+        x = torch.rand(1, 1, 16, 16)
+        assert not torch.equal(g(x, 1.0), g(x, 4.0))
+
+
+def test_plain_model_starts_a_conditioned_run_as_itself(dataset, tmp_path):
+    """--init of a model that is not conditioned: the new head weighs the scale map by zero, so the
+    run starts from the old model's outputs whatever s (within spectral norm's re-estimate)."""
+    from ficli.train import _init_from
+    from ficli.nets import Generator
+
+    plain_run = tmp_path / "plain"
+    train(_config(dataset, plain_run, steps=5))
+    plain = modelfile.load_model(plain_run / "last.safetensors")[0]
+    G = Generator(TINY_COND)
+    _init_from(G, str(plain_run / "last.safetensors"), torch.device("cpu"))
+    G.eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        want = plain(x)
+        for s in (1.0, 4.0):
+            torch.testing.assert_close(G(x, s), want, atol=2e-3, rtol=0)
+
+
+def test_conditioned_generator_needs_family_degradations(dataset, tmp_path):
+    from ficli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="family"):
+        _config(dataset, tmp_path / "x", generator=TINY_COND)
+    with pytest.raises(ConfigError, match="family"):
+        _config(dataset, tmp_path / "x", degradations="family")
+    with pytest.raises(ConfigError, match="degradations"):
+        _config(dataset, tmp_path / "x", degradations="camera")
+
+
+def test_data_from_a_list_file_and_patterns(dataset, tmp_path):
+    """--data takes @list.txt and glob patterns besides folders (the held-out splits use them)."""
+    listing = tmp_path / "split.txt"
+    listing.write_text(f"# two of the four\n{dataset[0]}/p0.png\n{dataset[0]}/p[1].png\n")
+    assert len(load_images([f"@{listing}"], 1, "training")) == 2
+    assert len(load_images([f"{dataset[0]}/p*.png"], 1, "training")) == 4
+    from ficli.errors import InputError
+
+    with pytest.raises(InputError, match="missing.png"):
+        listing.write_text(f"{dataset[0]}/missing.png\n")
+        load_images([f"@{listing}"], 1, "training")

@@ -1,0 +1,179 @@
+"""Score a model over a grid of degradations: kernels × blur scale s × noise (issue 17's table).
+
+    python examples/robustness.py --model models/ficli-default.safetensors \
+        --data ../shared/data/fluorescence/test --out docs/robustness/test
+
+For every image of --data (centre-cropped to --crop pixels, so that the grid runs in minutes on a
+CPU), every kernel, every s and every noise level, the image is degraded as `ficli degrade` does
+(`degrade.degrade`, seeded by file name, rounded to the file's pixel type as a written file would
+be), enhanced as `ficli enhance` does (`enhance.enhance_frames`; a model conditioned on the blur
+scale is told the spectral estimate of `blurscale`, as `--scale auto` does, or the true s with
+--scale-mode oracle), rounded again, and scored against the sharp image on the hr scale (each HR
+image's min..max, as `ficli evaluate --data-range hr`).
+
+The input left as it is and bicubic are the same image here: Y = U(K_s(X)) is already enlarged
+back with the project's bicubic, so one gain column says how much the model adds over it. For s = 1
+without noise the input is the sharp image itself (its PSNR is infinite): that cell reports
+PSNR(G(X), X), how little the model changes a sharp image.
+
+Writes OUT/images.csv (one row per image and cell), OUT/cells.csv and OUT/table.md (per cell: mean
+gain in dB and SSIM, the worst image's gain, the mean estimated s) and OUT/heatmap.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ficli import blurscale, io
+from ficli.degrade import KERNELS, Degradation, degrade, seed_for
+from ficli.enhance import EnhanceOptions, enhance_frames
+from ficli.evaluate import Scale, score_images
+from ficli.runtime import load_generator
+
+NOISE = {"none": 0.0, "poisson200": 200.0}
+
+
+@torch.no_grad()  # not set_grad_enabled(False): run in-process (tests/test_robustness.py), it must not leak
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="model file [default: the default model]")
+    ap.add_argument("--data", required=True, help="folder of sharp images")
+    ap.add_argument("--out", required=True, type=Path, help="folder for the tables and the heat-map")
+    ap.add_argument("--crop", type=int, default=256, help="centre crop side in pixels, 0 = whole images [256]")
+    ap.add_argument("--scales", default="1,1.5,2,3,4", help="blur scales s [1,1.5,2,3,4]")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help="downscale kernels [all four]")
+    ap.add_argument("--noise", default="none,poisson200", help=f"noise levels of {sorted(NOISE)} [both]")
+    ap.add_argument("--scale-mode", choices=("auto", "oracle"), default="auto",
+                    help="what a conditioned model is told: the spectral estimate (as --scale auto) or the true s [auto]")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    generator, meta = load_generator(args.model, torch.device("cpu"))
+    conditioned = meta["config"].scale_input
+    scales = [float(v) for v in args.scales.split(",")]
+    kernels, noises = args.kernels.split(","), args.noise.split(",")
+    images = [(item.path, _crop(io.read_image(item.path).data, args.crop)) for item in io.collect_inputs([args.data])]
+    rows = []
+    for path, hr in images:
+        for kernel in kernels:
+            for s in scales:
+                for noise in noises:
+                    rows.append(_score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args))
+        print(f"{path.name}: {len(kernels) * len(scales) * len(noises)} cells", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(args.out / "images.csv", rows)
+    cells = _cells(rows)
+    _write_csv(args.out / "cells.csv", cells)
+    (args.out / "table.md").write_text(_markdown(cells, meta, args, len(images)), encoding="utf-8")
+    _heatmap(cells, args.out / "heatmap.png", f"{Path(meta['path']).name} on {Path(args.data).name}: gain over the input (dB)")
+    print((args.out / "table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _crop(data: np.ndarray, side: int) -> np.ndarray:
+    if not side:
+        return data
+    h, w = data.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return data[top : top + side, left : left + side]
+
+
+def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) -> dict:
+    settings = Degradation(scale=s, kernel=kernel, poisson_peak=NOISE[noise])
+    x = io.to_unit(hr)
+    y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
+    told = None
+    if conditioned:
+        told = s if args.scale_mode == "oracle" else blurscale.estimate_scale(y).scale
+        told = min(max(told if told is not None else float(meta.get("scale", 4)), 1.0), 4.0)
+        fn = functools.partial(generator, scale=told)
+    else:
+        fn = generator
+    sr = io.from_unit(enhance_frames(fn, [y], EnhanceOptions())[0], hr.dtype)
+    lr = io.from_unit(y, hr.dtype)
+    out, inp = score_images(hr, sr, scale=Scale("hr")), score_images(hr, lr, scale=Scale("hr"))
+    return {"image": path.name, "kernel": kernel, "s": s, "noise": noise, "told_s": told,
+            "psnr_in": inp.psnr, "psnr_out": out.psnr, "ssim_in": inp.ssim, "ssim_out": out.ssim}
+
+
+def _cells(rows: list[dict]) -> list[dict]:
+    keys = list(dict.fromkeys((r["kernel"], r["s"], r["noise"]) for r in rows))
+    cells = []
+    for kernel, s, noise in keys:
+        part = [r for r in rows if (r["kernel"], r["s"], r["noise"]) == (kernel, s, noise)]
+        identity = all(math.isinf(r["psnr_in"]) for r in part)
+        gains = [r["psnr_out"] - r["psnr_in"] for r in part]
+        told = [r["told_s"] for r in part if r["told_s"] is not None]
+        cells.append({
+            "kernel": kernel, "s": s, "noise": noise, "n": len(part),
+            "identity_psnr": float(np.mean([r["psnr_out"] for r in part])) if identity else None,
+            "gain_db": None if identity else float(np.mean(gains)),
+            "worst_gain_db": None if identity else float(np.min(gains)),
+            "gain_ssim": float(np.mean([r["ssim_out"] - r["ssim_in"] for r in part])),
+            "told_s": float(np.mean(told)) if told else None,
+        })
+    return cells
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(v, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _markdown(cells: list[dict], meta: dict, args, n_images: int) -> str:
+    lines = [
+        f"Model `{Path(meta['path']).name}` on `{args.data}` ({n_images} images, centre {args.crop} px; hr scale; "
+        f"{'told ' + args.scale_mode + ' s' if meta['config'].scale_input else 'not conditioned'}).",
+        "",
+        "| kernel | s | noise | gain dB (mean) | worst image dB | gain SSIM | PSNR(G(X), X) | s told |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(f"| {c['kernel']} | {c['s']:g} | {c['noise']} | {_fmt(c['gain_db'], '+.2f')} | "
+                     f"{_fmt(c['worst_gain_db'], '+.2f')} | {_fmt(c['gain_ssim'], '+.4f')} | "
+                     f"{_fmt(c['identity_psnr'], '.1f')} | {_fmt(c['told_s'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _heatmap(cells: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(dict.fromkeys((c["kernel"], c["noise"]) for c in cells))
+    cols = list(dict.fromkeys(c["s"] for c in cells))
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for c in cells:
+        if c["gain_db"] is not None:
+            grid[rows.index((c["kernel"], c["noise"])), cols.index(c["s"])] = c["gain_db"]
+    lim = max(1.0, float(np.nanmax(np.abs(grid))))
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2.5, 0.45 * len(rows) + 1.5))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(grid):
+        ax.text(j, i, "identity" if np.isnan(v) else f"{v:+.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(cols)), [f"s = {s:g}" for s in cols])
+    ax.set_yticks(range(len(rows)), [f"{k}, {n}" for k, n in rows])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="dB")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

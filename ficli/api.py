@@ -1,0 +1,196 @@
+"""ficli from Python: load a model, enhance numpy arrays and image files, read and write images.
+
+The same functions the command line runs (`ficli.enhance.enhance_frames` and `enhance_file`,
+`ficli.io.read_image` and `write_image`), with the same intensity normalisation (each image or
+stack mapped by its own 0.1/99.9 percentiles, mapped back exactly), the same tiling, and the same
+pixel-type handling (an 8-bit array comes back 8-bit, a 16-bit one 16-bit, floats as floats).
+
+    import ficli.api as ficli
+    model = ficli.load_model()                      # the shipped default model, on the CPU
+    sharp = ficli.enhance(model, image)             # (H, W), (H, W, 3|4) or, with stack=True, (N, H, W[, C])
+    ficli.write_image("sharp.tif", sharp)
+
+Arrays: a 2-D image is (H, W); colour is (H, W, C) with C = 3 (RGB, each channel through a
+1-channel model) or 4 (RGBA, alpha kept); a stack is (N, H, W) or (N, H, W, C) and needs
+`stack=True` (a 3-D array is otherwise an (H, W, C) colour image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ficli import io, modelfile
+from ficli.degrade import SCALE_RANGE
+from ficli.device import default_batch, resolve_device
+from ficli.engine import TileConfig
+from ficli.errors import ConfigError, InputError
+from ficli.nets import GeneratorConfig
+
+__all__ = ["Model", "load_model", "enhance", "enhance_file", "read_image", "write_image", "model_summary", "resolve_scale"]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: the generator (eval mode, plain weights) on `device`, its settings and metadata."""
+
+    generator: torch.nn.Module
+    config: GeneratorConfig
+    metadata: dict = field(repr=False)
+    path: Path
+    device: torch.device
+
+    @property
+    def training_scale(self) -> float:
+        """The blur scale s the model was trained for (metadata "scale")."""
+        return float(self.metadata["scale"])
+
+    def runner(self, scale: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """G as a callable of one (B, C, H, W) tensor: a scale-conditioned model gets `scale`
+        (default: its training scale) bound to it; a plain model refuses a scale."""
+        s = resolve_scale(self.config, self.metadata, scale)
+        if s is None:
+            return self.generator
+        generator = self.generator
+        return lambda x: generator(x, s)
+
+
+def resolve_scale(config: GeneratorConfig, metadata: dict, scale: float | None) -> float | None:
+    """The blur scale to run a model at: None for a plain model (a scale given is a ConfigError),
+    `scale` or the training scale (metadata "scale") for a scale-conditioned one, within SCALE_RANGE."""
+    if not config.scale_input:
+        if scale is not None:
+            raise ConfigError(
+                f"--scale {scale:g}: this model is not conditioned on the blur scale (it was trained for ×{metadata.get('scale', 4)} only); "
+                "leave --scale out, or use a scale-conditioned model"
+            )
+        return None
+    s = float(metadata.get("scale", 4) if scale is None else scale)
+    lo, hi = SCALE_RANGE
+    if not lo <= s <= hi:
+        raise ConfigError(f"--scale {s:g} is outside {lo:g}..{hi:g}; give the blur scale of the input, e.g. 4")
+    return s
+
+
+def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Model:
+    """Load a model file (the shipped default when `path` is None) onto `device` ("cpu", "cuda",
+    "cuda:N", "mps" or "auto"). Raises ModelFileError for a file that is missing, not a ficli
+    model, or damaged, and ConfigError for a device this machine does not have."""
+    from ficli.runtime import load_generator
+
+    dev = resolve_device(device)
+    generator, info = load_generator(path, dev)
+    metadata = {k: v for k, v in info.items() if k not in ("path", "config")}
+    return Model(generator=generator, config=info["config"], metadata=metadata, path=Path(info["path"]), device=dev)
+
+
+def _options(model: Model, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None, precision: str):
+    from ficli.enhance import EnhanceOptions
+
+    return EnhanceOptions(
+        upscale=upscale, normalize=normalize,
+        tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(model.device), device=str(model.device), precision=precision),
+    )
+
+
+def enhance(
+    model: Model,
+    image: np.ndarray,
+    *,
+    stack: bool = False,
+    scale: float | None = None,
+    upscale: int = 1,
+    normalize: bool = True,
+    tile: int = 512,
+    overlap: int = 32,
+    batch: int | None = None,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Enhance a numpy image or stack as `ficli enhance` does a file; returns a new array of the
+    same dtype and layout (sides × `upscale`).
+
+    `image`: (H, W); (H, W, 3) RGB or (H, W, 4) RGBA; with `stack=True` (N, H, W) or (N, H, W, C),
+    the N frames mapped by one intensity range (no flicker). Unsigned 8/16/32-bit integers are read
+    on their type's full scale and come back rounded and clipped to it; float32/float64 come back
+    as floats, not clipped. `scale`: the input's blur scale, for a scale-conditioned model only
+    (default: its training scale). The other options are those of `ficli enhance`.
+    """
+    from ficli.enhance import enhance_frames
+
+    array = np.asarray(image)
+    io.check_dtype(array.dtype)
+    frames = _frames(array, stack)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError("the array holds NaN or infinite values; fix or mask them before enhancing")
+    fn = model.runner(scale)
+    options = _options(model, upscale, normalize, tile, overlap, batch, precision)
+    out = enhance_frames(fn, [io.to_unit(f) for f in frames], options, model.config.channels)
+    result = [io.from_unit(f, array.dtype) for f in out]
+    return np.stack(result) if stack else result[0]
+
+
+def _frames(array: np.ndarray, stack: bool) -> list[np.ndarray]:
+    single = array.ndim - int(stack)
+    if single not in (2, 3) or 0 in array.shape:
+        want = "(N, H, W) or (N, H, W, C)" if stack else "(H, W) or (H, W, C); a stack needs stack=True"
+        raise InputError(f"an image array must be {want}, got shape {array.shape}")
+    if single == 3 and array.shape[-1] not in (1, 3, 4):
+        raise InputError(
+            f"shape {array.shape}: the last axis ({array.shape[-1]}) is not 1, 3 (RGB) or 4 (RGBA) colour channels"
+            + ("" if stack else "; for a stack of frames give stack=True")
+        )
+    return list(array) if stack else [array]
+
+
+def enhance_file(
+    model: Model,
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    scale: float | None = None,
+    upscale: int = 1,
+    normalize: bool = True,
+    tile: int = 512,
+    overlap: int = 32,
+    batch: int | None = None,
+    precision: str = "fp32",
+) -> Path:
+    """Enhance one image file into `dest` exactly as `ficli enhance` does (pixel type, TIFF axes,
+    calibration and OME-XML kept; written atomically); returns `dest`. Never writes over `src`."""
+    from ficli.enhance import enhance_file as run
+
+    options = _options(model, upscale, normalize, tile, overlap, batch, precision)
+    run(Path(src), Path(dest), model.runner(scale), options, model.config.channels)
+    return Path(dest)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of a PNG, TIFF (stacks: (N, H, W[, C])), JPEG or BMP file in the file's own dtype."""
+    return io.read_image(path).data
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, stack: bool = False) -> Path:
+    """Write an array atomically in the format the suffix names (.png, .tif, .jpg, .bmp); a stack
+    (`stack=True`, first axis the frames) only as TIFF. Returns the path."""
+    io.write_image(path, np.asarray(image), is_stack=stack)
+    return Path(path)
+
+
+def model_summary(path: str | os.PathLike | None = None) -> dict:
+    """What a model file holds, without loading its weights: `modelfile.model_info` plus the path,
+    the file's size in bytes and its SHA-256 (the default model when `path` is None)."""
+    from ficli.runtime import default_model_path
+
+    path = Path(path) if path is not None else default_model_path()
+    info = modelfile.model_info(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest(), **info}
