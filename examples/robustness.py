@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli import blurscale, io
+from ficli import io
 from ficli.degrade import KERNELS, Degradation, degrade, seed_for
 from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.evaluate import Scale, score_images
-from ficli.runtime import load_generator
+from ficli.runtime import load_generator, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
 
@@ -91,9 +91,8 @@ def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) 
     x = io.to_unit(hr)
     y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
     told = None
-    if conditioned:
-        told = s if args.scale_mode == "oracle" else blurscale.estimate_scale(y).scale
-        told = min(max(told if told is not None else float(meta.get("scale", 4)), 1.0), 4.0)
+    if conditioned:  # as `ficli enhance --scale auto` (or --scale S with the true s) chooses it
+        told, _ = scale_chooser(meta, s if args.scale_mode == "oracle" else None)([y])
         fn = functools.partial(generator, scale=told)
     else:
         fn = generator

@@ -7,6 +7,7 @@ into one line on stderr and exit code 1 (no traceback for a user mistake). What 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ficli import __version__
-from ficli.console import (console, err_console, evaluate_table, info_table, note, one_stdout, plan_batch, print_evaluate_notes,
+from ficli.console import (blur_scale_value, console, err_console, evaluate_table, info_table, note, one_stdout, plan_batch, print_evaluate_notes,
                            progress_bar, reporting_errors, run_files, stdout_console, tolerate_undecodable_names, training_display,
                            usage_errors, video_display)
 from ficli.defaults import HI_PCT, LO_PCT, VIDEO_TILE
@@ -162,6 +163,7 @@ TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pi
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
 CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
+ScaleOption = Annotated[str, typer.Option("--scale", callback=blur_scale_value, help="Blur scale s of the input, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated from each image's power spectrum (docs/DEGRADATIONS.md), once per image or stack, and printed; an image too small or flat to estimate gets the model's training scale. An s above the model's training scale is told that scale. The shipped default model is the paper-protocol one, not conditioned: --scale S is refused for it and auto does nothing.")]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact); fp16: CUDA autocast, within 1 grey level of 8-bit of fp32; bf16: CUDA, or a CPU with AVX-512 BF16/AMX (about 3× fp32 there), within 2 grey levels. A batch with NaN/Inf is redone in fp32.")]
 
 
@@ -173,6 +175,7 @@ def enhance(
     inputs: list[str] = typer.Argument(..., help="PNG, TIFF (stacks too), JPEG, BMP images: " + InputsHelp),
     out: OutOption = ...,
     model: ModelOption = None,
+    scale: ScaleOption = "auto",
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge each image by this factor before enhancing (the paper's re-up-scaling): use it for images at their native resolution. 1 = same size, for images already enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     tile: TileOption = 512,
     overlap: OverlapOption = 32,
@@ -213,7 +216,7 @@ def enhance(
         from ficli.device import default_batch, resolve_device, resolve_precision
         from ficli.engine import TileConfig
         from ficli.enhance import EnhanceOptions, enhance_file
-        from ficli.runtime import ready_generator
+        from ficli.runtime import ready_generator, scale_chooser
 
         with usage_errors():  # once, not once per file
             dev = resolve_device(device)
@@ -232,6 +235,8 @@ def enhance(
 
         generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
         channels = info["config"].channels
+        with usage_errors():
+            options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
 
         run_files("enhance", outs,
                    lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
@@ -431,6 +436,7 @@ def video(
     compare_only: bool = typer.Option(False, "--compare-only", help="A split preview at the frame's own width: left half original, right half enhanced."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
+    scale: ScaleOption = "auto",
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
@@ -478,7 +484,7 @@ def video(
                 io.check_input_file(path)
         from ficli.device import default_batch, resolve_device, resolve_precision
         from ficli.engine import TileConfig
-        from ficli.runtime import ready_generator
+        from ficli.runtime import ready_generator, video_scale
         from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
         with usage_errors():
@@ -494,6 +500,8 @@ def video(
         try:
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
+            with usage_errors():
+                generator = video_scale(generator, info, scale, note)
             with video_display(quiet) as (on_start, on_progress, on_done):
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
                                        on_start=on_start, on_progress=on_progress, on_notice=note)

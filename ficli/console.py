@@ -11,6 +11,7 @@ rich.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from pathlib import Path
@@ -304,3 +305,17 @@ def info_table(summary: dict):
                      f"SSIM {m.get('val_ssim', float('nan')):.4f} (bicubic {m.get('val_bicubic_ssim', float('nan')):.4f})")
         table.add_row(f"stage {stage.get('stage', '?')}", escape(text))
     return table
+
+
+def blur_scale_value(value: str) -> float | None:
+    """Typer callback of --scale: 'auto' (None) or a finite number from 1 to 8 (exit 2 otherwise,
+    before torch loads)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 1 <= number <= 8:
+        raise typer.BadParameter(f"{value}: use auto or a number from 1 (sharp) to 8")
+    return number

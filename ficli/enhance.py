@@ -9,6 +9,7 @@ re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → cl
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ class EnhanceOptions:
     lo_pct: float = LO_PCT
     hi_pct: float = HI_PCT
     tile: TileConfig = TileConfig()
+    # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
+    scale_for: Callable[[list], tuple[float, str]] | None = None
 
     def __post_init__(self):
         if self.upscale < 1:
@@ -43,6 +46,8 @@ def enhance_frames(
     channels: int = 1,
     on_notice: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    *,
+    name: str = "",
 ) -> list[np.ndarray]:
     """Enhance the frames of one image or stack: float (H, W) or (H, W, C) arrays on the [0, 1] scale.
 
@@ -50,12 +55,19 @@ def enhance_frames(
     A 1-channel model runs over each colour channel of an RGB image; alpha is carried unchanged.
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
+    A model conditioned on the blur scale is told the s of `options.scale_for`, one for all the
+    frames, and `on_notice` hears which (prefixed by `name`).
     """
     flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
     if options.upscale > 1:
         h, w = frames[0].shape[:2]
         frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
     lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
+    if options.scale_for is not None:  # estimated on the frames as the network sees them (enlarged)
+        scale, how = options.scale_for([_colour(f) for f in frames])
+        generator = functools.partial(generator, scale=scale)
+        if on_notice is not None:
+            on_notice(f"{name + ': ' if name else ''}blur scale s = {scale:.2f} ({how})")
     runs = sum(_colour(f).shape[2] if channels == 1 and f.ndim == 3 else 1 for f in frames)  # run_tiled calls
     started = 0
 
@@ -117,7 +129,7 @@ def enhance_file(
     groups = image.channel_groups()
     for k, group in enumerate(groups):
         tick = None if on_progress is None else (lambda f, k=k: on_progress((k + f) / len(groups)))
-        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice, tick)):
+        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice, tick, name=str(src))):
             frames[i] = io.from_unit(frame, image.data.dtype)
     data = np.stack(frames) if image.is_stack else frames[0]
     io.write_image(dest, data, like=image)

@@ -9,14 +9,15 @@ the one test of them, `errors.is_out_of_memory`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ficli import modelfile
+from ficli import blurscale, modelfile
 from ficli.device import configure_cuda
-from ficli.errors import ModelFileError, is_out_of_memory
+from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
 
@@ -62,15 +63,15 @@ class CompiledGenerator:
         except Exception as exc:  # torch.compile itself refuses on some platforms and Pythons
             self._fall_back(exc)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.compiled is not None:
             try:
-                return self.compiled(x)
+                return self.compiled(x, *args, **kwargs)
             except Exception as exc:
                 if is_out_of_memory(exc):
                     raise
                 self._fall_back(exc)
-        return self.module(x)
+        return self.module(x, *args, **kwargs)
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
@@ -99,3 +100,50 @@ def ready_generator(path: str | Path | None, device: torch.device, *, compile_mo
     if compile_model:
         return CompiledGenerator(generator, cuda_graphs=cuda_graphs, on_notice=on_notice), info
     return generator, info
+
+
+def scale_chooser(info: dict, requested: float | None) -> Callable[[list], tuple[float, str]] | None:
+    """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
+    picks the s to tell it for one image's frames (float [0, 1] arrays as the network sees them):
+    `requested` (--scale S), else the spectral estimate pooled over the frames
+    (`blurscale.estimate_scale_pooled`), else, when the image is too small or flat to estimate, the
+    model's training scale (metadata "scale"). An s above the training scale is told the training
+    scale. Returns (s, how it was chosen). None for a plain model, which is told nothing."""
+    if not info["config"].scale_input:
+        if requested is not None:
+            raise ConfigError(f"--scale {requested:g}: {info['path']} is not conditioned on the blur scale (it was trained for "
+                              f"×{info.get('scale', 4)} only); leave --scale out, or use a scale-conditioned model")
+        return None
+    trained = float(info.get("scale", 4))
+
+    def choose(frames: list) -> tuple[float, str]:
+        if requested is not None:
+            s, how = float(requested), "given"
+        else:
+            estimate = blurscale.estimate_scale_pooled(frames)
+            s, how = (estimate.scale, "estimated") if estimate.scale is not None else (trained, f"{estimate.note}: the model's training scale")
+        if s > trained:
+            return trained, f"{how} {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
+        return max(s, 1.0), how
+
+    return choose
+
+
+def told(generator: Callable, scale: float | None) -> Callable:
+    """`generator` with the blur scale bound (`G(x, scale=s)`), or as it is when `scale` is None."""
+    return generator if scale is None else functools.partial(generator, scale=scale)
+
+
+def video_scale(generator: Callable, info: dict, requested: float | None, on_notice: Callable[[str], None]) -> Callable:
+    """`generator` told one blur scale for a whole video (a conditioned model; a plain one is
+    returned as it is): `requested`, or for now the model's training scale (a video's s is not
+    estimated yet: the note says to give --scale S)."""
+    choose = scale_chooser(info, requested)
+    if choose is None:
+        return generator
+    if requested is not None:
+        scale, how = choose([])
+    else:
+        scale, how = float(info.get("scale", 4)), "the model's training scale: video does not estimate s yet, give --scale S"
+    on_notice(f"blur scale s = {scale:g} ({how})")
+    return told(generator, scale)
