@@ -167,7 +167,9 @@ class DegradationRanges:
 
     A fraction `sharp_fraction` of crops is left exactly as it is (s = 1, no blur, no noise), so
     the generator learns to return a sharp image unchanged; the others get s uniform in
-    (1, `scale_max`], a kernel from `kernels`, σ uniform in [0, `psf_sigma_max`], shot noise with
+    (1, `scale_max`], a kernel from `kernels`, σ uniform in [0, `psf_sigma_max`·(s − 1)/(`scale_max` − 1)]
+    (a PSF width that grows with s, so that the s the generator is told, and the estimator measures,
+    bounds how blurred the crop is: see docs/DEGRADATIONS.md), shot noise with
     probability `poisson_p` (peak log-uniform in `poisson_peak`, photons at intensity 1: training
     images are normalised to their 0.1/99.9 percentiles) and read noise with probability `read_p`
     (standard deviation uniform in [0, `read_sigma_max`] of intensity 1).
@@ -176,7 +178,7 @@ class DegradationRanges:
     kernels: tuple[str, ...] = KERNELS
     scale_max: float = 4.0
     sharp_fraction: float = 0.15
-    psf_sigma_max: float = 2.0
+    psf_sigma_max: float = 1.5
     poisson_peak: tuple[float, float] = (30.0, 3000.0)
     poisson_p: float = 0.5
     read_sigma_max: float = 0.02
@@ -200,10 +202,11 @@ def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> D
     if rng.random() < ranges.sharp_fraction or ranges.scale_max == 1:
         return Degradation(scale=1.0, kernel=ranges.kernels[0])
     lo, hi = ranges.poisson_peak
+    scale = float(1 + (ranges.scale_max - 1) * (1 - rng.random()))  # (1, scale_max]
     return Degradation(
-        scale=float(1 + (ranges.scale_max - 1) * (1 - rng.random())),  # (1, scale_max]
+        scale=scale,
         kernel=ranges.kernels[rng.integers(len(ranges.kernels))],
-        psf_sigma=float(rng.uniform(0, ranges.psf_sigma_max)),
+        psf_sigma=float(rng.uniform(0, ranges.psf_sigma_max * (scale - 1) / (ranges.scale_max - 1))),
         poisson_peak=float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if rng.random() < ranges.poisson_p else 0.0,
         gaussian_sigma=float(rng.uniform(0, ranges.read_sigma_max)) if rng.random() < ranges.read_p else 0.0,
     )

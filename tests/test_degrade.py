@@ -183,7 +183,10 @@ def test_sampler_draws_sharp_crops_at_the_asked_rate_and_s_in_range():
     assert {d.kernel for d in draws} == set(KERNELS)
     peaks = np.array([d.poisson_peak for d in draws if d.poisson_peak])
     assert peaks.min() >= 30 and peaks.max() <= 3000 and 0.4 < len(peaks) / len(scales) < 0.6
-    assert max(d.psf_sigma for d in draws) <= 2
+    assert max(d.psf_sigma for d in draws) <= 1.5
+    # the PSF width grows with s: a crop told s = 1.2 is never blurred like one told s = 4
+    assert all(d.psf_sigma <= 1.5 * (d.scale - 1) / 3 + 1e-9 for d in draws)
+    assert max(d.psf_sigma for d in draws if d.scale > 3.5) > 1.0
 
 
 def test_degrade_batch_gives_each_crop_its_own_degradation():
