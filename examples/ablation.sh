@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
-# The paper's Table 1 on a small CPU budget: fine-tune the same stage-1 model on fluorescence images
-# with no TG loss and with TG at k_max 1, N/2 and N (generator only, the same steps and seed for
-# each), then score every variant, bicubic, an optional GAN+TG model and the default model on the
-# test folder (hr scale) and draw the panel docs/ablation_panel.png.
-#   bash examples/ablation.sh STAGE1_MODEL [OUT_DIR] [STEPS] [GAN_TG_MODEL]
+# The paper's Table 1 with the critic on (docs/ABLATION.md): fine-tune one stage-1 model on
+# fluorescence with no TG loss and with TG (θ = 10) at k_max 1, N/2 and N, each with the critic at
+# the finetune preset's weight (ε = 1, the paper's stage 2) and, as a control, without it; every
+# variant with the same steps, for each seed. Then score every run on 256-px centre crops of the
+# test folder shrunk ×4 with PIL's kernel (the training protocol) and with OpenCV's (off protocol):
+# PSNR, SSIM, RMSE and the texture measure, mean ± spread over seeds (examples/ablation_table.py),
+# a panel of the same crop for every variant and line profiles across USAF-1951 group-6 bars.
+#   bash examples/ablation.sh STAGE1_MODEL [OUT_DIR] [STEPS] [SEEDS]
+#   (CROP and BATCH in the environment set the crops [64] and batch [8]; runs that exist are kept)
 # Needs ../shared/data (the project's shared image folder) beside the repository.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-data="${FICLI_DATA:-$here/../../shared/data}"
-init="$1"; out="${2:-runs/ablation}"; steps="${3:-150}"; gan="${4:-}"
+here="$(cd "$(dirname "$0")" && pwd)"; repo="$(cd "$here/.." && pwd)"
+data="${FICLI_DATA:-$repo/../shared/data}"
+init="$1"; out="${2:-runs/ablation}"; steps="${3:-200}"; seeds="${4:-0 1}"
 common=(--stage finetune --init "$init" --data "$data/fluorescence/train" --val "$data/fluorescence/val"
-        --no-gan --batch 16 --crop 32 --lr 1e-4 --steps "$steps" --epochs 2 --patience 2 --seed 0)
-ficli train "${common[@]}" --out "$out/no_tg" --tg-weight 0
-for k in 1 N/2 N; do
-  ficli train "${common[@]}" --out "$out/tg_k${k//\//_}" --tg-weight 10 --k-max "$k"
+        --batch "${BATCH:-8}" --crop "${CROP:-64}" --lr 1e-4 --steps "$steps" --epochs 1 --patience 1
+        --val-size 128 --val-limit 4)
+declare -A tg=([no_tg]="--tg-weight 0" [tg_k1]="--tg-weight 10 --k-max 1" [tg_kN_2]="--tg-weight 10 --k-max N/2"
+               [tg_kN]="--tg-weight 10 --k-max N")
+variants=(no_tg tg_k1 tg_kN_2 tg_kN)
+runs=()
+for seed in $seeds; do
+  for critic in gan gen; do
+    for v in "${variants[@]}"; do
+      name="${critic}_${v}_s$seed"; runs+=("$name")
+      [ -f "$out/$name/last.safetensors" ] && continue
+      extra=(); [ "$critic" = gen ] && extra=(--no-gan)
+      # shellcheck disable=SC2086
+      mkdir -p "$out"
+      ficli train "${common[@]}" ${tg[$v]} "${extra[@]}" --seed "$seed" --out "$out/$name" > "$out/$name.log" 2>&1
+    done
+  done
 done
-ficli degrade "$data/fluorescence/test" --out "$out/test/bicubic" --skip-existing
-for run in no_tg tg_k1 tg_kN_2 tg_kN; do
-  ficli enhance "$out/test/bicubic" --out "$out/test/$run" --model "$out/$run/best.safetensors" --skip-existing
+
+t="$out/test"
+python - "$data/fluorescence/test" "$t/hr" <<'EOF'
+import sys
+from pathlib import Path
+from ficli import io
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+for p in sorted(src.glob("*.png")):
+    if not (dst / p.name).exists():
+        a = io.read_image(p).data
+        y, x = (a.shape[0] - 256) // 2, (a.shape[1] - 256) // 2
+        io.write_image(dst / p.name, a[y:y + 256, x:x + 256])
+EOF
+for kernel in pil cv2; do
+  ficli degrade "$t/hr" --out "$t/$kernel/input" --kernel "$kernel" --skip-existing --quiet
+  for name in "${runs[@]}"; do
+    ficli enhance "$t/$kernel/input" --out "$t/$kernel/$name" --model "$out/$name/last.safetensors" --skip-existing --quiet
+  done
+  (cd "$t/$kernel" && ficli evaluate ../hr input "${runs[@]}" --data-range hr --summary-only --json scores.json --overwrite > /dev/null)
 done
-methods=(bicubic no_tg tg_k1 tg_kN_2 tg_kN)
-if [ -n "$gan" ]; then
-  ficli enhance "$out/test/bicubic" --out "$out/test/gan_tg" --model "$gan" --skip-existing
-  methods+=(gan_tg)
-fi
-ficli enhance "$out/test/bicubic" --out "$out/test/default" --skip-existing
-methods+=(default)
-cd "$out/test"
-ficli evaluate "$data/fluorescence/test" "${methods[@]}" --data-range hr \
-    --summary-only --json ../ablation.json --csv ../ablation.csv
-cd - > /dev/null
-img=bian__maize_clsm.png; t="$out/test"
-python "$here/make_panel.py" --crop 250,250,96 --out docs/ablation_panel.png \
-    --title "maize stem (test set), ×4, 96 × 96 px: TG ablation ($((2 * steps)) generator-only steps each) and the default model" \
-    "HR=$data/fluorescence/test/$img" "bicubic=$t/bicubic/$img" "no TG=$t/no_tg/$img" "TG k=1=$t/tg_k1/$img" \
-    "TG k=N/2=$t/tg_kN_2/$img" "TG k=N=$t/tg_kN/$img" ${gan:+"GAN+TG=$t/gan_tg/$img"} "default=$t/default/$img"
+python "$here/ablation_table.py" "$t/pil/scores.json" "$t/cv2/scores.json" --out "$repo/docs/ablation/table.md"
+
+img=bian__maize_clsm.png; s=$(echo $seeds | cut -d' ' -f1)
+panel=("HR=$t/hr/$img" "input=$t/pil/input/$img")
+for critic in gan gen; do for v in "${variants[@]}"; do panel+=("$critic $v=$t/pil/${critic}_${v}_s$s/$img"); done; done
+python "$here/make_panel.py" --crop 80,80,96 --out "$repo/docs/ablation/panel.png" \
+    --title "maize stem (test), PIL ×4, 96 px: TG variants with the critic (gan) and without (gen), seed $s" "${panel[@]}"
+
+target="$data/targets/usaf1951_capture.tif"; u="$out/usaf"; name=usaf1951_capture.tif
+ficli degrade "$target" --out "$u/input" --skip-existing --quiet
+profile=("$target" "$u/input/$name")
+for v in "${variants[@]}"; do
+  ficli enhance "$u/input" --out "$u/gan_$v" --model "$out/gan_${v}_s$s/last.safetensors" --skip-existing --quiet
+  profile+=("$u/gan_$v/$name")
+done
+ficli profile "${profile[@]}" --line 108,212,148,212 --out "$repo/docs/ablation/usaf_profile.png" \
+    --csv "$u/profile.csv" --overwrite --title "USAF-1951 capture ×4: group-6 bars, TG variants with the critic (seed $s)"
+echo "docs/ablation/{table.md,panel.png,usaf_profile.png}; runs and scores in $out"
