@@ -106,17 +106,24 @@ def evaluate(
     crop_border: int = typer.Option(0, "--crop-border", min=0, help="Pixels cropped from each side of each image before scoring (e.g. the scale factor); 0 = none."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders; pairing uses the path inside each folder."),
     per_image: bool = typer.Option(True, "--per-image/--summary-only", help="Show one row per image, or only the mean ± std and count rows."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images) are null; non-UTF-8 bytes of file names are written as \\xNN."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct; nan where texture is not measured); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
 ):
-    """Score restorations against ground truth: PSNR (dB), SSIM and RMSE per image and per folder.
+    """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
 
     SR images pair with HR images by path inside their folders, or by name without extension (HR
     a.tif with SR a.png). Images are scored on [0, 1] (see --data-range; the table title states the
     scale): RMSE, PSNR = 20·log10(1/RMSE), and SSIM with an 11×11 Gaussian window (σ = 1.5,
-    Wang et al. 2004, as scikit-image computes it). Colour images are averaged over channels, stacks
-    over frames. Summary rows give the mean ± sample standard deviation (n − 1) over images.
+    Wang et al. 2004, as scikit-image computes it). texture % measures invented detail: the SR
+    image's spectral power above the HR image's, summed over frequencies from 0.02 to 0.5 cycles/px
+    (periods under 50 px; Welch spectra of Hann-windowed tiles of up to 256 px), in % of the HR
+    image's power there. Blur only removes power, so a blurred copy of the HR image scores 0; detail
+    the HR image lacks (texture, ringing, noise, over-sharpening) raises it, and so does more
+    contrast (×1.05 scores 10 %). It is 0 or more, with no upper bound, the same on every
+    --data-range, and blind to where detail sits (PSNR and SSIM see that); images under 32×32 px
+    get – and a note, their other scores count. Colour images are averaged over channels (texture
+    pools them), stacks over frames. Summary rows give the mean ± sample standard deviation (n − 1).
 
     Nothing is dropped silently: unpaired files, size or pixel-type mismatches (not scored: their
     units differ), images smaller than 11×11 after --crop-border and unreadable files are listed by

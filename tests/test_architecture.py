@@ -28,7 +28,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "defaults": set(),
     "nets": set(),
     "phantom": set(),
-    "metrics": {"errors"},
+    "metrics": {"errors", "blurscale"},
     "device": {"errors"},
     "intensity": {"errors", "defaults"},
     "files": {"errors"},
