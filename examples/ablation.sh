@@ -51,7 +51,7 @@ for kernel in pil cv2; do
   for name in "${runs[@]}"; do
     ficli enhance "$t/$kernel/input" --out "$t/$kernel/$name" --model "$out/$name/last.safetensors" --skip-existing --quiet
   done
-  (cd "$t/$kernel" && ficli evaluate ../hr input "${runs[@]}" --data-range hr --summary-only --json scores.json --overwrite > /dev/null)
+  (cd "$t/$kernel" && ficli evaluate ../hr input "${runs[@]}" --data-range hr --summary-only --json scores.json > /dev/null)
 done
 python "$here/ablation_table.py" "$t/pil/scores.json" "$t/cv2/scores.json" --out "$repo/docs/ablation/table.md"
 

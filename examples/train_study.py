@@ -87,7 +87,9 @@ def _write(report: Path, rows: list[dict], budget: float) -> None:
     lines = [f"| setting | crop | batch | samples/s | steps in {budget:g} CPU-min | best val PSNR (dB) | at CPU-min | "
              "last val PSNR | input PSNR |", "|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["setting"] for r in rows):
-        part = [r for r in rows if r["setting"] == name and r["cpu_min"] <= budget * 1.25]
+        part = [r for r in rows if r["setting"] == name]
+        within = [i for i, r in enumerate(part) if r["cpu_min"] >= budget]
+        part = part[: within[0] + 1] if within else part  # up to the epoch that reached the budget
         best = max(part, key=lambda r: r["val_psnr"])
         rate = sum(r["samples_per_s"] for r in part) / len(part)
         lines.append(f"| {name} | {part[0]['crop']} | {part[0]['batch']} | {rate:.1f} | {part[-1]['step']} | "

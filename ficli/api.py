@@ -2,8 +2,9 @@
 
 The same functions the command line runs (`ficli.enhance.enhance_frames` and `enhance_file`,
 `ficli.io.read_image` and `write_image`), with the same intensity normalisation (each image or
-stack mapped by its own 0.1/99.9 percentiles, mapped back exactly), the same tiling, and the same
-pixel-type handling (an 8-bit array comes back 8-bit, a 16-bit one 16-bit, floats as floats).
+stack mapped by its own 0.1/99.9 percentiles, mapped back exactly), the same tiling, the same blur
+scale told a model conditioned on it (`runtime.scale_chooser`), and the same pixel-type handling
+(an 8-bit array comes back 8-bit, a 16-bit one 16-bit, floats as floats).
 
     import ficli.api as ficli
     model = ficli.load_model()                      # the shipped default model, on the CPU
@@ -27,7 +28,6 @@ import numpy as np
 import torch
 
 from ficli import io, modelfile
-from ficli.degrade import SCALE_RANGE
 from ficli.device import default_batch, resolve_device
 from ficli.engine import TileConfig
 from ficli.errors import ConfigError, InputError
@@ -51,31 +51,38 @@ class Model:
         """The blur scale s the model was trained for (metadata "scale")."""
         return float(self.metadata["scale"])
 
+    def chooser(self, scale: float | None = None) -> Callable[..., tuple[float, str]] | None:
+        """`runtime.scale_chooser` for this model: what `ficli enhance --scale` does (None for a
+        plain model; ConfigError for a scale it cannot take)."""
+        from ficli.runtime import scale_chooser
+
+        return scale_chooser(_info(self.config, self.metadata, self.path), scale)
+
     def runner(self, scale: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """G as a callable of one (B, C, H, W) tensor: a scale-conditioned model gets `scale`
-        (default: its training scale) bound to it; a plain model refuses a scale."""
-        s = resolve_scale(self.config, self.metadata, scale)
-        if s is None:
-            return self.generator
-        generator = self.generator
-        return lambda x: generator(x, s)
+        (default: its training scale; above it: the training scale) bound to it; a plain model
+        refuses a scale."""
+        from ficli.runtime import told
+
+        choose = self.chooser(scale)
+        return told(self.generator, None if choose is None else choose()[0])
+
+
+def _info(config: GeneratorConfig, metadata: dict, path: str | os.PathLike = "this model") -> dict:
+    """A model's settings as `runtime.load_generator` gives them."""
+    return {**metadata, "path": str(path), "config": config}
 
 
 def resolve_scale(config: GeneratorConfig, metadata: dict, scale: float | None) -> float | None:
-    """The blur scale to run a model at: None for a plain model (a scale given is a ConfigError),
-    `scale` or the training scale (metadata "scale") for a scale-conditioned one, within SCALE_RANGE."""
-    if not config.scale_input:
-        if scale is not None:
-            raise ConfigError(
-                f"--scale {scale:g}: this model is not conditioned on the blur scale (it was trained for ×{metadata.get('scale', 4)} only); "
-                "leave --scale out, or use a scale-conditioned model"
-            )
+    """The blur scale to run a model at without looking at an image (`ficli export` fixes it in the
+    graph): None for a plain model (a scale given is a ConfigError), `scale` or the training scale
+    (metadata "scale") for a scale-conditioned one; ConfigError outside SCALE_RANGE (1..8). The
+    refusals are `runtime.check_scale`'s."""
+    from ficli.runtime import check_scale
+
+    if not check_scale(_info(config, metadata), scale):
         return None
-    s = float(metadata.get("scale", 4) if scale is None else scale)
-    lo, hi = SCALE_RANGE
-    if not lo <= s <= hi:
-        raise ConfigError(f"--scale {s:g} is outside {lo:g}..{hi:g}; give the blur scale of the input, e.g. 4")
-    return s
+    return float(metadata.get("scale", 4) if scale is None else scale)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Model:
@@ -90,11 +97,13 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
     return Model(generator=generator, config=info["config"], metadata=metadata, path=Path(info["path"]), device=dev)
 
 
-def _options(model: Model, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None, precision: str):
+def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
+             precision: str):
+    """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
     from ficli.enhance import EnhanceOptions
 
     return EnhanceOptions(
-        upscale=upscale, normalize=normalize,
+        upscale=upscale, normalize=normalize, scale_for=model.chooser(scale),
         tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(model.device), device=str(model.device), precision=precision),
     )
 
@@ -118,8 +127,11 @@ def enhance(
     `image`: (H, W); (H, W, 3) RGB or (H, W, 4) RGBA; with `stack=True` (N, H, W) or (N, H, W, C),
     the N frames mapped by one intensity range (no flicker). Unsigned 8/16/32-bit integers are read
     on their type's full scale and come back rounded and clipped to it; float32/float64 come back
-    as floats, not clipped. `scale`: the input's blur scale, for a scale-conditioned model only
-    (default: its training scale). The other options are those of `ficli enhance`.
+    as floats, not clipped. `scale`: the input's blur scale (1..8), for a scale-conditioned model
+    only; None (default) estimates it from the image as `ficli enhance --scale auto` does (one s per
+    image or stack, on the frames after `upscale`; the training scale where the image is too small
+    or flat; an s above the training scale is told the training scale). The other options are
+    those of `ficli enhance`.
     """
     from ficli.enhance import enhance_frames
 
@@ -128,9 +140,8 @@ def enhance(
     frames = _frames(array, stack)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("the array holds NaN or infinite values; fix or mask them before enhancing")
-    fn = model.runner(scale)
-    options = _options(model, upscale, normalize, tile, overlap, batch, precision)
-    out = enhance_frames(fn, [io.to_unit(f) for f in frames], options, model.config.channels)
+    options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
+    out = enhance_frames(model.generator, [io.to_unit(f) for f in frames], options, model.config.channels)
     result = [io.from_unit(f, array.dtype) for f in out]
     return np.stack(result) if stack else result[0]
 
@@ -162,11 +173,12 @@ def enhance_file(
     precision: str = "fp32",
 ) -> Path:
     """Enhance one image file into `dest` exactly as `ficli enhance` does (pixel type, TIFF axes,
-    calibration and OME-XML kept; written atomically); returns `dest`. Never writes over `src`."""
+    calibration and OME-XML kept; the blur scale as in `enhance`; written atomically); returns
+    `dest`. Never writes over `src`."""
     from ficli.enhance import enhance_file as run
 
-    options = _options(model, upscale, normalize, tile, overlap, batch, precision)
-    run(Path(src), Path(dest), model.runner(scale), options, model.config.channels)
+    options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
+    run(Path(src), Path(dest), model.generator, options, model.config.channels)
     return Path(dest)
 
 

@@ -12,7 +12,8 @@ without resampling fits the power law alone: s ≈ 1.
 
 P is a Welch average of Hann-windowed tiles (at most 256² each, up to 16 tiles), so big images cost
 a few FFTs. Planes of a stack or frames of a video pool their spectra (each normalised to unit
-power) before the one fit. Measured errors: docs/DEGRADATIONS.md.
+power) before the one fit. Measured errors: docs/DEGRADATIONS.md. `ring_power`, the Welch power
+per ring before normalising, is also what `metrics.texture_excess` compares.
 """
 
 from __future__ import annotations
@@ -70,6 +71,27 @@ def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> n
     h, w = x.shape
     if min(h, w) < MIN_SIDE or np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())):
         return None
+    total, count = ring_power(x, tile, max_tiles)
+    profile = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    profile = _fill_gaps(profile)
+    s = np.nansum(profile[1:])
+    if not np.isfinite(s) or s <= 0:
+        return None
+    return profile / s
+
+
+def ring_power(x: np.ndarray, tile: int = TILE, max_tiles: int = 16, full_plane: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power of a float (H, W) image in BINS rings over 0..0.5 cycles/pixel: (total, count).
+
+    Hann-windowed tiles of at most `tile`² (up to 4 × 4 of them, overlapping by about half, each
+    less its mean) are transformed with a real FFT and their power summed; `total[i]` is that power
+    over the half-plane frequencies whose radius falls in ring i, `count[i]` how many there are
+    (so total / count is the ring's mean power). `full_plane`: each frequency whose mirror image
+    the half plane leaves out counts twice, so the totals are those of the whole plane (Parseval).
+    Frequencies beyond 0.5 (the corners) are left out. Two images of the same size get the same
+    tiles, so their rings compare one to one.
+    """
+    h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     ys = np.unique(np.linspace(0, h - th, max(1, min(4, round(2 * h / th - 1)))).astype(int))
     xs = np.unique(np.linspace(0, w - tw, max(1, min(4, round(2 * w / tw - 1)))).astype(int))
@@ -81,14 +103,12 @@ def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> n
             power += np.abs(np.fft.rfft2((t - t.mean()) * window)) ** 2
     fy, fx = np.fft.fftfreq(th)[:, None], np.fft.rfftfreq(tw)[None]
     ring = np.minimum((np.sqrt(fy**2 + fx**2) / 0.5 * BINS).astype(int), BINS)
-    total = np.bincount(ring.ravel(), power.ravel(), BINS + 1)[:BINS]
-    count = np.bincount(ring.ravel(), minlength=BINS + 1)[:BINS]
-    profile = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    profile = _fill_gaps(profile)
-    s = np.nansum(profile[1:])
-    if not np.isfinite(s) or s <= 0:
-        return None
-    return profile / s
+    weight = np.ones_like(power)
+    if full_plane:
+        weight[:, 1 : (tw + 1) // 2] = 2.0  # rfft2 keeps fx ≥ 0; the mirrored fx < 0 hold the same power
+    total = np.bincount(ring.ravel(), (power * weight).ravel(), BINS + 1)[:BINS]
+    count = np.bincount(ring.ravel(), weight.ravel(), BINS + 1)[:BINS]
+    return total, count
 
 
 def estimate_scale(image: np.ndarray) -> ScaleEstimate:

@@ -18,7 +18,7 @@ from ficli import __version__
 from ficli.console import (blur_scale_value, console, err_console, evaluate_table, info_table, note, one_stdout, plan_batch, print_evaluate_notes,
                            progress_bar, reporting_errors, run_files, stdout_console, tolerate_undecodable_names, training_display,
                            usage_errors, video_display)
-from ficli.defaults import HI_PCT, LO_PCT, VIDEO_TILE
+from ficli.defaults import HI_PCT, LO_PCT, SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.errors import ConfigError, FicliError
 
 app = typer.Typer(
@@ -106,17 +106,24 @@ def evaluate(
     crop_border: int = typer.Option(0, "--crop-border", min=0, help="Pixels cropped from each side of each image before scoring (e.g. the scale factor); 0 = none."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders; pairing uses the path inside each folder."),
     per_image: bool = typer.Option(True, "--per-image/--summary-only", help="Show one row per image, or only the mean ± std and count rows."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images) are null; non-UTF-8 bytes of file names are written as \\xNN."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct; nan where texture is not measured); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
 ):
-    """Score restorations against ground truth: PSNR (dB), SSIM and RMSE per image and per folder.
+    """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
 
     SR images pair with HR images by path inside their folders, or by name without extension (HR
     a.tif with SR a.png). Images are scored on [0, 1] (see --data-range; the table title states the
     scale): RMSE, PSNR = 20·log10(1/RMSE), and SSIM with an 11×11 Gaussian window (σ = 1.5,
-    Wang et al. 2004, as scikit-image computes it). Colour images are averaged over channels, stacks
-    over frames. Summary rows give the mean ± sample standard deviation (n − 1) over images.
+    Wang et al. 2004, as scikit-image computes it). texture % measures invented detail: the SR
+    image's spectral power above the HR image's, summed over frequencies from 0.02 to 0.5 cycles/px
+    (periods under 50 px; Welch spectra of Hann-windowed tiles of up to 256 px), in % of the HR
+    image's power there. Blur only removes power, so a blurred copy of the HR image scores 0; detail
+    the HR image lacks (texture, ringing, noise, over-sharpening) raises it, and so does more
+    contrast (×1.05 scores 10 %). It is 0 or more, with no upper bound, the same on every
+    --data-range, and blind to where detail sits (PSNR and SSIM see that); images under 32×32 px
+    get – and a note, their other scores count. Colour images are averaged over channels (texture
+    pools them), stacks over frames. Summary rows give the mean ± sample standard deviation (n − 1).
 
     Nothing is dropped silently: unpaired files, size or pixel-type mismatches (not scored: their
     units differ), images smaller than 11×11 after --crop-border and unreadable files are listed by
@@ -436,7 +443,7 @@ def video(
     compare_only: bool = typer.Option(False, "--compare-only", help="A split preview at the frame's own width: left half original, right half enhanced."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
-    scale: ScaleOption = "auto",
+    scale: str = typer.Option("auto", "--scale", callback=blur_scale_value, help=f"Blur scale s of the video, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated once for the whole video from the power spectrum of {SCALE_FRAMES} of the frames sampled for the range (the central {SCALE_CROP}×{SCALE_CROP} pixels of each, as the network sees them after --upscale), and printed; frames too small or flat to estimate get the model's training scale. Lossy coding (H.264) adds noise where blur removed detail, so there auto may read low: give S where known. An s above the model's training scale is told that scale. The shipped default model is not conditioned: --scale S is refused for it and auto does nothing."),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
@@ -468,6 +475,8 @@ def video(
 
     **Normalisation**: one 0.1/99.9-percentile intensity range for the whole selected section
     (never per frame, which would flicker), computed from up to 32 frames spread evenly over it.
+    **Blur scale** (a model conditioned on it): one s for the whole section, --scale S or estimated
+    from 16 of those frames and printed; lossy coding (H.264) hides blur, so there it may read low.
 
     Variable-frame-rate input is made constant at the stream's nominal rate (frames repeated or
     dropped), so every frame keeps its time and the audio stays in step. An odd width or height is padded by one repeated pixel
@@ -484,7 +493,7 @@ def video(
                 io.check_input_file(path)
         from ficli.device import default_batch, resolve_device, resolve_precision
         from ficli.engine import TileConfig
-        from ficli.runtime import ready_generator, video_scale
+        from ficli.runtime import ready_generator, scale_chooser
         from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
         with usage_errors():
@@ -501,7 +510,7 @@ def video(
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
-                generator = video_scale(generator, info, scale, note)
+                options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
             with video_display(quiet) as (on_start, on_progress, on_done):
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
                                        on_start=on_start, on_progress=on_progress, on_notice=note)

@@ -154,7 +154,7 @@ def evaluate_table(report, per_image: bool):
 
     from ficli.evaluate import METRICS
 
-    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE"}
+    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE", "texture": "texture %"}
     table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
                   caption=f"crop border {report.crop_border} px" if report.crop_border else None)
     table.add_column("image", overflow="fold")
@@ -173,7 +173,8 @@ def evaluate_table(report, per_image: bool):
         metric_cell(m, getattr(s.mean, m) if s.mean else None) + (f" ± {metric_text(m, getattr(s.std, m))}" if s.std else "")
         for s in summaries for m in METRICS
     ])
-    table.add_row("n (images)", *[str(s.n) if m == "psnr" else "" for s in summaries for m in METRICS])
+    table.add_row("n (images)", *[str(s.n) if m == "psnr" else str(s.n_texture) if m == "texture" and s.n_texture != s.n else ""
+                                  for s in summaries for m in METRICS])
     return table
 
 
@@ -182,7 +183,7 @@ def metric_text(metric: str, value: float) -> str:
         return "–"
     if value in (float("inf"), float("-inf")):
         return "inf" if value > 0 else "-inf"
-    return {"psnr": f"{value:.2f}", "ssim": f"{value:.4f}", "rmse": f"{value:.4g}"}[metric]
+    return {"psnr": f"{value:.2f}", "ssim": f"{value:.4f}", "rmse": f"{value:.4g}", "texture": f"{value:.2f}"}[metric]
 
 
 def metric_cell(metric: str, value) -> str:
@@ -190,7 +191,8 @@ def metric_cell(metric: str, value) -> str:
 
 
 def print_evaluate_notes(report, shown: int = 10) -> None:
-    """Problems grouped by kind and method, `shown` names each (all are in --json); the narrow-range hint once."""
+    """Problems grouped by kind and method, `shown` names each (all are in --json); the narrow-range hint
+    and the images without a texture excess once each."""
     groups: dict = {}
     for problem in report.problems:
         groups.setdefault((problem.kind, problem.method), []).append(problem)
@@ -212,6 +214,13 @@ def print_evaluate_notes(report, shown: int = 10) -> None:
             f"note: {len(report.narrow)} HR image(s) span less than 1/8 of their pixel type's range "
             f"(e.g. {path}: {lo:g}..{hi:g} of {top:g}); on the dtype scale their scores look better than they are — "
             "consider --data-range hr (or the camera's range, e.g. --data-range 4095)",
+            highlight=False, soft_wrap=True, markup=False,
+        )
+    if report.unmeasured:
+        path, why = report.unmeasured[0]
+        err_console.print(
+            f"note: texture % not measured for {len(report.unmeasured)} image(s), shown as – (e.g. {path}: {why}); "
+            "their other scores count, and the texture mean is over the images measured (all are listed with --json FILE)",
             highlight=False, soft_wrap=True, markup=False,
         )
 

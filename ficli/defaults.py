@@ -13,3 +13,10 @@ HI_PCT = 99.9
 # on 2 CPU cores: 1.07×). Memory: about 0.5 GB per million pixels of a network call in fp32
 # (4 frames of 720p: 1.9 GB).
 VIDEO_TILE = 1280
+
+# `ficli video --scale auto`: the blur scale is estimated once per video from this many of the
+# frames sampled for the intensity range (evenly spread), each its central crop of this side in
+# pixels as the network sees them (after --upscale). 16 crops of 512² are 144 Welch tiles of 256²:
+# the estimate settles well before that, and the crops cost little memory (uint8 RGB: 0.75 MB each).
+SCALE_FRAMES = 16
+SCALE_CROP = 512

@@ -4,7 +4,10 @@
 without extension, so HR `a.tif` pairs with SR `a.png`), scores every pair with `ficli.metrics`
 and returns a `Report`: per-image scores, per-folder summaries and every problem found, by file
 name. Nothing is dropped silently: unpaired files, size or pixel-type mismatches and unreadable
-images each become a `Problem`, and the pair is left out of the scores.
+images each become a `Problem`, and the pair is left out of the scores. The texture excess
+(`metrics.texture_excess`) is a score like the others, except that an image it cannot measure
+(under 32 px a side, an HR image without variation) is still scored on the rest: NaN there, and a
+note in `Report.unmeasured` instead of a problem.
 
 Scales (docs/DESIGN.md section 5), chosen with `Scale`:
     dtype   integers ÷ their type's maximum, floats as they are (scikit-image's and most papers')
@@ -32,7 +35,8 @@ from ficli.io import Image, InputFile, collect_inputs, dtype_max, read_image
 # An HR image spanning less than this fraction of its type's range scores flatteringly on the dtype scale.
 NARROW_FRACTION = 1 / 8
 UNPAIRED_KINDS = ("no-sr", "no-hr")
-METRICS = ("psnr", "ssim", "rmse")
+METRICS = ("psnr", "ssim", "rmse", "texture")
+KEYS = {"psnr": "psnr_db", "ssim": "ssim", "rmse": "rmse", "texture": "texture_pct"}  # names in CSV and JSON
 
 
 # ----------------------------------------------------------------------------------------------- scale
@@ -95,13 +99,15 @@ class Scores:
     psnr: float  # dB
     ssim: float
     rmse: float  # on the chosen scale
+    texture: float  # % (metrics.texture_excess); NaN where not measured
 
 
 def score_images(hr: np.ndarray, sr: np.ndarray, *, is_stack: bool = False, scale: Scale = Scale(),
                  crop_border: int = 0) -> Scores:
     """Scores of SR against HR: (H, W[, C]) images, or (Z, H, W[, C]) stacks scored frame by frame.
 
-    Stacks: each metric is the mean over frames (so a stack's PSNR is the mean frame PSNR).
+    Stacks: each metric is the mean over frames (so a stack's PSNR is the mean frame PSNR); the
+    texture excess over the frames it could measure (NaN if none).
     `crop_border` pixels are removed from each side of each frame before scoring.
     Raises InputError when the pair cannot be scored (shapes, too small, constant HR on 'hr').
     """
@@ -117,9 +123,25 @@ def score_images(hr: np.ndarray, sr: np.ndarray, *, is_stack: bool = False, scal
     for x, y in frames:
         if n:
             x, y = x[n:-n, n:-n], y[n:-n, n:-n]
-        per_frame.append((metrics.psnr(x, y), metrics.ssim(x, y), metrics.rmse(x, y)))
-    psnr_, ssim_, rmse_ = (float(np.mean(v)) for v in zip(*per_frame))
-    return Scores(psnr=psnr_, ssim=ssim_, rmse=rmse_)
+        per_frame.append((metrics.psnr(x, y), metrics.ssim(x, y), metrics.rmse(x, y), metrics.texture_excess(x, y)))
+    psnr_, ssim_, rmse_, texture = (np.array(v) for v in zip(*per_frame))
+    return Scores(psnr=float(psnr_.mean()), ssim=float(ssim_.mean()), rmse=float(rmse_.mean()), texture=_measured(texture)[0])
+
+
+def texture_gap(frame_shape: tuple[int, ...], crop_border: int = 0) -> str:
+    """Why `metrics.texture_excess` gave NaN for frames of `frame_shape` (H, W[, C])."""
+    height, width = (side - 2 * crop_border for side in frame_shape[:2])
+    if min(height, width) < metrics.TEXTURE_MIN_SIDE:
+        side = metrics.TEXTURE_MIN_SIDE
+        return f"{width}×{height} px{' after --crop-border' if crop_border else ''} is under the {side}×{side} a spectrum needs"
+    return "the HR image has no variation to compare with"
+
+
+def _measured(values: np.ndarray) -> tuple[float, float, int]:
+    """Mean, sample std (NaN below 2) and count of the finite values: texture's summary."""
+    v = values[np.isfinite(values)]
+    mean = float(v.mean()) if len(v) else float("nan")
+    return mean, float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v)
 
 
 # ------------------------------------------------------------------------------------------ pairing
@@ -213,12 +235,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean and sample standard deviation (n − 1; None below 2 images) over a folder's images."""
+    """Mean and sample standard deviation (n − 1; None below 2 images) over a folder's images; the
+    texture excess's over the `n_texture` images it measured (NaN below 1 and 2)."""
 
     method: str
     n: int
     mean: Scores | None
     std: Scores | None
+    n_texture: int = 0
 
 
 @dataclass
@@ -231,6 +255,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     narrow: list[tuple[Path, float, float, float]] = field(default_factory=list)  # path, min, max, type max
+    unmeasured: list[tuple[Path, str]] = field(default_factory=list)  # SR path, why: texture excess NaN
 
     def scores_by_image(self) -> dict[tuple[Path, str], Scores]:
         """(HR relative path, method name) → scores, for tables."""
@@ -241,9 +266,10 @@ class Report:
         if not rows:
             return Summary(method, 0, None, None)
         values = {m: np.array([getattr(s, m) for s in rows]) for m in METRICS}
-        mean = Scores(**{m: _mean(v) for m, v in values.items()})
-        std = Scores(**{m: _std(v) for m, v in values.items()}) if len(rows) > 1 else None
-        return Summary(method, len(rows), mean, std)
+        texture_mean, texture_std, n_texture = _measured(values.pop("texture"))
+        mean = Scores(**{m: _mean(v) for m, v in values.items()}, texture=texture_mean)
+        std = Scores(**{m: _std(v) for m, v in values.items()}, texture=texture_std) if len(rows) > 1 else None
+        return Summary(method, len(rows), mean, std, n_texture)
 
     def ok(self, *, allow_unpaired: bool = False) -> bool:
         """True when every file was scored (unpaired files aside, if allowed) and something was."""
@@ -329,6 +355,8 @@ def _score_pair(report: Report, hr_item: InputFile, hr_image: Image, method: str
     except InputError as exc:
         return Problem("unscorable", sr_item.path, method, f"{sr_item.path}: {exc} (not scored)")
     report.rows.append(Row(hr_item.rel, hr_item.path, method, sr_item.path, scores))
+    if math.isnan(scores.texture):
+        report.unmeasured.append((sr_item.path, texture_gap(hr_image.frames[0].shape, report.crop_border)))
     return None
 
 
@@ -358,33 +386,36 @@ def _note_narrow(report: Report, image: Image) -> None:
 
 
 def write_csv(report: Report, path: Path | str) -> None:
-    """One row per scored image: hr, method, sr, psnr_db, ssim, rmse, scale (atomic write; "-":
-    standard output). File names that are not UTF-8 are written as their own bytes (`io.write_text`)."""
+    """One row per scored image: hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct (atomic
+    write; "-": standard output; texture_pct last so that older readers by position still work, nan
+    where not measured). File names that are not UTF-8 are written as their own bytes (`io.write_text`)."""
     buf = StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["hr", "method", "sr", "psnr_db", "ssim", "rmse", "scale"])
+    writer.writerow(["hr", "method", "sr", "psnr_db", "ssim", "rmse", "scale", "texture_pct"])
     for row in report.rows:
         s = row.scores
-        writer.writerow([row.hr.as_posix(), row.method, str(row.sr_path), repr(s.psnr), repr(s.ssim), repr(s.rmse), report.scale.label])
+        writer.writerow([row.hr.as_posix(), row.method, str(row.sr_path), repr(s.psnr), repr(s.ssim), repr(s.rmse), report.scale.label,
+                         repr(s.texture)])
     io.remove_stale_parts([path])
     io.write_text(path, buf.getvalue())
 
 
 def summary_dict(report: Report) -> dict:
     """The report as JSON-ready data: the summary per method, one entry per scored image, the
-    problems. Strict JSON: an infinite or undefined number (PSNR of identical images, a mean or
-    std over them) is null, and file names that are not UTF-8 are written with \\xNN for their
-    bytes (`io.printable`)."""
+    problems, the images whose texture excess was not measured (texture_pct's own "n" counts those
+    that were). Strict JSON: an infinite or undefined number (PSNR of identical images, a mean or
+    std over them, an unmeasured texture) is null, and file names that are not UTF-8 are written
+    with \\xNN for their bytes (`io.printable`)."""
     methods = []
     for method in report.methods:
         s = report.summary(method.name)
         entry: dict = {"name": io.printable(method.name), "folder": io.printable(method.folder), "n": s.n}
         for m in METRICS:
-            key = "psnr_db" if m == "psnr" else m
-            entry[key] = {
+            entry[KEYS[m]] = {
                 "mean": _json_number(getattr(s.mean, m)) if s.mean else None,
                 "std": _json_number(getattr(s.std, m)) if s.std else None,
             }
+        entry["texture_pct"]["n"] = s.n_texture
         methods.append(entry)
     return {
         "hr": io.printable(report.hr),
@@ -394,12 +425,13 @@ def summary_dict(report: Report) -> dict:
         "methods": methods,
         "images": [
             {"hr": io.printable(row.hr.as_posix()), "method": io.printable(row.method), "sr": io.printable(row.sr_path),
-             "psnr_db": _json_number(row.scores.psnr), "ssim": _json_number(row.scores.ssim), "rmse": _json_number(row.scores.rmse)}
+             **{KEYS[m]: _json_number(getattr(row.scores, m)) for m in METRICS}}
             for row in report.rows
         ],
         "problems": [{"kind": p.kind, "file": io.printable(p.path), "method": p.method and io.printable(p.method), "message": io.printable(p.message)}
                      for p in report.problems],
         "narrow_range_hr": [{"file": io.printable(p), "min": lo, "max": hi, "type_max": top} for p, lo, hi, top in report.narrow],
+        "texture_not_measured": [{"file": io.printable(p), "reason": why} for p, why in report.unmeasured],
     }
 
 

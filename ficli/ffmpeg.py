@@ -6,7 +6,8 @@ the output. Decoders write raw frames on stdout at the stream's constant rate (`
 `read_frames`); encoders read raw frames on stdin and write H.264 with the input's audio
 (`encoder_args`). `probe_video` reads what `ffmpeg -i` says about a file (`VideoInfo`); `Section`
 is the part of it to process; `sample_frames` spreads frames over a section (for the intensity
-range and the gray test).
+range and the gray test; `sample_frames_and_crops` also keeps full-resolution crops of them for the
+blur-scale estimate).
 """
 
 from __future__ import annotations
@@ -329,17 +330,33 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
     Frames above `max_pixels` are thinned by a pixel stride: samples serve percentiles and the
     gray test only.
     """
+    return sample_frames_and_crops(info, section, count, 0, max_pixels)[0]
+
+
+def sample_frames_and_crops(info: VideoInfo, section: Section, count: int = 32, crop: int = 0,
+                            max_pixels: int = 1_000_000) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`sample_frames`, and from the same decoding, with `crop` > 0, each sample's central crop of
+    at most `crop` × `crop` pixels at full resolution, (h, w, C) as decoded (uint8 or uint16): the
+    blur-scale estimate needs the pixels' own spacing, which the stride of a large frame changes."""
     stride = max(1, math.ceil(math.sqrt(info.width * info.height / max_pixels)))
+    y0, x0 = max(0, (info.height - crop) // 2), max(0, (info.width - crop) // 2)
+
+    def views(f: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # no copies: cheap for every frame of a pass
+        return f[::stride, ::stride], (f[y0 : y0 + crop, x0 : x0 + crop] if crop else None)
+
+    def kept(pair: tuple) -> tuple[np.ndarray, np.ndarray | None]:  # copies: the decoded frame can go
+        return io.to_unit(pair[0]), (np.array(pair[1]) if crop else None)
+
     expected = section.frames(info)
-    frames = []
+    samples = []
     if expected is not None and expected > SEEK_THRESHOLD:
         seconds = section.seconds(info)
 
-        def sample(i: int) -> list[np.ndarray]:
+        def sample(i: int) -> list[tuple]:
             proc = FFmpeg(decoder_args(info, section, start=section.start + (i + 0.5) * seconds / count, frames=1),
                            stdout=subprocess.PIPE)
             try:
-                return [io.to_unit(f[::stride, ::stride]) for f in read_frames(proc, info)]
+                return [kept(views(f)) for f in read_frames(proc, info)]
             finally:
                 proc.kill()
 
@@ -347,16 +364,16 @@ def sample_frames(info: VideoInfo, section: Section, count: int = 32, max_pixels
         # side by side, one per core, in the order of their times. On Ctrl-C or an error, map
         # cancels the seeks not started.
         with ThreadPoolExecutor(max_workers=min(count, os.cpu_count() or 1, 8)) as pool:
-            frames = [f for got in pool.map(sample, range(count)) for f in got]
-    if not frames:
+            samples = [f for got in pool.map(sample, range(count)) for f in got]
+    if not samples:
         proc = FFmpeg(decoder_args(info, section), stdout=subprocess.PIPE)
         try:
             # Thinned before scaling: only the kept frames are converted to float.
-            frames = [io.to_unit(f) for f in _thinned((f[::stride, ::stride] for f in read_frames(proc, info)), count)]
-            check_decoder(proc, info, len(frames))
+            samples = [kept(pair) for pair in _thinned((views(f) for f in read_frames(proc, info)), count)]
+            check_decoder(proc, info, len(samples))
         finally:
             proc.kill()
-    return frames
+    return [f for f, _ in samples], [c for _, c in samples if c is not None]
 
 
 def _thinned(items: Iterator, count: int) -> list:

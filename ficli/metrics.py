@@ -1,4 +1,5 @@
-"""Image-quality metrics as pure functions in float64: RMSE, PSNR and SSIM (docs/DESIGN.md section 5).
+"""Image-quality metrics as pure functions in float64: RMSE, PSNR, SSIM and the texture excess
+(docs/DESIGN.md section 5).
 
 Inputs are arrays on a common scale, usually [0, 1] (`data_range` = 1); putting images on that
 scale (dtype, HR min..max, or a given value) is the caller's job (`ficli.evaluate`).
@@ -7,6 +8,7 @@ Layouts: `(H, W)` or `(H, W, C)`; `a` and `b` must have the same shape. Channels
 use the mean squared error over all pixels and channels (the mean of the per-channel MSEs), so that
 PSNR = 20·log10(data_range / RMSE) holds; SSIM is computed per channel and averaged. This is what
 scikit-image's `peak_signal_noise_ratio` and `structural_similarity(..., channel_axis=-1)` compute.
+The texture excess pools its spectra over channels (like RMSE's squared errors).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ficli.blurscale import BINS, MIN_SIDE, ring_power
 from ficli.errors import InputError
 
 # Wang et al. 2004: an 11×11 Gaussian window with σ = 1.5, K1 = 0.01, K2 = 0.03.
@@ -24,6 +27,10 @@ SSIM_K2 = 0.03
 _TRUNCATE = 3.5
 SSIM_RADIUS = int(_TRUNCATE * SSIM_SIGMA + 0.5)
 SSIM_MIN_SIDE = 2 * SSIM_RADIUS + 1  # 11: the window must fit in the image
+# Texture excess: rings below this frequency (cycles/pixel, a period of 50 px) hold the large
+# structures and the window's leakage, not texture; images need MIN_SIDE pixels a side for a spectrum.
+TEXTURE_F0 = 0.02
+TEXTURE_MIN_SIDE = MIN_SIDE
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,6 +67,37 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     if a.ndim == 3:
         return float(np.mean([_ssim_2d(a[..., c], b[..., c], data_range) for c in range(a.shape[2])]))
     return _ssim_2d(a, b, data_range)
+
+
+def texture_excess(truth: np.ndarray, output: np.ndarray, f0: float = TEXTURE_F0) -> float:
+    """Invented texture in %: the output's spectral power above the truth's, over frequencies ≥ f0.
+
+    With P the Welch power of each ring of frequencies (`blurscale.ring_power`: Hann-windowed
+    tiles, means removed; a ring's total is its mean power times its number of frequencies),
+
+        excess = 100 · Σ_{f ≥ f0} max(0, P_output(f) − P_truth(f)) / Σ_{f ≥ f0} P_truth(f),
+
+    the detail variance the output has beyond the truth's, as a share of the truth's own detail
+    variance. Blur only lowers P_output, so a blurred output scores about 0; detail the truth does
+    not have (texture, ringing, noise, over-sharpening) raises it, and so does more contrast than
+    the truth's (a gain g on the output: (g² − 1)·100 %). It is blind to where detail sits: a
+    detail invented with the truth's spectrum scores 0 (PSNR and SSIM see that). Offsets cancel
+    with the means and a common gain with the ratio, so the intensity scale does not change it.
+    `(H, W, C)`: the rings are summed over channels before the ratio. NaN for an image under
+    TEXTURE_MIN_SIDE pixels a side or a truth without variation (nothing to compare with).
+    """
+    a, b = _pair(truth, output)
+    if min(a.shape[:2]) < TEXTURE_MIN_SIDE or np.ptp(a) <= 1e-12 * max(1.0, float(np.abs(a).max())):
+        return float("nan")
+    keep = (np.arange(BINS) + 0.5) / BINS * 0.5 >= f0
+    planes = [(a, b)] if a.ndim == 2 else [(a[..., c], b[..., c]) for c in range(a.shape[2])]
+    excess = detail = 0.0
+    for x, y in planes:
+        p_truth, _ = ring_power(x, full_plane=True)
+        p_output, _ = ring_power(y, full_plane=True)
+        excess += float(np.maximum(p_output - p_truth, 0.0)[keep].sum())
+        detail += float(p_truth[keep].sum())
+    return 100.0 * excess / detail if detail > 0 else float("nan")
 
 
 def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float) -> float:

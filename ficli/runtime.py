@@ -10,12 +10,13 @@ the one test of them, `errors.is_out_of_memory`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
 from ficli import blurscale, io, modelfile
+from ficli.degrade import SCALE_RANGE
 from ficli.device import configure_cuda
 from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 
@@ -122,28 +123,44 @@ def ready_generator(path: str | Path | None, device: torch.device, *, compile_mo
     return generator, info
 
 
-def scale_chooser(info: dict, requested: float | None) -> Callable[[list], tuple[float, str]] | None:
-    """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
-    picks the s to tell it for one image's frames (float [0, 1] arrays as the network sees them):
-    `requested` (--scale S), else the spectral estimate pooled over the frames
-    (`blurscale.estimate_scale_pooled`), else, when the image is too small or flat to estimate, the
-    model's training scale (metadata "scale"). An s above the training scale is told the training
-    scale. Returns (s, how it was chosen). None for a plain model, which is told nothing."""
+def check_scale(info: dict, requested: float | None) -> bool:
+    """Whether the model of `info` (`load_generator`'s metadata: "path", "config", "scale") is
+    conditioned on the blur scale. ConfigError for a `requested` s it cannot take: any s for a plain
+    model, one outside `degrade.SCALE_RANGE` (1..8) for a conditioned one."""
     if not info["config"].scale_input:
         if requested is not None:
             raise ConfigError(f"--scale {requested:g}: {info['path']} is not conditioned on the blur scale (it was trained for "
                               f"×{info.get('scale', 4)} only); leave --scale out, or use a scale-conditioned model")
+        return False
+    lo, hi = SCALE_RANGE
+    if requested is not None and not lo <= requested <= hi:
+        raise ConfigError(f"--scale {requested:g} is outside {lo:g}..{hi:g}; give the blur scale of the input, e.g. 4")
+    return True
+
+
+def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[float, str]] | None:
+    """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
+    picks the s to tell it for one image's frames (float [0, 1] arrays as the network sees them; any
+    iterable, read once): `requested` (--scale S), else the spectral estimate pooled over the frames
+    (`blurscale.estimate_scale_pooled`), else, when the image is too small or flat to estimate or no
+    frames are given (None), the model's training scale (metadata "scale"). An s above the training
+    scale is told the training scale. Returns (s, how it was chosen; `source` is added after
+    "estimated", e.g. " from 16 frames"). None for a plain model, which is told nothing. The
+    refusals are `check_scale`'s, before any image is read."""
+    if not check_scale(info, requested):
         return None
     trained = float(info.get("scale", 4))
 
-    def choose(frames: list) -> tuple[float, str]:
+    def choose(frames: Iterable | None = None, source: str = "") -> tuple[float, str]:
         if requested is not None:
             s, how = float(requested), "given"
+        elif frames is None:
+            s, how = trained, "the model's training scale"
         else:
             estimate = blurscale.estimate_scale_pooled(frames)
-            s, how = (estimate.scale, "estimated") if estimate.scale is not None else (trained, f"{estimate.note}: the model's training scale")
+            s, how = (estimate.scale, f"estimated{source}") if estimate.scale is not None else (trained, f"{estimate.note}: the model's training scale")
         if s > trained:
-            return trained, f"{how} {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
+            return trained, f"{how}: {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
         return max(s, 1.0), how
 
     return choose
@@ -152,18 +169,3 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[[list], tuple
 def told(generator: Callable, scale: float | None) -> Callable:
     """`generator` with the blur scale bound (`G(x, scale=s)`), or as it is when `scale` is None."""
     return generator if scale is None else functools.partial(generator, scale=scale)
-
-
-def video_scale(generator: Callable, info: dict, requested: float | None, on_notice: Callable[[str], None]) -> Callable:
-    """`generator` told one blur scale for a whole video (a conditioned model; a plain one is
-    returned as it is): `requested`, or for now the model's training scale (a video's s is not
-    estimated yet: the note says to give --scale S)."""
-    choose = scale_chooser(info, requested)
-    if choose is None:
-        return generator
-    if requested is not None:
-        scale, how = choose([])
-    else:
-        scale, how = float(info.get("scale", 4)), "the model's training scale: video does not estimate s yet, give --scale S"
-    on_notice(f"blur scale s = {scale:g} ({how})")
-    return told(generator, scale)

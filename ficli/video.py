@@ -15,6 +15,12 @@ Decisions, each stated once here and in `ficli video --help`:
   HI_PCT) for the whole selected section, never per frame (which would flicker), from up to
   `samples` frames spread evenly over it: one seek per sample on long sections, one decoding pass
   on short ones or when the duration is unknown.
+- Blur scale (a model conditioned on it, `options.scale_for`): one s for the whole video, told
+  once: `--scale S`, or the spectral estimate (`blurscale.estimate_scale_pooled`) pooled over
+  SCALE_FRAMES of the intensity samples (evenly spread, from the same decoding), each its central
+  SCALE_CROP × SCALE_CROP pixels as the network sees them (after --upscale: the crop is taken
+  SCALE_CROP / upscale wide and enlarged), at full resolution even where the range samples are
+  thinned by a pixel stride; frames too small or flat to estimate get the model's training scale.
 - Colour: gray stored as RGB (all channels within 2 levels on the sampled frames) is processed as
   one channel; other colour video has its luminance (Y of YCrCb) enhanced and its chroma kept.
 - Frame rate: the output has the rate ffmpeg reports for the input stream (NTSC rates such as
@@ -29,6 +35,7 @@ Decisions, each stated once here and in `ficli video --help`:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import queue
@@ -44,14 +51,18 @@ import numpy as np
 import torch
 
 from ficli import io
-from ficli.defaults import VIDEO_TILE
+from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
 from ficli.ffmpeg import (PRESETS, VIDEO_SUFFIXES, FFmpeg, Section, VideoInfo, audio_plan, check_decoder, decoder_args,
-                          encoder_args, probe_video, read_frames, sample_frames, trim_to_video)
-from ficli.frames import CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, video_range
+                          encoder_args, probe_video, read_frames, sample_frames_and_crops, trim_to_video)
+from ficli.frames import (CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, scale_views,
+                          video_range)
 from ficli.intensity import HI_PCT, LO_PCT
 
+# Codecs that keep every pixel: the blur-scale estimate reads their frames as they were made.
+LOSSLESS_CODECS = {"ffv1", "rawvideo", "png", "apng", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "qtrle", "tiff", "zlib",
+                   "lagarith", "jpegls", "v210", "v410", "r210"}
 
 # --- options, plan and report -----------------------------------------------------------------
 
@@ -76,6 +87,8 @@ class VideoOptions:
     preset: str = "medium"
     tile: TileConfig = TileConfig(tile=VIDEO_TILE)
     batch: int = 4  # frames per network call (one tile position of each)
+    # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
+    scale_for: Callable[..., tuple[float, str]] | None = None
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -107,6 +120,7 @@ class VideoPlan:
     height: int
     audio: str  # "copied", "re-encoded to AAC" or "none"
     samples: int  # frames the range and the gray test were computed from
+    scale: float | None = None  # the blur scale told a model conditioned on it (None: a plain model)
 
     @property
     def encode_format(self) -> str:
@@ -287,8 +301,9 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     out = output_path(src, options)
     if info.fps_guessed:
         notice(f"{src.name} states no frame rate; 25 fps assumed")
-    needed = options.normalize or (options.channels == "auto" and not info.gray_source)
-    samples = sample_frames(info, options.section, options.samples) if needed else []
+    needed = options.normalize or options.scale_for is not None or (options.channels == "auto" and not info.gray_source)
+    crop = -(-SCALE_CROP // options.upscale) if options.scale_for is not None else 0
+    samples, crops = sample_frames_and_crops(info, options.section, options.samples, crop) if needed else ([], [])
     mode = choose_channels(options.channels, info, samples, model_channels)
     if options.channels == "gray" and not info.gray_source and not is_gray(samples):
         notice("--channels gray on a colour video: the output is gray")
@@ -300,7 +315,24 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
         notice(f"the audio ({', '.join(info.audio)}) cannot be stored unchanged in {out.suffix}; re-encoded to AAC "
                "192 kb/s (write .mkv or .mov to keep it as it is)")
     return VideoPlan(info=info, out=out, channels=mode, range=rng, frames=options.section.frames(info),
-                     width=width + width % 2, height=height + height % 2, audio=audio, samples=len(samples))
+                     width=width + width % 2, height=height + height % 2, audio=audio, samples=len(samples),
+                     scale=_blur_scale(options.scale_for, crops, mode, s, info.codec, notice))
+
+
+def _blur_scale(choose: Callable | None, crops: list[np.ndarray], mode: str, upscale: int, codec: str,
+                notice: Callable[[str], None]) -> float | None:
+    """The one blur scale told a model conditioned on it (None for a plain model: `choose` None),
+    from up to SCALE_FRAMES of the sampled crops, evenly spread, as the network sees them; said once.
+    An estimate from lossy-compressed frames says that it may read low (H.264's coding noise fills
+    the spectrum the blur emptied: docs/DEGRADATIONS.md)."""
+    if choose is None:
+        return None
+    picked = [crops[i] for i in np.unique(np.linspace(0, len(crops) - 1, min(len(crops), SCALE_FRAMES)).round().astype(int))]
+    scale, how = choose(scale_views(picked, mode, upscale), source=f" from {len(picked)} frames")
+    if how.startswith("estimated") and codec not in LOSSLESS_CODECS:
+        how += f"; {codec} compression hides blur, so this may read low: give --scale S if you know it"
+    notice(f"blur scale s = {scale:g} ({how})")
+    return scale
 
 
 def enhance_video(
@@ -341,6 +373,8 @@ def enhance_video(
 
     per_frame = 3 if mode == "rgb" else 1
     group = max(1, options.batch // per_frame) if model_channels == 1 else options.batch
+    if plan.scale is not None:  # one s for every frame
+        generator = functools.partial(generator, scale=plan.scale)
     infer = Inference(generator, model_channels, mode, plan.range, s, replace(options.tile, batch=1),
                        keep_original=options.layout != "enhanced", on_notice=notice)
     left = f"bicubic x{s}" if s > 1 else "original"

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ficli import api, io
+from ficli.blurscale import estimate_scale
+from ficli.degrade import Degradation, degrade
 from ficli.errors import ConfigError, FicliError, InputError
 from ficli.nets import GeneratorConfig
 from ficli.phantom import phantom, to_dtype
@@ -86,12 +89,43 @@ def test_enhance_file_writes_what_the_command_line_writes(model_file, tmp_path, 
     assert dest.read_bytes() == (tmp_path / "out" / "c.tif").read_bytes()
 
 
-def test_scale_conditioned_model_runs_at_the_given_or_trained_scale(tmp_path):
-    config = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
-    model = api.load_model(_random_model(tmp_path / "c.safetensors", config, scale=3))
-    image = to_dtype(phantom(32, 32, seed=2), np.uint16)
-    assert np.array_equal(api.enhance(model, image), api.enhance(model, image, scale=3))
+COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
+
+
+@pytest.fixture(scope="module")
+def conditioned_file(tmp_path_factory) -> Path:
+    return _random_model(tmp_path_factory.mktemp("c") / "c.safetensors", COND, scale=3)
+
+
+def _blurred(side: int = 96, s: float = 2.0) -> np.ndarray:
+    x = degrade(phantom(side, side, seed=2, psf_sigma=0.6, peak_photons=None), Degradation(scale=s), np.random.default_rng(0))
+    return to_dtype(np.clip(x, 0, 1), np.uint16)
+
+
+def test_scale_conditioned_model_is_told_the_estimate_or_the_given_scale_as_the_command_line(conditioned_file):
+    model = api.load_model(conditioned_file)
+    image = _blurred()
+    estimate = estimate_scale(io.to_unit(image)).scale
+    assert abs(estimate - 2) <= 0.5  # not the training scale (3): the default below is the estimate
+    assert np.array_equal(api.enhance(model, image), api.enhance(model, image, scale=estimate))
     assert not np.array_equal(api.enhance(model, image, scale=1.5), api.enhance(model, image))
+    # above the training scale: told the training scale, as `ficli enhance` does
+    assert np.array_equal(api.enhance(model, image, scale=5), api.enhance(model, image, scale=3))
+    x = torch.from_numpy(io.to_unit(image)[None, None].astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(model.runner()(x), model.generator(x, 3.0))  # no image to estimate from: the training scale
+        assert torch.equal(model.runner(6)(x), model.generator(x, 3.0))
+
+
+def test_scale_conditioned_model_gives_the_pixels_of_the_command_line(conditioned_file, tmp_path, run_cli):
+    src = tmp_path / "in" / "b.tif"
+    io.write_image(src, _blurred())
+    result = run_cli("enhance", src, "--out", tmp_path / "out", "--model", conditioned_file, "--device", "cpu")
+    assert result.exit_code == 0 and "(estimated)" in result.output, result.output
+    cli = io.read_image(tmp_path / "out" / "b.tif").data
+    model = api.load_model(conditioned_file)
+    np.testing.assert_array_equal(api.enhance(model, api.read_image(src)), cli)
+    assert api.enhance_file(model, src, tmp_path / "api.tif").read_bytes() == (tmp_path / "out" / "b.tif").read_bytes()
 
 
 @pytest.mark.hostile
@@ -115,5 +149,17 @@ def test_enhance_refuses_bad_values_types_and_scales(model_file):
         api.enhance(model, np.zeros((8, 8), np.int16))
     with pytest.raises(ConfigError, match="not conditioned on the blur scale"):
         api.enhance(model, np.zeros((8, 8), np.uint8), scale=2)
+    with pytest.raises(ConfigError, match="not conditioned on the blur scale"):
+        api.resolve_scale(model.config, model.metadata, 2)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("scale", [0.5, 8.5, float("nan")])
+def test_scale_outside_one_to_eight_is_refused_with_the_range(conditioned_file, scale):
+    model = api.load_model(conditioned_file)
+    for call in (lambda: api.enhance(model, np.zeros((8, 8), np.uint8), scale=scale), lambda: model.runner(scale),
+                 lambda: api.resolve_scale(model.config, model.metadata, scale)):
+        with pytest.raises(ConfigError, match=r"outside 1\.\.8"):
+            call()
     with pytest.raises(FicliError, match="not a ficli model|not a readable safetensors"):
         api.load_model(README)

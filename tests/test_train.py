@@ -269,7 +269,7 @@ def test_family_run_conditions_the_generator_and_measures_the_identity(dataset, 
     images = load_images([str(dataset[0])], 1, "training")
     lr, hr, s = make_batch(images, cfg, np.random.default_rng(0), degrader_for(cfg))
     assert lr.shape == hr.shape == (8, 1, 32, 32) and s.shape == (8,)
-    assert ((s >= 1) & (s <= 4)).all() and crop_margin(cfg) == 14
+    assert ((s >= 1) & (s <= 4)).all() and crop_margin(cfg) == 13  # ceil(2·4 + 3·1.5)
     sharp = s == 1
     assert torch.equal(lr[sharp], hr[sharp])  # sharp crops are left as they are
     assert [p[2] for p in validation_pairs(cfg)] == list(VAL_SCALES[:2])
