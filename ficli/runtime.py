@@ -23,9 +23,10 @@ from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
 
 
-def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
+def default_model_path(name: str | None = None) -> Path:
     """A shipped model (the default one unless `name` says otherwise): inside the installed package
     (wheel) or in the repository's models/."""
+    name = name or DEFAULT_MODEL_NAME
     here = Path(__file__).resolve().parent
     for candidate in (here / "_models" / name, here.parent / "models" / name):
         if candidate.is_file():
