@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the README's figures and the model card's scores with the default model:
+# Reproduce the README's figures and the paper model card's scores, with the paper-protocol model
+# (MODEL=path|paper in the environment picks another; the figures in docs/ are the paper model's):
 #   1. ×4 bicubic vs ficli on the fluorescence validation and test folders (dtype and hr scales);
 #   2. a before/after panel (docs/before_after.png);
 #   3. the USAF-1951 target, ×4, without and with Poisson noise (like the paper's Fig. 6), and a line
@@ -11,11 +12,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
 data="${FICLI_DATA:-$repo/../shared/data}"
 out="${1:-runs/figures}"
+model="${MODEL:-paper}"
 mkdir -p "$out" "$repo/docs"
 
 for split in val test; do
   ficli degrade "$data/fluorescence/$split" --out "$out/$split/bicubic" --skip-existing
-  ficli enhance "$out/$split/bicubic" --out "$out/$split/ficli" --skip-existing
+  ficli enhance --model "$model" "$out/$split/bicubic" --out "$out/$split/ficli" --skip-existing
   for scale in dtype hr; do
     (cd "$out/$split" && ficli evaluate "$data/fluorescence/$split" bicubic ficli --data-range "$scale" \
         --summary-only --json "scores_$scale.json" --csv "scores_$scale.csv") || true  # narrow-range note only
@@ -30,8 +32,8 @@ python "$here/make_panel.py" --crop 200,200,128 --out "$repo/docs/before_after.p
 target="$data/targets/usaf1951_capture.tif"
 ficli degrade "$target" --out "$out/usaf/bicubic" --skip-existing
 ficli degrade "$target" --out "$out/usaf/bicubic_poisson200" --poisson-peak 200 --seed 1 --skip-existing
-ficli enhance "$out/usaf/bicubic" --out "$out/usaf/ficli" --skip-existing
-ficli enhance "$out/usaf/bicubic_poisson200" --out "$out/usaf/ficli_poisson200" --skip-existing
+ficli enhance --model "$model" "$out/usaf/bicubic" --out "$out/usaf/ficli" --skip-existing
+ficli enhance --model "$model" "$out/usaf/bicubic_poisson200" --out "$out/usaf/ficli_poisson200" --skip-existing
 (cd "$out/usaf" && ficli evaluate "$target" bicubic ficli bicubic_poisson200 ficli_poisson200 --data-range hr \
     --json scores.json) || true
 t=usaf1951_capture.tif

@@ -14,7 +14,8 @@ image's min..max, as `ficli evaluate --data-range hr`).
 The input left as it is and bicubic are the same image here: Y = U(K_s(X)) is already enlarged
 back with the project's bicubic, so one gain column says how much the model adds over it. For s = 1
 without noise the input is the sharp image itself (its PSNR is infinite): that cell reports
-PSNR(G(X), X), how little the model changes a sharp image.
+PSNR(G(X), X), how little the model changes a sharp image (mean over the images it changes at all,
+and in the worst-image column the lowest).
 
 Writes OUT/images.csv (one row per image and cell), OUT/cells.csv and OUT/table.md (per cell: mean
 gain in dB and SSIM, the worst image's gain, the mean estimated s) and OUT/heatmap.png.
@@ -32,11 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli import io
+from ficli import io, modelfile
 from ficli.degrade import KERNELS, Degradation, degrade, seed_for
 from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.evaluate import Scale, score_images
-from ficli.runtime import load_generator, scale_chooser
+from ficli.nets import GeneratorConfig
+from ficli.runtime import load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
 
@@ -54,8 +56,11 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-mode", choices=("auto", "oracle"), default="auto",
                     help="what a conditioned model is told: the spectral estimate (as --scale auto) or the true s [auto]")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tables-only", action="store_true", help="remake cells.csv, table.md and heatmap.png from OUT/images.csv")
     args = ap.parse_args(argv)
 
+    if args.tables_only:
+        return _tables(_read_rows(args.out / "images.csv"), args)
     generator, meta = load_generator(args.model, torch.device("cpu"))
     conditioned = meta["config"].scale_input
     scales = [float(v) for v in args.scales.split(",")]
@@ -70,9 +75,26 @@ def main(argv=None) -> int:
         print(f"{path.name}: {len(kernels) * len(scales) * len(noises)} cells", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_csv(args.out / "images.csv", rows)
+    return _tables(rows, args)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for key in ("s", "psnr_in", "psnr_out", "ssim_in", "ssim_out"):
+            r[key] = float(r[key])
+        r["told_s"] = float(r["told_s"]) if r["told_s"] not in ("", "None") else None
+    return rows
+
+
+def _tables(rows: list[dict], args) -> int:
+    path = resolve_model_path(args.model)
+    meta = {"path": str(path), "config": GeneratorConfig(**modelfile.model_info(path)["config"])}
+    n_images = len({r["image"] for r in rows})
     cells = _cells(rows)
     _write_csv(args.out / "cells.csv", cells)
-    (args.out / "table.md").write_text(_markdown(cells, meta, args, len(images)), encoding="utf-8")
+    (args.out / "table.md").write_text(_markdown(cells, meta, args, n_images), encoding="utf-8")
     _heatmap(cells, args.out / "heatmap.png", f"{Path(meta['path']).name} on {Path(args.data).name}: gain over the input (dB)")
     print((args.out / "table.md").read_text(encoding="utf-8"))
     return 0
@@ -113,9 +135,10 @@ def _cells(rows: list[dict]) -> list[dict]:
         told = [r["told_s"] for r in part if r["told_s"] is not None]
         cells.append({
             "kernel": kernel, "s": s, "noise": noise, "n": len(part),
-            "identity_psnr": float(np.mean([r["psnr_out"] for r in part])) if identity else None,
+            # an image returned bit for bit (a flat one) has PSNR inf: the mean is over the others
+            "identity_psnr": float(np.mean([v for v in (r["psnr_out"] for r in part) if math.isfinite(v)] or [math.inf])) if identity else None,
             "gain_db": None if identity else float(np.mean(gains)),
-            "worst_gain_db": None if identity else float(np.min(gains)),
+            "worst_gain_db": float(np.min([r["psnr_out"] for r in part])) if identity else float(np.min(gains)),
             "gain_ssim": float(np.mean([r["ssim_out"] - r["ssim_in"] for r in part])),
             "told_s": float(np.mean(told)) if told else None,
         })
@@ -143,7 +166,7 @@ def _markdown(cells: list[dict], meta: dict, args, n_images: int) -> str:
     ]
     for c in cells:
         lines.append(f"| {c['kernel']} | {c['s']:g} | {c['noise']} | {_fmt(c['gain_db'], '+.2f')} | "
-                     f"{_fmt(c['worst_gain_db'], '+.2f')} | {_fmt(c['gain_ssim'], '+.4f')} | "
+                     f"{_fmt(c['worst_gain_db'], '.1f' if c['gain_db'] is None else '+.2f')} | {_fmt(c['gain_ssim'], '+.4f')} | "
                      f"{_fmt(c['identity_psnr'], '.1f')} | {_fmt(c['told_s'], '.2f')} |")
     return "\n".join(lines) + "\n"
 

@@ -4,11 +4,11 @@
 # (examples/splits/heldout_sources.txt; noise-free, to halve the time). Writes
 # docs/robustness/<model>-<split>/{table.md,cells.csv,images.csv,heatmap.png}. About 5 minutes per
 # model on the test split and 12 on the held-out one, on 2 CPU cores at 256-px crops.
-#   bash examples/robustness.sh [MODEL.safetensors [NAME]]   (default: the default model, "ficli-paper")
+#   bash examples/robustness.sh [MODEL.safetensors [NAME]]   (default: the default model, "ficli-default")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/ficli-default.safetensors}
-NAME=${2:-ficli-paper}
+NAME=${2:-ficli-default}
 DATA=../shared/data/fluorescence
 python examples/robustness.py --model "$MODEL" --data "$DATA/test" --out "docs/robustness/$NAME-test"
 python examples/robustness.py --model "$MODEL" --data @examples/splits/heldout_sources.txt --noise none \

@@ -197,9 +197,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, stack: bool = Fal
 def model_summary(path: str | os.PathLike | None = None) -> dict:
     """What a model file holds, without loading its weights: `modelfile.model_info` plus the path,
     the file's size in bytes and its SHA-256 (the default model when `path` is None)."""
-    from ficli.runtime import default_model_path
+    from ficli.runtime import resolve_model_path
 
-    path = Path(path) if path is not None else default_model_path()
+    path = resolve_model_path(path)
     info = modelfile.model_info(path)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -165,7 +165,7 @@ def evaluate(
 
 
 # Options that enhance and video share: one definition each, so their help cannot drift apart.
-ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'). Default: the model shipped in models/.")]
+ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'), or 'paper' for the shipped paper-protocol model (fixed ×4 PIL bicubic). Default: the shipped robust model, told the blur scale (--scale).")]
 TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pixels (multiple of 4). An image whose area is at most tile² runs whole; a larger one is cut into the fewest equal tiles of at most this side. Memory is about 0.5 GB per million pixels of a batch in fp32: smaller tiles use less.")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
 CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
@@ -218,7 +218,7 @@ def enhance(
         if model is not None:
             from ficli import io
 
-            io.check_input_file(model)
+            io.check_model_file(model)
         # torch from here on: the paths are checked.
         from ficli.device import default_batch, resolve_device, resolve_precision
         from ficli.engine import TileConfig
@@ -561,7 +561,7 @@ def export(
             check_format(format_name)
         check_target(out, overwrite)
         if model is not None:
-            io.check_input_file(model)
+            io.check_model_file(model)
         from ficli.export import export_model
 
         with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
@@ -571,7 +571,7 @@ def export(
 
 @app.command()
 def info(
-    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors) [default: the model shipped in models/]."),
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
 ):
     """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
@@ -584,7 +584,7 @@ def info(
         if model is not None:
             from ficli import io
 
-            io.check_input_file(model)
+            io.check_model_file(model)
         summary = model_summary(model)
         if json_output:
             print(json.dumps(summary, indent=2))

@@ -127,11 +127,11 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     output appears only when complete and checked.
     """
     from ficli.api import resolve_scale
-    from ficli.runtime import default_model_path
+    from ficli.runtime import resolve_model_path
 
     fmt = check_format(fmt)
     out = check_target(out, overwrite)
-    path = Path(model) if model is not None else default_model_path()
+    path = resolve_model_path(model)
     info = modelfile.model_info(path)  # ModelFileError from the header, before the weights are read
     fixed = resolve_scale(nets.GeneratorConfig(**info["config"]), {"scale": info["scale"]}, scale)
     _check_packages(fmt)
@@ -318,8 +318,10 @@ def _documentation(settings: dict, metadata: dict, model_path: Path, scale: floa
     lines += ["", "Large images: ficli runs tiles of up to 512 × 512 px with 32 px of context per side, cross-faded "
               "(the default architecture's receptive field has a radius of 130 px, so tiles with less context than that "
               "differ slightly from a whole-image run).", ""]
-    card = model_path.parent / "MODEL_CARD.md"
-    if card.is_file():
+    from ficli.runtime import model_card_path
+
+    card = model_card_path(model_path)
+    if card:
         lines += ["---", "", card.read_text(encoding="utf-8")]
     return "\n".join(lines) + "\n"
 

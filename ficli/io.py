@@ -34,8 +34,8 @@ from ficli.errors import InputError, OutputError
 # naming outputs (`ficli.paths`) live in their own modules and are re-exported here.
 from ficli.files import (STDOUT, UMASK, atomic_write, check_output_file, check_writable, first_line, is_stdout,  # noqa: F401
                          printable, remove_stale_parts, write_target, write_text, writes_through)
-from ficli.paths import (IMAGE_SUFFIXES, InputFile, check_input_file, check_name_suffix, check_output_dir,  # noqa: F401
-                         collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
+from ficli.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
+                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)

@@ -217,6 +217,17 @@ def refuse_existing(paths, *, overwrite: bool = False, skip_existing: bool = Fal
     raise OutputError(f"{count} outputs exist already (e.g. {existing[0]}); {how}")
 
 
+# Names --model takes for the shipped models besides a path (a file of that name, if there is one, wins).
+SHIPPED_MODELS = {"paper": "ficli-paper.safetensors"}
+
+
+def check_model_file(path: Path | str) -> None:
+    """`check_input_file` for a --model value, which may also name a shipped model (`SHIPPED_MODELS`)."""
+    if str(path) in SHIPPED_MODELS and not Path(path).exists():
+        return
+    check_input_file(path)
+
+
 def check_input_file(path: Path | str) -> None:
     """InputError naming `path` unless it is a file this process can open (a video, a model...)."""
     path = Path(path)

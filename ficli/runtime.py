@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ficli import blurscale, modelfile
+from ficli import blurscale, io, modelfile
 from ficli.degrade import SCALE_RANGE
 from ficli.device import configure_cuda
 from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
@@ -23,24 +23,45 @@ from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
 
 
-def default_model_path() -> Path:
-    """The shipped model: inside the installed package (wheel) or in the repository's models/."""
+def default_model_path(name: str | None = None) -> Path:
+    """A shipped model (the default one unless `name` says otherwise): inside the installed package
+    (wheel) or in the repository's models/."""
+    name = name or DEFAULT_MODEL_NAME
     here = Path(__file__).resolve().parent
-    for candidate in (here / "_models" / DEFAULT_MODEL_NAME, here.parent / "models" / DEFAULT_MODEL_NAME):
+    for candidate in (here / "_models" / name, here.parent / "models" / name):
         if candidate.is_file():
             return candidate
     raise ModelFileError(
-        f"no default model found ({DEFAULT_MODEL_NAME} in the package or in models/); "
+        f"no shipped model {name} found (in the package or in models/); "
         "give one with --model PATH (train one with 'ficli train')"
     )
 
 
+def resolve_model_path(path: str | Path | None) -> Path:
+    """The file a --model value names: the default model for None, a shipped one for its name in
+    `io.SHIPPED_MODELS` ("paper") unless a file of that name exists, else the path itself."""
+    if path is None:
+        return default_model_path()
+    if str(path) in io.SHIPPED_MODELS and not Path(path).exists():
+        return default_model_path(io.SHIPPED_MODELS[str(path)])
+    return Path(path)
+
+
+def model_card_path(model_path: Path) -> Path | None:
+    """The model card beside a shipped model file: models/MODEL_CARD.md for the default model,
+    models/MODEL_CARD_NAME.md for ficli-NAME.safetensors; None when there is none."""
+    name = "MODEL_CARD.md" if model_path.name == DEFAULT_MODEL_NAME else f"MODEL_CARD_{model_path.stem.removeprefix('ficli-')}.md"
+    card = model_path.parent / name
+    return card if card.is_file() else None
+
+
 def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The generator of a model file (the default model when `path` is None), ready for inference.
+    """The generator of a model file (the default model when `path` is None; the shipped
+    paper-protocol model for "paper": `io.SHIPPED_MODELS`), ready for inference.
 
     See `prepare_generator` for what "ready" means.
     """
-    path = Path(path) if path else default_model_path()
+    path = resolve_model_path(path)
     generator, config, meta = modelfile.load_model(path, device=str(device))
     return prepare_generator(generator, device), {"path": str(path), "config": config, **meta}
 

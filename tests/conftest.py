@@ -44,6 +44,16 @@ def phantom_folder(tmp_path) -> Path:
     return folder
 
 
+def shipped_generator(device: str = "cpu", frames: list | None = None):
+    """The default model's generator as the engine calls it: a model conditioned on the blur scale
+    is told the s `--scale auto` picks for `frames` (its training scale without frames)."""
+    from ficli.runtime import load_generator, scale_chooser, told
+
+    generator, info = load_generator(None, torch.device(device))
+    choose = scale_chooser(info, None)
+    return generator if choose is None else told(generator, choose(frames)[0] if frames else float(info.get("scale", 4)))
+
+
 def shared_images(split: str, count: int) -> list[Path]:
     """A few real fluorescence images from ../shared/data, or skip the test with the reason."""
     folder = SHARED_DATA / "fluorescence" / split

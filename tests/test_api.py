@@ -40,7 +40,7 @@ def readme_example() -> str:
 def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_example(), "README.md", "exec"), {"__name__": "readme"})
-    assert "1426690 parameters" in capsys.readouterr().out
+    assert "1427266 parameters" in capsys.readouterr().out
     for name in ("cells.tif", "cells_sharp.tif", "sharp_rgb.png", "sharp_stack.tif"):
         assert (tmp_path / name).is_file(), name
     assert io.read_image(tmp_path / "sharp_stack.tif").is_stack

@@ -41,7 +41,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "perceptual": {"errors"},
     "losses": {"errors", "perceptual"},
     "modelfile": {"errors", "io", "nets"},
-    "runtime": {"errors", "device", "degrade", "modelfile", "blurscale"},
+    "runtime": {"errors", "io", "device", "degrade", "modelfile", "blurscale"},
     "batch": {"errors", "io"},
     "evaluate": {"errors", "io", "metrics"},
     "profile": {"errors", "io"},

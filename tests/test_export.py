@@ -94,13 +94,14 @@ def test_export_equals_ficli_on_real_images(fmt, default_exports):
     if fmt not in default_exports:
         pytest.skip("onnx or onnxruntime is not installed (pip install 'ficli[export]')")
     run = _runner(fmt, default_exports[fmt])
-    generator, _, _ = modelfile.load_model(default_model_path())
+    generator, config, meta = modelfile.load_model(default_model_path())
+    scale = float(meta["scale"]) if config.scale_input else None  # what an export fixes: the training scale
     for path in files:
         image = io.read_image(path).data
         image = image if image.ndim == 2 else image[..., 0]
         x = _normalised(image[:203, :251])  # odd sides: the padding inside the graph is exercised
         got = run(x[None, None])[0]
-        want = _ficli(generator, x[None])
+        want = _ficli(generator, x[None], scale)
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= TOLERANCE, path.name
 
@@ -291,7 +292,11 @@ def test_info_table_and_json(run_cli, conditioned_model):
 def test_info_of_the_default_model_shows_its_training(run_cli):
     result = run_cli("info")
     assert result.exit_code == 0
-    for text in ("1,426,690", "×4 (fixed)", "stage finetune", "val PSNR 35.71 dB"):
+    for text in ("1,427,266", "conditioned on the input's scale (trained at ×4)", "stage pretrain", "stage finetune", "val PSNR"):
+        assert text in result.output
+    result = run_cli("info", "paper")  # the shipped paper-protocol model, by its name
+    assert result.exit_code == 0
+    for text in ("ficli-paper.safetensors", "1,426,690", "×4 (fixed)", "stage finetune", "val PSNR 35.71 dB"):
         assert text in result.output
 
 

@@ -18,9 +18,9 @@ from ficli import ffmpeg, io, video
 from ficli.engine import TileConfig, run_tiled
 from ficli.enhance import EnhanceOptions, enhance_frames
 from ficli.phantom import phantom
-from ficli.runtime import CompiledGenerator, load_generator
+from ficli.runtime import CompiledGenerator
 
-from conftest import shared_images
+from conftest import shared_images, shipped_generator
 
 DEVICE = os.environ.get("FICLI_GPU_TEST_DEVICE", "cuda")
 CUDA = DEVICE.startswith("cuda")
@@ -35,13 +35,13 @@ cuda_only = pytest.mark.skipif(not CUDA, reason="CUDA-specific (FICLI_GPU_TEST_D
 
 @pytest.fixture(scope="module")
 def generator():
-    return load_generator(None, torch.device(DEVICE))[0]
+    return shipped_generator(DEVICE)
 
 
 def test_fp32_on_the_device_is_the_cpu_result(generator):
     # TF32 is off for fp32 (device.configure_cuda): with it, cuDNN convolutions keep 10 mantissa
     # bits and the two would differ by ~1e-3.
-    cpu = load_generator(None, torch.device("cpu"))[0]
+    cpu = shipped_generator("cpu")
     for path in shared_images("test", 2):
         frame = io.to_unit(io.read_image(path).data)
         here = enhance_frames(generator, [frame], EnhanceOptions(tile=TileConfig(device=DEVICE)))[0]
@@ -98,7 +98,7 @@ def test_video_in_half_precision_stays_within_a_grey_level_of_fp32_on_the_cpu(ge
                     "-framerate", "25", "-i", "pipe:0", "-c:v", "ffv1", str(clip)], input=raw, check=True)
     frames = {}
     for name, dev, precision, model in (("gpu", DEVICE, HALF, generator), ("cpu", "cpu", "fp32", None)):
-        model = model or load_generator(None, torch.device("cpu"))[0]
+        model = model or shipped_generator("cpu")
         options = video.VideoOptions(out=tmp_path / f"{name}.mp4", frames_dir=tmp_path / name, batch=4, preset="ultrafast",
                                      tile=TileConfig(tile=video.VIDEO_TILE, device=dev, precision=precision))
         assert video.enhance_video(clip, model, options).frames == count

@@ -12,9 +12,8 @@ import torch
 from ficli import device, engine, io
 from ficli.engine import TileConfig
 from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.runtime import load_generator
 
-from conftest import shared_images
+from conftest import shared_images, shipped_generator
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 BOUNDS = {"fp16": (1, 1.0), "bf16": (2, 0.999)}  # (max grey levels, share of pixels within 1 level)
@@ -22,7 +21,7 @@ BOUNDS = {"fp16": (1, 1.0), "bf16": (2, 0.999)}  # (max grey levels, share of pi
 
 def grey_level_differences(device: str, precision: str, count: int = 3) -> dict[str, np.ndarray]:
     """|fp32 - precision| of the default model's 8-bit output on the first `count` test images."""
-    generator, _ = load_generator(None, torch.device(device))
+    generator = shipped_generator(device)
     diffs = {}
     for path in shared_images("test", count):
         frame = io.to_unit(io.read_image(path).data)
