@@ -170,7 +170,7 @@ TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pi
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
 CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
-ScaleOption = Annotated[str, typer.Option("--scale", callback=blur_scale_value, help="Blur scale s of the input, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated from each image's power spectrum (docs/DEGRADATIONS.md), once per image or stack, and printed; an image too small or flat to estimate gets the model's training scale. An s above the model's training scale is told that scale. The shipped default model is the paper-protocol one, not conditioned: --scale S is refused for it and auto does nothing.")]
+ScaleOption = Annotated[str, typer.Option("--scale", callback=blur_scale_value, help="Blur scale s of the input, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated from each image's power spectrum (docs/DEGRADATIONS.md), once per image or stack, and printed; an image too small or flat to estimate gets the model's training scale. An s above the model's training scale is told that scale. The shipped default model is conditioned; a plain one (--model paper) ignores auto and refuses S.")]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact); fp16: CUDA autocast, within 1 grey level of 8-bit of fp32; bf16: CUDA, or a CPU with AVX-512 BF16/AMX (about 3× fp32 there), within 2 grey levels. A batch with NaN/Inf is redone in fp32.")]
 
 
@@ -199,13 +199,12 @@ def enhance(
 ):
     """Sharpen images with FI-GAN, tile by tile, keeping each file's pixel type and range.
 
-    **What the default does**: at the default --upscale 1 the output has the input's size and the
-    network undoes the blur of a ×4 bicubic enlargement, which is what it was trained on. Use it on
-    images made by enlarging a low-resolution image to the size wanted (e.g. `ficli degrade`
-    output, or data upsampled by the microscope software) and on similarly blurred data. On images
-    at their native resolution (already sharp to the pixel) it over-sharpens: dark halos around
-    bright structures. For those give --upscale S: each image is first enlarged S× (output S×
-    larger; 4 matches the ×4 it was trained on), which is the case the model knows.
+    **What the default does**: at the default --upscale 1 the output has the input's size; the
+    default model is told how blurred each image is (--scale auto: estimated from its spectrum and
+    printed) and sharpens that much: an image enlarged from a low-resolution one (e.g. `ficli
+    degrade` output, or data upsampled by the microscope software) gets up to a ×4 bicubic's worth,
+    an image sharp to the pixel comes back nearly unchanged. To enlarge native-resolution images,
+    give --upscale S: each is first enlarged S× (output S× larger) and then sharpened as read.
 
     Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
     the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
@@ -443,7 +442,7 @@ def video(
     compare_only: bool = typer.Option(False, "--compare-only", help="A split preview at the frame's own width: left half original, right half enhanced."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
-    scale: str = typer.Option("auto", "--scale", callback=blur_scale_value, help=f"Blur scale s of the video, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated once for the whole video from the power spectrum of {SCALE_FRAMES} of the frames sampled for the range (the central {SCALE_CROP}×{SCALE_CROP} pixels of each, as the network sees them after --upscale), and printed; frames too small or flat to estimate get the model's training scale. Lossy coding (H.264) adds noise where blur removed detail, so there auto may read low: give S where known. An s above the model's training scale is told that scale. The shipped default model is not conditioned: --scale S is refused for it and auto does nothing."),
+    scale: str = typer.Option("auto", "--scale", callback=blur_scale_value, help=f"Blur scale s of the video, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated once for the whole video from the power spectrum of {SCALE_FRAMES} of the frames sampled for the range (the central {SCALE_CROP}×{SCALE_CROP} pixels of each, as the network sees them after --upscale), and printed; frames too small or flat to estimate get the model's training scale. Lossy coding (H.264) adds noise where blur removed detail, so there auto may read low: give S where known. An s above the model's training scale is told that scale. The shipped default model is conditioned; a plain one (--model paper) ignores auto and refuses S."),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
@@ -462,11 +461,10 @@ def video(
 ):
     """Sharpen a video (e.g. a NIR surgical recording) frame by frame into an H.264 file.
 
-    **What the default does**: at the default --upscale 1 the frames keep their size and the
-    network undoes the blur of a ×4 bicubic enlargement, which is what it was trained on: right for
-    video enlarged from a low-resolution sensor or similarly blurred. On video at its native
-    resolution (sharp to the pixel) it over-sharpens: dark halos around bright structures; give
-    --upscale S there (frames enlarged S× first, output S× larger).
+    **What the default does**: at the default --upscale 1 the frames keep their size; the default
+    model is told one blur scale for the video (--scale auto: estimated from sampled frames and
+    printed) and sharpens that much; video sharp to the pixel comes back nearly unchanged. Give
+    --upscale S to enlarge native-resolution video S× first (output S× larger).
 
     Frames stream from ffmpeg through the network and back into ffmpeg (decoding, inference and
     encoding overlap; memory stays small for hour-long files). The output is H.264 (yuv420p, BT.709)
