@@ -97,3 +97,22 @@ def test_default_overlap_keeps_the_shipped_model_seamless():
     diff = np.abs(tiled - whole).max()
     print(f"shipped model, overlap 32, tile 256: max |tiled - whole| = {diff:.2e} (normalised units)")
     assert diff < 1e-4  # measured 2.0e-6 on the maize image when the model shipped
+
+
+def test_model_paper_runs_the_paper_protocol_model_and_a_file_named_paper_wins(run_cli, tmp_path, monkeypatch):
+    from ficli import io
+    from ficli.runtime import load_generator
+
+    golden = np.load(GOLDEN)
+    io.write_image(tmp_path / "in" / "lr.tif", golden["lr"])
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "out", "--model", "paper")
+    assert result.exit_code == 0, result.output
+    paper, info = load_generator(default_model_path("ficli-paper.safetensors"), torch.device("cpu"))
+    want = enhance_frames(paper, [golden["lr"]], EnhanceOptions())[0]
+    got = io.read_image(tmp_path / "out" / "lr.tif").data
+    assert not info["config"].scale_input and np.abs(got - want).max() < 1e-4
+    assert np.abs(got - golden["sr"]).max() > 1e-3  # not the default model's output
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "paper").write_bytes(b"not a model")  # a file of that name is what --model names
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "out2", "--model", "paper")
+    assert result.exit_code == 1 and "paper" in result.output and not (tmp_path / "out2").exists()
