@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The paper's Table 1 with the critic on (docs/ABLATION.md): fine-tune one stage-1 model on
+# The paper's Table 1 with the critic on (docs/ABLATION.md): fine-tune one shared start model on
 # fluorescence with no TG loss and with TG (θ = 10) at k_max 1, N/2 and N, each with the critic at
 # the finetune preset's weight (ε = 1, the paper's stage 2) and, as a control, without it; every
 # variant with the same steps, for each seed. Then score every run on 256-px centre crops of the
 # test folder shrunk ×4 with PIL's kernel (the training protocol) and with OpenCV's (off protocol):
 # PSNR, SSIM, RMSE and the texture measure, mean ± spread over seeds (examples/ablation_table.py),
 # a panel of the same crop for every variant and line profiles across USAF-1951 group-6 bars.
-#   bash examples/ablation.sh STAGE1_MODEL [OUT_DIR] [STEPS] [SEEDS]
+#   bash examples/ablation.sh START_MODEL [OUT_DIR] [STEPS] [SEEDS]
 #   (CROP and BATCH in the environment set the crops [64] and batch [8]; runs that exist are kept)
 # Needs ../shared/data (the project's shared image folder) beside the repository.
 set -euo pipefail
