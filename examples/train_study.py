@@ -53,7 +53,10 @@ def _run(run: Path, options: list[str], budget_s: float) -> None:
     """One `ficli train` until its summed cpu_seconds reach `budget_s`, then SIGINT (it keeps every finished epoch)."""
     cmd = ["ficli", "train", "--out", str(run), *options]
     print(" ".join(cmd), file=sys.stderr, flush=True)
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    # SIGINT back to its default in the child: a shell starts background jobs with it ignored, and
+    # Python then installs no KeyboardInterrupt handler, so the signal below would do nothing.
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stopping = False
     while proc.poll() is None:
         time.sleep(5)
