@@ -392,7 +392,7 @@ def test_an_output_that_is_another_input_is_refused_before_any_work(run_cli, tmp
 @pytest.mark.parametrize("command", ["enhance", "video"])
 def test_help_says_what_the_default_size_does_and_when_to_use_it(run_cli, command):
     text = " ".join(run_cli(command, "--help").output.split())
-    for words in ("native resolution", "dark halos", "--upscale"):
+    for words in ("native-resolution", "nearly unchanged", "--scale auto", "--upscale"):
         assert words in text, (words, text)
 
 
