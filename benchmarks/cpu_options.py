@@ -16,9 +16,9 @@ import warnings
 
 import torch
 
-from ficli.timing import best_ms, format_table, machine_info
-from ficli.device import cpu_has_bf16
-from ficli.nets import Generator, GeneratorConfig
+from ficli.tools.timing import best_ms, format_table, machine_info
+from ficli.inference.device import cpu_has_bf16
+from ficli.model.nets import Generator, GeneratorConfig
 
 
 def settings(threads: int, with_compile: bool) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Milliseconds per training batch for `ficli.degrade.degrade_batch` (16 crops of 128², 1 channel).
+"""Milliseconds per training batch for `ficli.image.degrade.degrade_batch` (16 crops of 128², 1 channel).
 
     python benchmarks/degrade_batch.py [--batch 16] [--crop 128] [--repeats 30] [--threads 1]
 
@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from ficli.degrade import KERNELS, DegradationRanges, degrade_batch
+from ficli.image.degrade import KERNELS, DegradationRanges, degrade_batch
 
 
 def time_batches(hr: torch.Tensor, ranges: DegradationRanges, repeats: int) -> tuple[float, float]:

@@ -37,7 +37,7 @@ t="$out/test"
 python - "$data/fluorescence/test" "$t/hr" <<'EOF'
 import sys
 from pathlib import Path
-from ficli import io
+from ficli.image import io
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
 dst.mkdir(parents=True, exist_ok=True)
 for p in sorted(src.glob("*.png")):

@@ -3,7 +3,7 @@
     python examples/blurscale_errors.py ../shared/data/fluorescence/test [--poisson-peak 200]
 
 Each image (its central 512² at most) is degraded with each kernel of `ficli degrade` at each s, and
-`ficli.blurscale.estimate_scale` is asked for s. Prints a Markdown table of mean |error| / max
+`ficli.image.blurscale.estimate_scale` is asked for s. Prints a Markdown table of mean |error| / max
 |error| per cell, the share of estimates within ±0.5, and the estimates for the images as they are.
 """
 
@@ -14,9 +14,9 @@ import argparse
 import numpy as np
 from calibrate_blurscale import load_gray  # the example beside this one (its folder is on sys.path)
 
-from ficli import io
-from ficli.blurscale import estimate_scale
-from ficli.degrade import KERNELS, Degradation, degrade
+from ficli.image import io
+from ficli.image.blurscale import estimate_scale
+from ficli.image.degrade import KERNELS, Degradation, degrade
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 

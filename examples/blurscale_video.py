@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 from calibrate_blurscale import load_gray  # the example beside this one (its folder is on sys.path)
 
-from ficli import io
-from ficli.blurscale import estimate_scale_pooled
-from ficli.degrade import shrink_enlarge
-from ficli.ffmpeg import ffmpeg_exe
-from ficli.intensity import percentile_range
-from ficli.nets import GeneratorConfig
-from ficli.runtime import scale_chooser
-from ficli.video import VideoOptions, plan_video
+from ficli.image import io
+from ficli.image.blurscale import estimate_scale_pooled
+from ficli.image.degrade import shrink_enlarge
+from ficli.video.ffmpeg import ffmpeg_exe
+from ficli.image.intensity import percentile_range
+from ficli.model.nets import GeneratorConfig
+from ficli.inference.runtime import scale_chooser
+from ficli.video.pipeline import VideoOptions, plan_video
 
 SCALES = (1.0, 2.0, 3.0, 4.0)
 CODECS = {

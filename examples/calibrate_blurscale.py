@@ -1,11 +1,11 @@
-"""Measure ficli.blurscale.TEMPLATE: how resampling by s changes an image's power spectrum.
+"""Measure ficli.image.blurscale.TEMPLATE: how resampling by s changes an image's power spectrum.
 
     python examples/calibrate_blurscale.py ../shared/data/fluorescence/train
 
 For every image (its central 512² at most), each kernel of `ficli degrade` and s in 1.5 … 6, the
 difference log10 P(U(K_s(X))) − log10 P(X) of the radially averaged spectra is binned by
 u = f·s (cycles per pixel of the small image); the median over all of them per bin is the template.
-Prints the tuple to paste into ficli/blurscale.py. Calibrate on training images only: the test
+Prints the tuple to paste into ficli/image/blurscale.py. Calibrate on training images only: the test
 images are for measuring the estimator (examples/blurscale_errors.py).
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ficli import io
-from ficli.blurscale import BINS, F_MIN, U_STEP, power_profile
-from ficli.degrade import KERNELS, shrink_enlarge
+from ficli.image import io
+from ficli.image.blurscale import BINS, F_MIN, U_STEP, power_profile
+from ficli.image.degrade import KERNELS, shrink_enlarge
 
 SCALES = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 U_MAX = 3.0

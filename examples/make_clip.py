@@ -1,6 +1,6 @@
 """Write examples/clip.mp4: a small synthetic NIR fluorescence clip with a sound track.
 
-2.4 s at 25 fps, 320×180: phantom vessels and vesicles (ficli.phantom) that drift and sway as tissue
+2.4 s at 25 fps, 320×180: phantom vessels and vesicles (ficli.image.phantom) that drift and sway as tissue
 does under a camera, blurred and with shot noise drawn anew in every frame, gray stored as RGB (as
 NIR cameras record it), H.264 in MP4, plus a 440 Hz tone as AAC audio (written as WAV with the
 standard library and muxed with the ffmpeg bundled with imageio-ffmpeg).
@@ -19,7 +19,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from ficli.phantom import phantom
+from ficli.image.phantom import phantom
 
 WIDTH, HEIGHT, FPS, FRAMES = 320, 180, 25, 60
 OUT = Path(__file__).parent / "clip.mp4"

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ficli import io
+from ficli.image import io
 
 
 def main() -> None:

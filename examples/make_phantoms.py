@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ficli.io import write_image
-from ficli.phantom import phantom, to_dtype
+from ficli.image.io import write_image
+from ficli.image.phantom import phantom, to_dtype
 
 out = Path(__file__).parent / "phantoms"
 write_image(out / "phantom_8bit.png", to_dtype(phantom(256, 256, seed=1), np.uint8))

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli import io, modelfile
-from ficli.degrade import KERNELS, Degradation, degrade, seed_for
-from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.evaluate import Scale, score_images
-from ficli.nets import GeneratorConfig
-from ficli.runtime import load_generator, resolve_model_path, scale_chooser
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.image.degrade import KERNELS, Degradation, degrade, seed_for
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.tools.evaluate import Scale, score_images
+from ficli.model.nets import GeneratorConfig
+from ficli.inference.runtime import load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
 

@@ -1,14 +1,14 @@
 """ficli from Python: load a model, enhance numpy arrays and image files, read and write images.
 
-The same functions the command line runs (`ficli.enhance.enhance_frames` and `enhance_file`,
-`ficli.io.read_image` and `write_image`), with the same intensity normalisation (each image or
+The same functions the command line runs (`ficli.inference.enhance.enhance_frames` and `enhance_file`,
+`ficli.image.io.read_image` and `write_image`), with the same intensity normalisation (each image or
 stack mapped by its own 0.1/99.9 percentiles, mapped back exactly), the same tiling, the same blur
 scale told a model conditioned on it (`runtime.scale_chooser`), and the same pixel-type handling
 (an 8-bit array comes back 8-bit, a 16-bit one 16-bit, floats as floats).
 
     import ficli.api as ficli
     model = ficli.load_model()                      # the shipped default model, on the CPU
-    sharp = ficli.enhance(model, image)             # (H, W), (H, W, 3|4) or, with stack=True, (N, H, W[, C])
+    sharp = ficli.inference.enhance(model, image)             # (H, W), (H, W, 3|4) or, with stack=True, (N, H, W[, C])
     ficli.write_image("sharp.tif", sharp)
 
 Arrays: a 2-D image is (H, W); colour is (H, W, C) with C = 3 (RGB, each channel through a
@@ -27,11 +27,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ficli import io, modelfile
-from ficli.device import default_batch, resolve_device
-from ficli.engine import TileConfig
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.inference.device import default_batch, resolve_device
+from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, InputError
-from ficli.nets import GeneratorConfig
+from ficli.model.nets import GeneratorConfig
 
 __all__ = ["Model", "load_model", "enhance", "enhance_file", "read_image", "write_image", "model_summary", "resolve_scale"]
 
@@ -54,7 +55,7 @@ class Model:
     def chooser(self, scale: float | None = None) -> Callable[..., tuple[float, str]] | None:
         """`runtime.scale_chooser` for this model: what `ficli enhance --scale` does (None for a
         plain model; ConfigError for a scale it cannot take)."""
-        from ficli.runtime import scale_chooser
+        from ficli.inference.runtime import scale_chooser
 
         return scale_chooser(_info(self.config, self.metadata, self.path), scale)
 
@@ -62,7 +63,7 @@ class Model:
         """G as a callable of one (B, C, H, W) tensor: a scale-conditioned model gets `scale`
         (default: its training scale; above it: the training scale) bound to it; a plain model
         refuses a scale."""
-        from ficli.runtime import told
+        from ficli.inference.runtime import told
 
         choose = self.chooser(scale)
         return told(self.generator, None if choose is None else choose()[0])
@@ -77,19 +78,17 @@ def resolve_scale(config: GeneratorConfig, metadata: dict, scale: float | None) 
     """The blur scale to run a model at without looking at an image (`ficli export` fixes it in the
     graph): None for a plain model (a scale given is a ConfigError), `scale` or the training scale
     (metadata "scale") for a scale-conditioned one; ConfigError outside SCALE_RANGE (1..8). The
-    refusals are `runtime.check_scale`'s."""
-    from ficli.runtime import check_scale
+    rule is `runtime.fixed_scale`'s."""
+    from ficli.inference.runtime import fixed_scale
 
-    if not check_scale(_info(config, metadata), scale):
-        return None
-    return float(metadata.get("scale", 4) if scale is None else scale)
+    return fixed_scale(_info(config, metadata), scale)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Model:
     """Load a model file (the shipped default when `path` is None) onto `device` ("cpu", "cuda",
     "cuda:N", "mps" or "auto"). Raises ModelFileError for a file that is missing, not a ficli
     model, or damaged, and ConfigError for a device this machine does not have."""
-    from ficli.runtime import load_generator
+    from ficli.inference.runtime import load_generator
 
     dev = resolve_device(device)
     generator, info = load_generator(path, dev)
@@ -100,7 +99,7 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
 def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
              precision: str):
     """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
-    from ficli.enhance import EnhanceOptions
+    from ficli.inference.enhance import EnhanceOptions
 
     return EnhanceOptions(
         upscale=upscale, normalize=normalize, scale_for=model.chooser(scale),
@@ -133,7 +132,7 @@ def enhance(
     or flat; an s above the training scale is told the training scale). The other options are
     those of `ficli enhance`.
     """
-    from ficli.enhance import enhance_frames
+    from ficli.inference.enhance import enhance_frames
 
     array = np.asarray(image)
     io.check_dtype(array.dtype)
@@ -175,7 +174,7 @@ def enhance_file(
     """Enhance one image file into `dest` exactly as `ficli enhance` does (pixel type, TIFF axes,
     calibration and OME-XML kept; the blur scale as in `enhance`; written atomically); returns
     `dest`. Never writes over `src`."""
-    from ficli.enhance import enhance_file as run
+    from ficli.inference.enhance import enhance_file as run
 
     options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
     run(Path(src), Path(dest), model.generator, options, model.config.channels)
@@ -197,7 +196,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, stack: bool = Fal
 def model_summary(path: str | os.PathLike | None = None) -> dict:
     """What a model file holds, without loading its weights: `modelfile.model_info` plus the path,
     the file's size in bytes and its SHA-256 (the default model when `path` is None)."""
-    from ficli.runtime import resolve_model_path
+    from ficli.inference.runtime import resolve_model_path
 
     path = resolve_model_path(path)
     info = modelfile.model_info(path)

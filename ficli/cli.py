@@ -83,7 +83,7 @@ def degrade(
     """
     with reporting_errors():
         outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
-        from ficli.degrade import SCALE_RANGE, Degradation, check_setting, degrade_file  # torch: after the paths are checked
+        from ficli.image.degrade import SCALE_RANGE, Degradation, check_setting, degrade_file  # torch: after the paths are checked
 
         with usage_errors():
             try:
@@ -133,7 +133,7 @@ def evaluate(
     and --csv/--json still hold everything that could be scored) or nothing could be scored, or on
     a missing or empty folder; 2 for a bad option.
     """
-    from ficli import evaluate as ev
+    from ficli.tools import evaluate as ev
 
     with reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
         try:
@@ -215,14 +215,14 @@ def enhance(
     with reporting_errors():
         outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
         if model is not None:
-            from ficli import io
+            from ficli.image import io
 
             io.check_model_file(model)
         # torch from here on: the paths are checked.
-        from ficli.device import default_batch, resolve_device, resolve_precision
-        from ficli.engine import TileConfig
-        from ficli.enhance import EnhanceOptions, enhance_file
-        from ficli.runtime import ready_generator, scale_chooser
+        from ficli.inference.device import default_batch, resolve_device, resolve_precision
+        from ficli.inference.engine import TileConfig
+        from ficli.inference.enhance import EnhanceOptions, enhance_file
+        from ficli.inference.runtime import ready_generator, scale_chooser
 
         with usage_errors():  # once, not once per file
             dev = resolve_device(device)
@@ -322,7 +322,7 @@ def train(
     """
     if resume and continue_from:
         raise typer.BadParameter("give one of --resume RUN_DIR and --continue-from MODEL_FILE", param_hint="--continue-from")
-    from ficli import runs, train as training
+    from ficli.training import runs, train as training
 
     def interrupted() -> str:
         run_dir = resume or out
@@ -375,7 +375,7 @@ def profile(
     before any image is read: neither may name an input image, nor an existing file without
     --overwrite.
     """
-    from ficli.profile import check_outputs, parse_line, profile_files
+    from ficli.tools.profile import check_outputs, parse_line, profile_files
 
     with reporting_errors("interrupted: nothing was written; run it again"):
         one_stdout(**{"--out": out, "--csv": csv_file})
@@ -405,9 +405,9 @@ def bench(
     are counted from the convolution shapes. Ratios measured in the same run are the numbers to
     compare across machines.
     """
-    from ficli import bench as b
-    from ficli.device import resolve_device
-    from ficli.timing import format_table, parse_sizes
+    from ficli.tools import bench as b
+    from ficli.inference.device import resolve_device
+    from ficli.tools.timing import format_table, parse_sizes
 
     with reporting_errors():
         with usage_errors():
@@ -481,7 +481,7 @@ def video(
     (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
     them, playable, as OUT.partial.mp4 (OUT is written only when complete).
     """
-    from ficli import io
+    from ficli.image import io
 
     with reporting_errors():
         if side_by_side and compare_only:
@@ -489,10 +489,10 @@ def video(
         for path in (src, model):  # before torch is imported (seconds)
             if path is not None:
                 io.check_input_file(path)
-        from ficli.device import default_batch, resolve_device, resolve_precision
-        from ficli.engine import TileConfig
-        from ficli.runtime import ready_generator, scale_chooser
-        from ficli.video import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
+        from ficli.inference.device import default_batch, resolve_device, resolve_precision
+        from ficli.inference.engine import TileConfig
+        from ficli.inference.runtime import ready_generator, scale_chooser
+        from ficli.video.pipeline import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
 
         with usage_errors():
             dev = resolve_device(device)
@@ -550,17 +550,17 @@ def export(
     Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
     not a ficli model, an existing --out without --overwrite, or a missing package.
     """
-    from ficli import io
+    from ficli.image import io
 
     with reporting_errors("interrupted: nothing was written; run it again"):
         with usage_errors():
-            from ficli.export import check_format, check_target
+            from ficli.tools.export import check_format, check_target
 
             check_format(format_name)
         check_target(out, overwrite)
         if model is not None:
             io.check_model_file(model)
-        from ficli.export import export_model
+        from ficli.tools.export import export_model
 
         with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
             report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
@@ -580,7 +580,7 @@ def info(
 
     with reporting_errors("interrupted"):
         if model is not None:
-            from ficli import io
+            from ficli.image import io
 
             io.check_model_file(model)
         summary = model_summary(model)

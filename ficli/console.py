@@ -40,14 +40,14 @@ def tolerate_undecodable_names() -> None:
 def stdout_console(*outputs) -> Console:
     """Where tables and messages go: stderr when one of `outputs` is "-" (standard output), so
     that stdout holds the data alone."""
-    from ficli.io import is_stdout
+    from ficli.image.io import is_stdout
 
     return err_console if any(path is not None and is_stdout(path) for path in outputs) else console
 
 
 def one_stdout(**options) -> None:
     """Usage error (exit 2) when more than one of `options` (name → path) is "-"."""
-    from ficli.io import is_stdout
+    from ficli.image.io import is_stdout
 
     named = [name for name, path in options.items() if path is not None and is_stdout(path)]
     if len(named) > 1:
@@ -104,7 +104,7 @@ def progress_bar(quiet: bool = False) -> Progress:
 def run_files(description: str, outs: dict, process, skip_existing: bool, quiet: bool = False):
     """Run a batch over files (`outs`: input -> output path) with a progress bar that moves by file
     and, within a file, by tile (`process(item, dest, on_fraction)`); report failures and a summary."""
-    from ficli.batch import run_batch
+    from ficli.inference.batch import run_batch
 
     start = time.perf_counter()
     with progress_bar(quiet) as progress:
@@ -135,7 +135,8 @@ def run_files(description: str, outs: dict, process, skip_existing: bool, quiet:
 def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
     """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
     output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
-    from ficli import batch, io
+    from ficli.inference import batch
+    from ficli.image import io
 
     with usage_errors():
         io.check_name_suffix(suffix)
@@ -152,7 +153,7 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
 def evaluate_table(report, per_image: bool):
     from rich.table import Table
 
-    from ficli.evaluate import METRICS
+    from ficli.tools.evaluate import METRICS
 
     units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE", "texture": "texture %"}
     table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
@@ -228,7 +229,7 @@ def print_evaluate_notes(report, shown: int = 10) -> None:
 @contextlib.contextmanager
 def training_display(steps: int, epochs: int):
     """A progress bar by step (a line a minute in logs) and a line per epoch: the `train.Progress` to hand to training."""
-    from ficli.train import Progress as TrainingProgress
+    from ficli.training.train import Progress as TrainingProgress
 
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

@@ -4,7 +4,7 @@ Plain Python with no imports, so that `cli` can put them into its option default
 without loading numpy or torch (which it does only after the paths are checked).
 """
 
-# The intensity map's percentiles (docs/DESIGN.md section 4; `ficli.intensity`).
+# The intensity map's percentiles (docs/DESIGN.md section 4; `ficli.image.intensity`).
 LO_PCT = 0.1
 HI_PCT = 99.9
 

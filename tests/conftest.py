@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ficli import modelfile
-from ficli.io import write_image
-from ficli.nets import Generator, GeneratorConfig
-from ficli.phantom import phantom, to_dtype
+from ficli.model import modelfile
+from ficli.image.io import write_image
+from ficli.model.nets import Generator, GeneratorConfig
+from ficli.image.phantom import phantom, to_dtype
 
 # ../shared/data beside the checkout; FICLI_SHARED_DATA elsewhere (the GPU machine gets the
 # repository alone: benchmarks/gpu_prepare.sh copies the test images into it).
@@ -47,7 +47,7 @@ def phantom_folder(tmp_path) -> Path:
 def shipped_generator(device: str = "cpu", frames: list | None = None):
     """The default model's generator as the engine calls it: a model conditioned on the blur scale
     is told the s `--scale auto` picks for `frames` (its training scale without frames)."""
-    from ficli.runtime import load_generator, scale_chooser, told
+    from ficli.inference.runtime import load_generator, scale_chooser, told
 
     generator, info = load_generator(None, torch.device(device))
     choose = scale_chooser(info, None)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import api, io
-from ficli.blurscale import estimate_scale
-from ficli.degrade import Degradation, degrade
+from ficli import api
+from ficli.image import io
+from ficli.image.blurscale import estimate_scale
+from ficli.image.degrade import Degradation, degrade
 from ficli.errors import ConfigError, FicliError, InputError
-from ficli.nets import GeneratorConfig
-from ficli.phantom import phantom, to_dtype
+from ficli.model.nets import GeneratorConfig
+from ficli.image.phantom import phantom, to_dtype
 from conftest import TINY, random_model_file
 
 README = Path(__file__).resolve().parents[1] / "README.md"

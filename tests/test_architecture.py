@@ -1,9 +1,10 @@
-"""The module map of docs/DESIGN.md ("Module map"), checked against the code.
+"""The layers of docs/DESIGN.md ("Module map"), checked against the code.
 
 Every import statement of ficli/ (also those inside functions, which load late but still couple
-two modules) is read with `ast`; the test fails on an import circle, on an arrow the map does not
-allow, and on a module or function over the size limits. `MAY_IMPORT` is the map's data: keep it
-and the paragraphs of docs/DESIGN.md in step.
+two modules) is read with `ast`; the test fails on an import circle, on an arrow between
+subpackages that `LAYERS` does not allow, on an arrow between modules that `MAY_IMPORT` does not
+allow, and on a module or function over the size limits. `LAYERS` is the map's data: keep it and
+the lines of docs/DESIGN.md in step; `MAY_IMPORT` is the finer map inside and across the layers.
 """
 
 from __future__ import annotations
@@ -21,79 +22,133 @@ DESIGN = ROOT / "docs" / "DESIGN.md"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80  # body lines, the docstring not counted (option declarations are parameters)
 
-# Which ficli modules each module may import (docs/DESIGN.md, "Module map"). A module missing here
-# fails the test: a new module gets its paragraph in DESIGN.md and its line here.
+# The top of ficli/: the package-wide modules everyone may import, and the interfaces.
+PACKAGE_WIDE = {"errors", "defaults"}
+INTERFACES = {"api", "console", "cli", "__main__", "__init__"}
+# Which subpackages (and "interfaces") each layer may import, bottom up (docs/DESIGN.md, "Module
+# map"). Every layer may import PACKAGE_WIDE; nothing but an interface imports an interface.
+LAYERS: dict[str, set[str]] = {
+    "image": set(),
+    "model": {"image"},
+    "inference": {"image", "model"},
+    "video": {"image", "inference"},
+    "training": {"image", "model", "inference"},
+    "tools": {"image", "model", "inference", "video", "training"},
+    "interfaces": {"image", "model", "inference", "video", "training", "tools", "interfaces"},
+}
+
+# Which ficli modules each module may import, by their names under ficli/. A module missing here
+# fails the test: a new module gets its line here (and its mention in its subpackage's docstring).
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
     "defaults": set(),
-    "nets": set(),
-    "phantom": set(),
-    "metrics": {"errors", "blurscale"},
-    "device": {"errors"},
-    "intensity": {"errors", "defaults"},
-    "files": {"errors"},
-    "paths": {"errors", "files"},
-    "tiff": {"errors"},
-    "io": {"errors", "files", "paths", "tiff"},
-    "degrade": {"errors", "io"},
-    "blurscale": set(),
-    "engine": {"errors", "device"},
-    "perceptual": {"errors"},
-    "losses": {"errors", "perceptual"},
-    "modelfile": {"errors", "io", "nets"},
-    "runtime": {"errors", "io", "device", "degrade", "modelfile", "blurscale"},
-    "batch": {"errors", "io"},
-    "evaluate": {"errors", "io", "metrics"},
-    "profile": {"errors", "io"},
-    "timing": {"errors", "device", "nets"},
-    "enhance": {"errors", "io", "intensity", "engine", "degrade"},
-    "ffmpeg": {"errors", "io"},
-    "frames": {"errors", "io", "intensity", "engine", "degrade", "ffmpeg"},
-    "video": {"errors", "io", "defaults", "intensity", "engine", "ffmpeg", "frames"},
-    "runs": {"errors", "io", "intensity", "device", "nets", "losses", "modelfile"},
-    "pairs": {"errors", "io", "intensity", "degrade", "runs"},
-    "train": {"errors", "io", "device", "engine", "nets", "losses", "metrics", "modelfile", "pairs", "runs"},
-    "bench": {"errors", "io", "defaults", "device", "engine", "nets", "losses", "modelfile", "runtime", "phantom", "timing",
-              "ffmpeg", "frames", "video", "pairs", "train"},
-    "api": {"errors", "io", "device", "engine", "nets", "degrade", "modelfile", "runtime", "enhance"},
-    "export": {"errors", "io", "defaults", "intensity", "nets", "degrade", "modelfile", "runtime", "phantom", "api"},
-    "console": {"errors", "io", "batch", "evaluate", "train"},
-    "cli": {"errors", "io", "defaults", "console", "device", "engine", "runtime", "degrade", "evaluate", "enhance", "video",
-            "runs", "train", "profile", "timing", "bench", "api", "export"},
+    "model.nets": set(),
+    "image.phantom": set(),
+    "image.metrics": {"errors", "image.blurscale"},
+    "inference.device": {"errors"},
+    "image.intensity": {"errors", "defaults"},
+    "image.files": {"errors"},
+    "image.paths": {"errors", "image.files"},
+    "image.tiff": {"errors"},
+    "image.io": {"errors", "image.files", "image.paths", "image.tiff"},
+    "image.degrade": {"errors", "image.io"},
+    "image.blurscale": set(),
+    "inference.engine": {"errors", "inference.device"},
+    "model.perceptual": {"errors"},
+    "model.losses": {"errors", "model.perceptual"},
+    "model.modelfile": {"errors", "image.io", "model.nets"},
+    "inference.runtime": {"errors", "image.io", "inference.device", "image.degrade", "model.modelfile", "image.blurscale"},
+    "inference.batch": {"errors", "image.io"},
+    "tools.evaluate": {"errors", "image.io", "image.metrics"},
+    "tools.profile": {"errors", "image.io"},
+    "tools.timing": {"errors", "inference.device", "model.nets"},
+    "inference.enhance": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade"},
+    "video.ffmpeg": {"errors", "image.io"},
+    "video.frames": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade", "video.ffmpeg"},
+    "video.pipeline": {"errors", "image.io", "defaults", "image.intensity", "inference.engine", "video.ffmpeg",
+                       "video.frames"},
+    "training.runs": {"errors", "image.io", "image.intensity", "inference.device", "model.nets", "model.losses",
+                      "model.modelfile"},
+    "training.pairs": {"errors", "image.io", "image.intensity", "image.degrade", "training.runs"},
+    "training.train": {"errors", "image.io", "inference.device", "inference.engine", "model.nets", "model.losses",
+                       "image.metrics", "model.modelfile", "training.pairs", "training.runs"},
+    "tools.bench": {"errors", "image.io", "defaults", "inference.device", "inference.engine", "model.nets",
+                    "model.losses", "model.modelfile", "inference.runtime", "image.phantom", "tools.timing",
+                    "video.ffmpeg", "video.frames", "video.pipeline", "training.pairs", "training.train"},
+    "api": {"errors", "image.io", "inference.device", "inference.engine", "model.nets", "image.degrade",
+            "model.modelfile", "inference.runtime", "inference.enhance"},
+    "tools.export": {"errors", "image.io", "defaults", "image.intensity", "model.nets", "image.degrade",
+                     "model.modelfile", "inference.runtime", "image.phantom"},
+    "console": {"errors", "image.io", "inference.batch", "tools.evaluate", "training.train"},
+    "cli": {"errors", "image.io", "defaults", "console", "inference.device", "inference.engine", "inference.runtime",
+            "image.degrade", "tools.evaluate", "inference.enhance", "video.pipeline", "training.runs",
+            "training.train", "tools.profile", "tools.timing", "tools.bench", "api", "tools.export"},
     "__main__": {"cli"},
     "__init__": set(),
 }
-# Third-party packages only one module may import.
+# Third-party packages only some modules may import.
 ONLY_IN = {"typer": {"cli", "console"}, "rich": {"cli", "console"}}  # the command line's two halves
 
 
-def modules() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(PACKAGE.glob("*.py"))}
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module under `package` by its dotted name below it ("image.io"); a subpackage's
+    __init__.py is its own entry ("image")."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        if len(parts) > 1 and parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
 
 
-def imports_of(path: Path) -> tuple[set[str], set[str]]:
-    """(ficli modules, top-level third-party packages) that `path` imports anywhere in its code."""
+def imports_of(path: Path, known: set[str]) -> tuple[set[str], set[str]]:
+    """(ficli modules of `known`, top-level third-party packages) that `path` imports anywhere in
+    its code. `from ficli.image import io` imports "image.io"; `from ficli.image.io import x` too."""
     ficli, other = set(), set()
+
+    def add(dotted: str, names=()):
+        candidates = [f"{dotted}.{n}" if dotted else n for n in names]
+        named = [c for c in candidates if c in known]
+        ficli.update(named or ([dotted] if dotted else []))
+
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                (ficli.add(parts[1]) if parts[0] == "ficli" and len(parts) > 1 else other.add(parts[0]))
+                (add(".".join(parts[1:])) if parts[0] == "ficli" and len(parts) > 1 else other.add(parts[0]))
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             parts = node.module.split(".")
             if parts[0] != "ficli":
                 other.add(parts[0])
-            elif len(parts) > 1:
-                ficli.add(parts[1])
-            else:  # from ficli import io, modelfile
-                ficli.update(alias.name for alias in node.names if alias.name in modules())
+            else:  # from ficli import errors / from ficli.image import io, degrade / from ficli.image.io import x
+                add(".".join(parts[1:]), [alias.name for alias in node.names])
         elif isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path.name}: relative import; write `from ficli.x import ...`")
     return ficli, other
 
 
-def graph() -> dict[str, set[str]]:
-    return {name: imports_of(path)[0] - {name} for name, path in modules().items()}
+def graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    found = modules(package)
+    return {name: imports_of(path, set(found))[0] - {name} for name, path in found.items()}
+
+
+def layer(module: str) -> str:
+    """The layer of a dotted module name: its subpackage, "interfaces", or "package-wide"."""
+    if module in PACKAGE_WIDE:
+        return "package-wide"
+    return module.split(".")[0] if "." in module or module in LAYERS else "interfaces"
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    """Every arrow between layers that `LAYERS` does not allow, as "a imports b (x -> y)"."""
+    wrong = []
+    for name, found in edges.items():
+        for other in sorted(found):
+            src, dst = layer(name), layer(other)
+            if dst != "package-wide" and src != dst and dst not in LAYERS.get(src, set()):
+                wrong.append(f"{name} imports {other} ({src} -> {dst})")
+    return wrong
 
 
 def cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -132,8 +187,32 @@ def function_lengths(path: Path):
 
 
 def test_every_module_is_on_the_map():
-    assert sorted(set(modules()) - set(MAY_IMPORT)) == []
-    assert sorted(set(MAY_IMPORT) - set(modules())) == []
+    plain = {name for name in modules() if name not in LAYERS}  # a subpackage's __init__ imports nothing
+    assert sorted(plain - set(MAY_IMPORT)) == []
+    assert sorted(set(MAY_IMPORT) - plain) == []
+    assert all(graph()[sub] == set() for sub in LAYERS if sub != "interfaces")
+
+
+def test_top_level_holds_only_interfaces_and_package_wide_modules():
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert top == INTERFACES | PACKAGE_WIDE
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(LAYERS) - {"interfaces"}
+
+
+def test_layers_follow_the_map():
+    assert upward_imports(graph()) == []
+
+
+def test_a_planted_upward_import_fails(tmp_path):
+    """The layer check is real: a copy of ficli/ with image.io importing the engine is caught."""
+    import shutil
+
+    copy = tmp_path / "ficli"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "_models"))
+    io_py = copy / "image" / "io.py"
+    io_py.write_text(io_py.read_text() + "\n\ndef _planted():\n    from ficli.inference.engine import TileConfig\n")
+    assert upward_imports(graph(copy)) == ["image.io imports inference.engine (image -> inference)"]
+    assert upward_imports(graph()) == []
 
 
 def test_no_import_circle():
@@ -141,20 +220,22 @@ def test_no_import_circle():
 
 
 def test_imports_follow_the_map():
-    wrong = [f"{name} imports {other}" for name, found in graph().items() for other in sorted(found - MAY_IMPORT[name])]
+    wrong = [f"{name} imports {other}" for name, found in graph().items() for other in sorted(found - MAY_IMPORT.get(name, set()))]
     assert wrong == []
 
 
 def test_the_rules_design_states():
     """The arrows docs/DESIGN.md names as forbidden stay forbidden in the map itself."""
     assert all("cli" not in allowed for name, allowed in MAY_IMPORT.items() if name != "__main__")
-    assert not {"io", "nets", "modelfile", "runtime"} & MAY_IMPORT["engine"]
-    assert MAY_IMPORT["nets"] == set()
+    assert not {"image.io", "model.nets", "model.modelfile", "inference.runtime"} & MAY_IMPORT["inference.engine"]
+    assert MAY_IMPORT["model.nets"] == set()
+    assert all(layer(other) in LAYERS[layer(name)] | {layer(name), "package-wide"}
+               for name, allowed in MAY_IMPORT.items() if layer(name) in LAYERS for other in allowed)
 
 
 def test_only_cli_imports_typer_and_rich():
     wrong = [f"{name} imports {pkg}" for name, path in modules().items()
-             for pkg in sorted(imports_of(path)[1] & set(ONLY_IN)) if name not in ONLY_IN[pkg]]
+             for pkg in sorted(imports_of(path, set(modules()))[1] & set(ONLY_IN)) if name not in ONLY_IN[pkg]]
     assert wrong == []
 
 
@@ -163,28 +244,26 @@ def test_module_and_function_sizes():
     for name, path in modules().items():
         count = len(path.read_text().splitlines())
         if count > MAX_MODULE_LINES:
-            too_long.append(f"{name}.py: {count} lines")
+            too_long.append(f"{name}: {count} lines")
         too_long += [f"{name}.{fn} (line {line}): {n} body lines" for fn, line, n in function_lengths(path)
                      if n > MAX_FUNCTION_LINES]
     assert too_long == []
 
 
 def test_design_map_matches():
-    """docs/DESIGN.md has one paragraph per module, each naming what it may import as in MAY_IMPORT."""
-    text = DESIGN.read_text()
-    section = text.split("## 9. Module map", 1)[1]
-    described = dict(re.findall(r"^\*\*`(\w+)`\*\*.*?May\s+import:\s+([^.]*)\.", section, flags=re.M | re.S))
-    assert sorted(described) == sorted(MAY_IMPORT)
+    """docs/DESIGN.md has one line per layer, naming the layers it may import as in LAYERS."""
+    section = DESIGN.read_text().split("## 9. Module map", 1)[1]
+    described = dict(re.findall(r"^- \*\*`(\w+)`\*\*.*?May\s+import:\s+([^.]*)\.", section, flags=re.M | re.S))
+    assert sorted(described) == sorted(LAYERS)
     for name, allowed in described.items():
-        names = set(re.findall(r"`(\w+)`", allowed))
-        assert names == MAY_IMPORT[name], name
+        assert set(re.findall(r"`(\w+)`", allowed)) == LAYERS[name], name
 
 
 def test_design_citations_exist():
     """Every mention of the design document names docs/DESIGN.md, and every section it cites is there."""
     sections = set(re.findall(r"^## (\d+)\.", DESIGN.read_text(), flags=re.M))
     cited, vague = [], []
-    for path in [*PACKAGE.glob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
         text = path.read_text()
         vague += [f"{path.name}: {m[0]!r}" for m in re.finditer(r".{0,5}DESIGN\S*", text) if "docs/DESIGN.md" not in m[0]
                   and path != Path(__file__) and "DESIGN =" not in m[0]]
@@ -199,15 +278,18 @@ def test_shared_numbers_are_written_once():
     library's defaults and the command line's take them from there (issue 15)."""
     import inspect
 
-    from ficli import cli, defaults, enhance, intensity, video
+    from ficli import cli, defaults
+    from ficli.inference import enhance
+    from ficli.image import intensity
+    from ficli.video import pipeline as video
 
     assert inspect.signature(cli.video).parameters["tile"].default is defaults.VIDEO_TILE
     assert video.VideoOptions().tile.tile is defaults.VIDEO_TILE
     assert (enhance.EnhanceOptions().lo_pct, video.VideoOptions().hi_pct) == (defaults.LO_PCT, defaults.HI_PCT)
     assert inspect.signature(intensity.percentile_range).parameters["lo_pct"].default is defaults.LO_PCT
-    written = [f"{path.name}: {m[0]}" for path in PACKAGE.glob("*.py") if path.stem != "defaults"
+    written = [f"{path.name}: {m[0]}" for path in PACKAGE.rglob("*.py") if path.stem != "defaults"
                for m in re.finditer(r"(?:lo_pct|hi_pct|tile)\b[^=\n(]*=\s*(?:0\.1|99\.9|1280)\b", path.read_text())]
-    written += [f"{path.name}:{node.lineno}: 99.9" for path in PACKAGE.glob("*.py") if path.stem != "defaults"
+    written += [f"{path.name}:{node.lineno}: 99.9" for path in PACKAGE.rglob("*.py") if path.stem != "defaults"
                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Constant) and node.value == 99.9]
     assert written == []
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_images
-from ficli import io
-from ficli.blurscale import estimate_scale, estimate_scale_pooled, power_profile
-from ficli.degrade import KERNELS, Degradation, degrade, shrink_enlarge
-from ficli.phantom import phantom
+from ficli.image import io
+from ficli.image.blurscale import estimate_scale, estimate_scale_pooled, power_profile
+from ficli.image.degrade import KERNELS, Degradation, degrade, shrink_enlarge
+from ficli.image.phantom import phantom
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from ficli import __version__, io
+from ficli import __version__
+from ficli.image import io
 
 
 def test_version_and_help(run_cli):
@@ -144,7 +145,7 @@ def test_bench_only_runs_the_tables_named(run_cli, tmp_path):
 def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeypatch):
     import json
 
-    from ficli import bench
+    from ficli.tools import bench
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -159,7 +160,7 @@ def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeyp
 def test_bench_sizes_choose_the_frames_timed(run_cli, tmp_path):
     import json
 
-    from ficli.timing import parse_sizes
+    from ficli.tools.timing import parse_sizes
 
     assert parse_sizes("1280x720, 64X48") == ((1280, 720), (64, 48))
     result = run_cli("bench", "--quick", "--device", "cpu", "--only", "generator,body", "--sizes", "96x64", "--json", tmp_path / "b.json")

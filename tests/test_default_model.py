@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.metrics import psnr, ssim
-from ficli.modelfile import model_info
-from ficli.runtime import default_model_path, model_card_path
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.image.metrics import psnr, ssim
+from ficli.model.modelfile import model_info
+from ficli.inference.runtime import default_model_path, model_card_path
 
 from conftest import shipped_generator
 
@@ -53,7 +53,7 @@ def test_golden_output_and_it_beats_bicubic():
 
 
 def test_enhance_without_model_option_uses_the_shipped_model(run_cli, tmp_path):
-    from ficli import io
+    from ficli.image import io
 
     golden = np.load(GOLDEN)
     io.write_image(tmp_path / "in" / "lr.tif", golden["lr"])
@@ -73,17 +73,17 @@ def test_a_wheel_install_finds_the_model(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(repo), "-w", str(tmp_path / "whl")], check=True)
     wheel = next((tmp_path / "whl").glob("ficli-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
-    code = "import ficli.runtime as r; print(r.default_model_path())"
+    code = "import ficli.inference.runtime as r; print(r.default_model_path())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}, check=True)
     assert done.stdout.strip() == str(tmp_path / "site" / "ficli" / "_models" / "ficli-default.safetensors")
 
 
 def test_default_overlap_keeps_the_shipped_model_seamless():
     """Tiled (256-px tiles, the default 32-px overlap) against one piece, on a real image if present."""
-    from ficli import io
-    from ficli.engine import TileConfig, run_tiled
-    from ficli.intensity import normalize, percentile_range
-    from ficli.phantom import phantom
+    from ficli.image import io
+    from ficli.inference.engine import TileConfig, run_tiled
+    from ficli.image.intensity import normalize, percentile_range
+    from ficli.image.phantom import phantom
 
     from conftest import SHARED_DATA
 
@@ -100,8 +100,8 @@ def test_default_overlap_keeps_the_shipped_model_seamless():
 
 
 def test_model_paper_runs_the_paper_protocol_model_and_a_file_named_paper_wins(run_cli, tmp_path, monkeypatch):
-    from ficli import io
-    from ficli.runtime import load_generator
+    from ficli.image import io
+    from ficli.inference.runtime import load_generator
 
     golden = np.load(GOLDEN)
     io.write_image(tmp_path / "in" / "lr.tif", golden["lr"])

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from ficli.degrade import (
+from ficli.image.degrade import (
     KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade, degrade_batch, downscale, resize_array,
     sample_degradation, seed_for, shrink_enlarge, small_size,
 )
 from ficli.errors import ConfigError
-from ficli.phantom import phantom
+from ficli.image.phantom import phantom
 
 
 @pytest.mark.parametrize("size", [(8, 6), (70, 50), (32, 17)])
@@ -80,7 +80,7 @@ def test_degrade_keeps_tiff_axes_and_calibration_and_evaluate_scores_a_hyperstac
 
     import tifffile
 
-    from ficli.phantom import to_dtype
+    from ficli.image.phantom import to_dtype
 
     planes = lambda n, seed: np.stack([to_dtype(phantom(24, 20, seed=seed + i), np.uint16) for i in range(n)])
     hr = tmp_path / "hr"

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from ficli import device, engine
-from ficli.engine import (
+from ficli.inference import device, engine
+from ficli.inference.engine import (
     TileConfig,
     axis_windows,
     balanced_tile,
@@ -16,8 +16,8 @@ from ficli.engine import (
     tile_starts,
     weight_sum,
 )
-from ficli.device import resolve_device, resolve_precision
-from ficli.intensity import denormalize, normalize, percentile_range
+from ficli.inference.device import resolve_device, resolve_precision
+from ficli.image.intensity import denormalize, normalize, percentile_range
 from ficli.errors import ConfigError, FicliError, InputError
 
 torch.set_num_threads(1)

@@ -12,12 +12,13 @@ import pytest
 import tifffile
 import torch
 
-from ficli import io, modelfile
-from ficli.engine import TileConfig, min_tile, receptive_field_overlap, run_tiled
-from ficli.intensity import percentile_range
-from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.nets import Generator, GeneratorConfig, receptive_field
-from ficli.phantom import phantom, to_dtype
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.inference.engine import TileConfig, min_tile, receptive_field_overlap, run_tiled
+from ficli.image.intensity import percentile_range
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.model.nets import Generator, GeneratorConfig, receptive_field
+from ficli.image.phantom import phantom, to_dtype
 
 from conftest import SHARED_DATA
 
@@ -170,7 +171,7 @@ def test_damaged_model_files_are_refused(run_cli, identity_model, phantom_folder
 
 
 def test_interrupted_batch_resumes_with_skip_existing(run_cli, identity_model, phantom_folder, tmp_path, monkeypatch):
-    import ficli.enhance as enhance_module
+    import ficli.inference.enhance as enhance_module
 
     real = enhance_module.enhance_file
     calls = []
@@ -194,7 +195,7 @@ def test_interrupted_batch_resumes_with_skip_existing(run_cli, identity_model, p
 
 
 def test_missing_default_model_says_how_to_give_one(run_cli, phantom_folder, tmp_path, monkeypatch):
-    from ficli import runtime
+    from ficli.inference import runtime
 
     monkeypatch.setattr(runtime, "DEFAULT_MODEL_NAME", "no-such-model.safetensors")
     result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out")
@@ -225,7 +226,7 @@ def test_torchrun_shards_files_across_two_processes(identity_model, phantom_fold
 
 
 def test_compile_failure_falls_back_to_the_module_once(monkeypatch):
-    from ficli.runtime import CompiledGenerator
+    from ficli.inference.runtime import CompiledGenerator
 
     def broken_compile(module, mode=None):
         def run(x):
@@ -246,7 +247,7 @@ def test_compile_failure_falls_back_to_the_module_once(monkeypatch):
 
 
 def test_compile_refused_up_front_falls_back(monkeypatch):
-    from ficli.runtime import CompiledGenerator
+    from ficli.inference.runtime import CompiledGenerator
 
     def refuses(module, mode=None):
         raise RuntimeError("torch.compile is not supported on Python 3.14+")
@@ -262,7 +263,7 @@ def test_compile_refused_up_front_falls_back(monkeypatch):
 
 
 def test_compile_passes_out_of_memory_on(monkeypatch):
-    from ficli.runtime import CompiledGenerator
+    from ficli.inference.runtime import CompiledGenerator
 
     def oom(x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

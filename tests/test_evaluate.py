@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from ficli import evaluate as ev
+from ficli.tools import evaluate as ev
 from ficli.errors import ConfigError, InputError
-from ficli.io import write_image
-from ficli.phantom import phantom, to_dtype
+from ficli.image.io import write_image
+from ficli.image.phantom import phantom, to_dtype
 
 skm = pytest.importorskip("skimage.metrics", reason="scikit-image is the reference for the metrics")
 

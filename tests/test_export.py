@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import io, modelfile
-from ficli.engine import TileConfig, run_tiled
-from ficli.export import ONNX_OPSET, TOLERANCE, export_model
-from ficli.intensity import normalize, percentile_range
-from ficli.nets import Generator, GeneratorConfig
-from ficli.phantom import phantom
-from ficli.runtime import default_model_path
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.inference.engine import TileConfig, run_tiled
+from ficli.tools.export import ONNX_OPSET, TOLERANCE, export_model
+from ficli.image.intensity import normalize, percentile_range
+from ficli.model.nets import Generator, GeneratorConfig
+from ficli.image.phantom import phantom
+from ficli.inference.runtime import default_model_path
 from conftest import TINY, random_model_file as _random_model, shared_images
 from hostile_files import leftovers, snapshot
 
@@ -259,7 +260,7 @@ def test_export_scale_the_model_cannot_take_is_a_usage_error(run_cli, tiny_model
 
 @hostile
 def test_export_that_fails_its_check_leaves_nothing(run_cli, tiny_model, tmp_path, monkeypatch):
-    from ficli import export
+    from ficli.tools import export
 
     monkeypatch.setattr(export, "_difference", lambda ours, theirs: 1.0)  # every check now fails
     before = snapshot(tmp_path)

@@ -9,9 +9,10 @@ import pytest
 import tifffile
 import torch
 
-from ficli import ffmpeg, io
-from ficli.phantom import phantom, to_dtype
-from ficli.runtime import default_model_path
+from ficli.video import ffmpeg
+from ficli.image import io
+from ficli.image.phantom import phantom, to_dtype
+from ficli.inference.runtime import default_model_path
 
 pytestmark = [pytest.mark.hostile, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import ffmpeg, io, video
-from ficli.engine import TileConfig, run_tiled
-from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.phantom import phantom
-from ficli.runtime import CompiledGenerator
+from ficli.video import ffmpeg, pipeline as video
+from ficli.image import io
+from ficli.inference.engine import TileConfig, run_tiled
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.image.phantom import phantom
+from ficli.inference.runtime import CompiledGenerator
 
 from conftest import shared_images, shipped_generator
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ficli import io
-from ficli.engine import TileConfig, run_tiled
+from ficli.image import io
+from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import FicliError
 from hostile_files import good_gray, snapshot, write_bad
 
@@ -150,7 +150,7 @@ def test_cpu_out_of_memory_even_at_the_smallest_tile_is_a_clear_error():
 
 
 def test_compiled_generator_passes_cpu_out_of_memory_on(monkeypatch):
-    from ficli.runtime import CompiledGenerator
+    from ficli.inference.runtime import CompiledGenerator
 
     def oom(x):
         raise RuntimeError(CPU_OOM)
@@ -163,7 +163,7 @@ def test_compiled_generator_passes_cpu_out_of_memory_on(monkeypatch):
 
 @hostile
 def test_enhance_out_of_memory_fails_each_file_alone_with_no_traceback(run_cli, tmp_path, model, monkeypatch):
-    from ficli import runtime
+    from ficli.inference import runtime
 
     real = runtime.load_generator
     monkeypatch.setattr(runtime, "load_generator", lambda path, device: (_oom_above(0), real(path, device)[1]))
@@ -194,12 +194,12 @@ def test_degrade_scale_beyond_its_range_is_a_usage_error_before_any_work(run_cli
 
 @hostile
 def test_video_upscale_beyond_the_pixel_limit_is_refused_before_the_model_loads(run_cli, tmp_path, model, monkeypatch):
-    from ficli import ffmpeg
+    from ficli.video import ffmpeg
 
     src = tmp_path / "clip.mp4"
     subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
                     "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
-    from ficli import runtime
+    from ficli.inference import runtime
     monkeypatch.setattr(runtime, "load_generator", lambda *a: pytest.fail("the model was loaded"))
     result = run_cli("video", src, "--model", model, "--device", "cpu", "--upscale", "1000")
     clean_failure(result, src, "32000×24000", "400,000,000", "--upscale")
@@ -259,7 +259,7 @@ def test_enhance_setting_the_device_cannot_do_fails_once_with_exit_2(run_cli, tm
 @pytest.mark.parametrize("setting", [("--precision", "fp16"), ("--device", "cuda:7"), ("--tile", "30"),
                                      ("--channels", "cmyk"), ("--preset", "fastest")])
 def test_video_setting_it_cannot_do_is_a_usage_error(run_cli, tmp_path, model, setting):
-    from ficli import ffmpeg
+    from ficli.video import ffmpeg
 
     src = tmp_path / "clip.mp4"
     subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
@@ -288,7 +288,7 @@ def test_when_every_file_failed_nothing_is_said_to_be_written(run_cli, tmp_path,
 
 
 def test_enhance_reports_progress_by_tile_within_a_file(tmp_path):
-    from ficli.enhance import EnhanceOptions, enhance_file
+    from ficli.inference.enhance import EnhanceOptions, enhance_file
 
     io.write_image(tmp_path / "big.png", np.tile(good_gray(), (6, 6)))  # 96×96: 9 tiles of 40
     seen = []
@@ -311,7 +311,7 @@ def test_quiet_prints_nothing_on_success_and_still_reports_failures(run_cli, tmp
 
 
 def test_video_quiet_prints_nothing_on_success(run_cli, tmp_path, model):
-    from ficli import ffmpeg
+    from ficli.video import ffmpeg
 
     src = tmp_path / "clip.mp4"
     subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25",
@@ -398,7 +398,7 @@ def test_help_says_what_the_default_size_does_and_when_to_use_it(run_cli, comman
 
 @hostile
 def test_degrade_out_of_memory_fails_the_file_alone(run_cli, tmp_path, monkeypatch):
-    import ficli.degrade as degrade_module
+    import ficli.image.degrade as degrade_module
 
     real = degrade_module.degrade_file
 

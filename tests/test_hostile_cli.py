@@ -17,8 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ficli import io, modelfile
-from ficli.nets import Generator, GeneratorConfig
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.model.nets import Generator, GeneratorConfig
 from conftest import TINY
 from hostile_files import (
     BAD_FILES, deny_open, deny_writing, fill_disk_after, good_gray, leftovers, snapshot, write_bad,
@@ -316,7 +317,7 @@ def test_output_file_would_be_the_input_file(run_cli, src, tmp_path, model, comm
 @hostile
 def test_batch_refuses_an_output_equal_to_an_input_before_any_work(tmp_path):
     """Defence in depth below check_output_dir: run_batch checks every output path first."""
-    from ficli.batch import run_batch
+    from ficli.inference.batch import run_batch
     from ficli.errors import OutputError
 
     for name in ("a.png", "b.png"):

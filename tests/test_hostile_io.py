@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import InputError, OutputError
 from hostile_files import (
     BAD_FILES, READ_REFUSED, bmp_claiming, deny_open, deny_writing, encoded, good_gray, jpeg_claiming, png_claiming,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ficli import io
+from ficli.image import io
 from hostile_files import BAD_FILES, deny_open, deny_writing, fill_disk_after, good_gray, leftovers, snapshot, write_bad
 
 pytestmark = pytest.mark.hostile
@@ -121,7 +121,7 @@ def test_profile_disk_full(run_cli, src, tmp_path, monkeypatch):
 
 
 def test_profile_ctrl_c_writes_nothing(run_cli, src, tmp_path, monkeypatch):
-    from ficli import profile as profile_module
+    from ficli.tools import profile as profile_module
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -15,10 +15,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ficli import io, modelfile, runs
-from ficli import train as training
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.training import runs
+from ficli.training import train as training
 from ficli.errors import ModelFileError
-from ficli.nets import Generator
+from ficli.model.nets import Generator
 from conftest import TINY
 from hostile_files import good_gray, leftovers, snapshot
 

@@ -1,7 +1,7 @@
 """`ficli video` under bad input and faults: the video column of docs/RELIABILITY.md.
 
 Black-box tests through the CLI on tiny clips made with the bundled ffmpeg; they use nothing of
-ficli.video but ffmpeg_exe() and _encoder_args (to point the encoder at /dev/full, a real ENOSPC).
+ficli.video.pipeline but ffmpeg_exe() and _encoder_args (to point the encoder at /dev/full, a real ENOSPC).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ficli import ffmpeg, modelfile, video
-from ficli.nets import Generator, GeneratorConfig
+from ficli.video import ffmpeg, pipeline as video
+from ficli.model import modelfile
+from ficli.model.nets import Generator, GeneratorConfig
 from hostile_files import deny_writing, snapshot
 
 hostile = pytest.mark.hostile

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ficli import io, modelfile, runs
-from ficli import train as training
-from ficli.nets import Generator, GeneratorConfig
-from ficli.phantom import phantom, to_dtype
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.training import runs
+from ficli.training import train as training
+from ficli.model.nets import Generator, GeneratorConfig
+from ficli.image.phantom import phantom, to_dtype
 from hostile_files import good_gray, leftovers
 
 hostile = pytest.mark.hostile
@@ -67,7 +69,7 @@ def _run_is_whole(run: Path) -> int:
 
 @hostile
 def test_degrade_ctrl_c_then_skip_existing(run_cli, tmp_path, monkeypatch):
-    import ficli.degrade as degrade_module
+    import ficli.image.degrade as degrade_module
 
     names = _images(tmp_path / "in", 4)
     real, calls = degrade_module.degrade_file, []
@@ -91,7 +93,7 @@ def test_degrade_ctrl_c_then_skip_existing(run_cli, tmp_path, monkeypatch):
 
 @hostile
 def test_evaluate_ctrl_c_writes_nothing(run_cli, tmp_path, monkeypatch):
-    import ficli.evaluate as evaluate_module
+    import ficli.tools.evaluate as evaluate_module
 
     _images(tmp_path / "in", 2)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import InputError, OutputError
 from hostile_files import exif_app1, with_app1
 

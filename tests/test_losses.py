@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli.errors import ConfigError
-from ficli.losses import (
+from ficli.model.losses import (
     FINETUNE,
     PAPER_FINETUNE,
     PAPER_PRETRAIN,
@@ -17,7 +17,7 @@ from ficli.losses import (
     tg_loss_direct,
     tg_loss_fft,
 )
-from ficli.perceptual import PerceptualLoss, ResNet152Features, VGG16Features, load_perceptual
+from ficli.model.perceptual import PerceptualLoss, ResNet152Features, VGG16Features, load_perceptual
 
 from conftest import code_pickle
 

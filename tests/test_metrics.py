@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_images
-from ficli import io, metrics
+from ficli.image import io, metrics
 from ficli.errors import InputError
 
 skm = pytest.importorskip("skimage.metrics", reason="scikit-image is the reference for the metrics")

@@ -7,8 +7,8 @@ from safetensors.torch import load_file, save_file
 from torch.nn.utils import parametrize
 
 from ficli.errors import ModelFileError
-from ficli.modelfile import load_model, model_info, save_model
-from ficli.nets import Generator, GeneratorConfig, count_parameters
+from ficli.model.modelfile import load_model, model_info, save_model
+from ficli.model.nets import Generator, GeneratorConfig, count_parameters
 
 from conftest import code_pickle
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-import ficli.nets as nets
-from ficli.nets import (
+import ficli.model.nets as nets
+from ficli.model.nets import (
     Discriminator,
     DiscriminatorConfig,
     Generator,
@@ -89,7 +89,7 @@ def test_fold_spectral_norm_keeps_eval_outputs():
 
 def _docstring_number(label: str) -> int:
     match = re.search(rf"{label}\s+([\d,]+)", nets.__doc__)
-    assert match, f"{label} missing from ficli.nets docstring"
+    assert match, f"{label} missing from ficli.model.nets docstring"
     return int(match.group(1).replace(",", ""))
 
 
@@ -144,11 +144,11 @@ def test_count_parameters():
     assert count_parameters(Generator(TINY)) == count_parameters(Generator(TINY, spectral_norm=False))
 
 
-# --- benchmark helpers (ficli.bench) --------------------------------------------------------------
+# --- benchmark helpers (ficli.tools.bench) --------------------------------------------------------------
 
 
 def test_generator_flops_counts_every_conv_by_hand():
-    from ficli.timing import generator_flops
+    from ficli.tools.timing import generator_flops
 
     cfg = GeneratorConfig(features=4, growth=2, layers=1, blocks=1)
 
@@ -168,8 +168,8 @@ def test_generator_flops_counts_every_conv_by_hand():
 
 
 def test_bench_rows_and_table():
-    from ficli.bench import bench_generator, bench_tg
-    from ficli.timing import best_batch_rows, format_table
+    from ficli.tools.bench import bench_generator, bench_tg
+    from ficli.tools.timing import best_batch_rows, format_table
 
     tg = bench_tg(sizes=(8,), batch=1, repeats=1)
     assert tg[0]["size"] == 8 and tg[0]["direct_ms"] > 0 and tg[0]["fft_ms"] > 0
@@ -184,7 +184,8 @@ def test_bench_rows_and_table():
 
 
 def test_bench_defaults_to_every_precision_the_device_runs(monkeypatch):
-    from ficli import bench, device
+    from ficli.tools import bench
+    from ficli.inference import device
 
     for native, expected in ((True, ["fp32", "bf16"]), (False, ["fp32"])):
         monkeypatch.setattr(device, "cpu_has_bf16", lambda: native)
@@ -193,7 +194,7 @@ def test_bench_defaults_to_every_precision_the_device_runs(monkeypatch):
 
 
 def test_flops_per_part_add_up_and_follow_the_layer_shapes():
-    from ficli.timing import GENERATOR_PARTS, generator_flops
+    from ficli.tools.timing import GENERATOR_PARTS, generator_flops
 
     cfg = GeneratorConfig()
     parts = generator_flops(cfg, 720, 1280, parts=True)
@@ -205,7 +206,7 @@ def test_flops_per_part_add_up_and_follow_the_layer_shapes():
 
 
 def test_peak_table_matches_device_names(monkeypatch):
-    from ficli import timing
+    from ficli.tools import timing
 
     assert timing.peak_tflops("cpu") is None
     for name, peak in (("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
@@ -215,7 +216,7 @@ def test_peak_table_matches_device_names(monkeypatch):
 
 
 def test_targets_are_judged_only_on_their_device(monkeypatch):
-    from ficli import bench
+    from ficli.tools import bench
 
     gen = [{"width": 1280, "height": 720, "precision": "bf16", "fps": 350.0}]
     body = [{"width": 1280, "height": 720, "precision": "bf16", "tflop_per_s": 300.0, "pct_of_peak": 30.3}]

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ficli import io
-from ficli.phantom import phantom, to_dtype
+from ficli.image import io
+from ficli.image.phantom import phantom, to_dtype
 
 pytestmark = pytest.mark.hostile
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import device, engine, io
-from ficli.engine import TileConfig
-from ficli.enhance import EnhanceOptions, enhance_frames
+from ficli.inference import device, engine
+from ficli.image import io
+from ficli.inference.engine import TileConfig
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
 
 from conftest import shared_images, shipped_generator
 

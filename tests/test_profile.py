@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import ConfigError
-from ficli.profile import line_profile, parse_line
+from ficli.tools.profile import line_profile, parse_line
 
 
 def test_profile_of_a_ramp_is_the_ramp():

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli.io import write_image
-from ficli.phantom import phantom, to_dtype
+from ficli.image.io import write_image
+from ficli.image.phantom import phantom, to_dtype
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "robustness.py"
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import io, modelfile
-from ficli.degrade import Degradation, degrade, seed_for
-from ficli.enhance import EnhanceOptions, enhance_frames
-from ficli.nets import Generator, GeneratorConfig
-from ficli.phantom import phantom, to_dtype
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.image.degrade import Degradation, degrade, seed_for
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.model.nets import Generator, GeneratorConfig
+from ficli.image.phantom import phantom, to_dtype
 
 COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
 
@@ -89,7 +90,7 @@ def test_scale_for_a_plain_model_is_a_usage_error(run_cli, tmp_path, tiny_identi
 
 
 def test_video_tells_a_conditioned_model_one_scale(run_cli, tmp_path, conditioned_model):
-    from ficli.ffmpeg import ffmpeg_exe
+    from ficli.video.ffmpeg import ffmpeg_exe
 
     src = tmp_path / "clip.mp4"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
@@ -140,8 +141,8 @@ def _told(output: str) -> tuple[float, str]:
 
 def _recorded(src, model, requested=None, **extra):
     """The scale every network call of `enhance_video` got, with the model's own chooser."""
-    from ficli.runtime import load_generator, scale_chooser
-    from ficli.video import VideoOptions, enhance_video
+    from ficli.inference.runtime import load_generator, scale_chooser
+    from ficli.video.pipeline import VideoOptions, enhance_video
 
     g, info = load_generator(model, torch.device("cpu"))
     seen = set()
@@ -199,8 +200,8 @@ def test_given_scale_overrides_the_estimate_of_a_video(run_cli, tmp_path, condit
 def test_large_frames_are_estimated_at_their_own_pixel_spacing(tmp_path):
     """Above a million pixels the range samples are thinned by a pixel stride (2 here), which would
     halve what the estimate measures; it reads full-resolution central crops instead."""
-    from ficli.runtime import scale_chooser
-    from ficli.video import VideoOptions, plan_video
+    from ficli.inference.runtime import scale_chooser
+    from ficli.video.pipeline import VideoOptions, plan_video
 
     src = _video(tmp_path / "big.mkv", s=3, side=1000, width=1100, count=2)
     info = {"path": "m", "config": COND, "scale": 4}

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ficli import evaluate as ev
-from ficli.degrade import shrink_enlarge
-from ficli.io import write_image
-from ficli.metrics import TEXTURE_F0, TEXTURE_MIN_SIDE, texture_excess
-from ficli.phantom import phantom, to_dtype
+from ficli.tools import evaluate as ev
+from ficli.image.degrade import shrink_enlarge
+from ficli.image.io import write_image
+from ficli.image.metrics import TEXTURE_F0, TEXTURE_MIN_SIDE, texture_excess
+from ficli.image.phantom import phantom, to_dtype
 
 BLUR_BOUND = 0.1  # % : what a blurred copy of the truth may score at most
 AMPLITUDES = (0.005, 0.01, 0.02, 0.04)  # of the added texture, on the [0, 1] scale of the phantom

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import modelfile
-from ficli.io import write_image
-from ficli.losses import LossWeights
-from ficli.nets import GeneratorConfig
-from ficli.phantom import phantom, to_dtype
-from ficli.pairs import load_images, sample_batch
-from ficli.train import TrainConfig, train
+from ficli.model import modelfile
+from ficli.image.io import write_image
+from ficli.model.losses import LossWeights
+from ficli.model.nets import GeneratorConfig
+from ficli.image.phantom import phantom, to_dtype
+from ficli.training.pairs import load_images, sample_batch
+from ficli.training.train import TrainConfig, train
 
 TINY = GeneratorConfig(features=16, growth=8, layers=2, blocks=2)
 
@@ -153,8 +153,8 @@ def test_ddp_two_processes_on_cpu(dataset, tmp_path):
 
 
 def test_degrade_batch_matches_the_per_crop_degradation():
-    from ficli.degrade import Degradation, degrade
-    from ficli.pairs import degrade_batch, gaussian_blur_batch
+    from ficli.image.degrade import Degradation, degrade
+    from ficli.training.pairs import degrade_batch, gaussian_blur_batch
 
     hr = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(0))
     lr, cond = degrade_batch(hr, TrainConfig(data=("x",), val="x", out="x"), np.random.default_rng(0))
@@ -173,7 +173,7 @@ def test_degrade_batch_matches_the_per_crop_degradation():
 
 
 def test_make_batch_noise_ranges_and_degrader_hook(dataset):
-    from ficli.pairs import make_batch
+    from ficli.training.pairs import make_batch
 
     images = load_images([str(dataset[0])], 1, "training")
     cfg = _config(dataset, "x", batch=6, psf_sigma_max=2.0, poisson_peak_min=50, gaussian_sigma_max=0.02)
@@ -190,7 +190,7 @@ def test_make_batch_noise_ranges_and_degrader_hook(dataset):
 
 
 def test_lr_schedule():
-    from ficli.train import lr_factor
+    from ficli.training.train import lr_factor
 
     assert [lr_factor(s, 10, "constant", 0) for s in (0, 9)] == [1.0, 1.0]
     assert [lr_factor(s, 10, "constant", 4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
@@ -211,7 +211,7 @@ def test_a_run_moved_with_only_its_weights_file_continues_its_schedule(dataset, 
     step count, the cosine learning rate and the data order go on as in an uninterrupted run."""
     import shutil
     from dataclasses import replace
-    from ficli.runs import read_continue_config
+    from ficli.training.runs import read_continue_config
 
     kw = dict(steps=3, lr_schedule="cosine", warmup_steps=2, patience=10)
     straight = tmp_path / "straight"
@@ -222,7 +222,7 @@ def test_a_run_moved_with_only_its_weights_file_continues_its_schedule(dataset, 
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    from ficli.train import Progress
+    from ficli.training.train import Progress
 
     with pytest.raises(KeyboardInterrupt):
         train(_config(dataset, first, epochs=4, **kw), Progress(on_epoch=stop_after_epoch_2))
@@ -263,7 +263,7 @@ TINY_COND = GeneratorConfig(features=16, growth=8, layers=2, blocks=2, scale_inp
 def test_family_run_conditions_the_generator_and_measures_the_identity(dataset, tmp_path):
     """--degradations family: batches carry one s per crop, validation pairs a fixed s each, and
     the identity PSNR (G told s = 1 on sharp images) is logged; the model file is conditioned."""
-    from ficli.pairs import VAL_SCALES, crop_margin, degrader_for, make_batch, validation_pairs
+    from ficli.training.pairs import VAL_SCALES, crop_margin, degrader_for, make_batch, validation_pairs
 
     cfg = _config(dataset, tmp_path / "fam", generator=TINY_COND, degradations="family", steps=4, epochs=2, lr=1e-3)
     images = load_images([str(dataset[0])], 1, "training")
@@ -286,8 +286,8 @@ def test_family_run_conditions_the_generator_and_measures_the_identity(dataset, 
 def test_plain_model_starts_a_conditioned_run_as_itself(dataset, tmp_path):
     """--init of a model that is not conditioned: the new head weighs the scale map by zero, so the
     run starts from the old model's outputs whatever s (within spectral norm's re-estimate)."""
-    from ficli.train import _init_from
-    from ficli.nets import Generator
+    from ficli.training.train import _init_from
+    from ficli.model.nets import Generator
 
     plain_run = tmp_path / "plain"
     train(_config(dataset, plain_run, steps=5))

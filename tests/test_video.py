@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from ficli import ffmpeg, frames, modelfile, video
+from ficli.video import ffmpeg, frames, pipeline as video
+from ficli.model import modelfile
 from ficli.errors import ConfigError, InputError, OutputError
-from ficli.phantom import phantom
+from ficli.image.phantom import phantom
 
 FF = ffmpeg.ffmpeg_exe()
 FAST = ("--preset", "ultrafast")
@@ -248,7 +249,7 @@ def test_channels_rgb_runs_each_channel(run_cli, identity_model, clip, tmp_path)
 
 
 def test_sixteen_bit_gray_video_gives_sixteen_bit_frames(run_cli, identity_model, tmp_path):
-    from ficli import io
+    from ficli.image import io
 
     src = write_clip(tmp_path / "deep.mkv", scene_frames(64, 48, 3), audio=False, codec=("-c:v", "ffv1", "-pix_fmt", "gray16le"))
     result = run_cli("video", src, "--model", identity_model, "--frames-dir", tmp_path / "f", "--out", tmp_path / "o.mp4", *FAST)
@@ -262,7 +263,7 @@ def test_sixteen_bit_gray_video_gives_sixteen_bit_frames(run_cli, identity_model
 def test_frames_are_what_the_network_makes_of_them_in_the_video_range(tmp_path, batch):
     """The pipeline's three steps (decoding, inference and encoding threads) against the same map
     written out in numpy: lossless 16-bit frames, a nonlinear network, groups of frames."""
-    from ficli import io
+    from ficli.image import io
 
     src = write_clip(tmp_path / "deep.mkv", scene_frames(64, 48, 5), audio=False, codec=("-c:v", "ffv1", "-pix_fmt", "gray16le"))
     options = video.VideoOptions(out=tmp_path / "o.mp4", frames_dir=tmp_path / "f", batch=batch, preset="ultrafast")
@@ -512,7 +513,7 @@ def test_compose_layouts_and_even_sides():
 
 
 def test_bench_video_reports_every_stage_and_the_limit():
-    from ficli import bench
+    from ficli.tools import bench
 
     row = bench.bench_video((64, 48), frames=2)
     assert row["frames"] == 2 and row["e2e_fps"] > 0 and row["transfer_fps"] is None  # no transfer on the CPU

@@ -1,7 +1,7 @@
 """Score restored images against ground truth: pair files, put them on one scale, tabulate metrics.
 
 `evaluate_folders` pairs each SR folder's images with the HR images (by relative path, then by path
-without extension, so HR `a.tif` pairs with SR `a.png`), scores every pair with `ficli.metrics`
+without extension, so HR `a.tif` pairs with SR `a.png`), scores every pair with `ficli.image.metrics`
 and returns a `Report`: per-image scores, per-folder summaries and every problem found, by file
 name. Nothing is dropped silently: unpaired files, size or pixel-type mismatches and unreadable
 images each become a `Problem`, and the pair is left out of the scores. The texture excess
@@ -28,9 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from ficli import io, metrics
+from ficli.image import io, metrics
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
-from ficli.io import Image, InputFile, collect_inputs, dtype_max, read_image
+from ficli.image.io import Image, InputFile, collect_inputs, dtype_max, read_image
 
 # An HR image spanning less than this fraction of its type's range scores flatteringly on the dtype scale.
 NARROW_FRACTION = 1 / 8

@@ -1,6 +1,6 @@
 """Measuring and reporting for `bench`: best-of timing, FLOP counts, device peaks, tables, the machine.
 
-Nothing here runs one of ficli's pipelines: `ficli.bench` does, and times them with these.
+Nothing here runs one of ficli's pipelines: `ficli.tools.bench` does, and times them with these.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ficli.device import cpu_name, resolve_precision
+from ficli.inference.device import cpu_name, resolve_precision
 from ficli.errors import ConfigError
-from ficli.nets import Generator, GeneratorConfig
+from ficli.model.nets import Generator, GeneratorConfig
 
 
 def best_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None, warmup: int = 1) -> float:

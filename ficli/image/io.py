@@ -12,7 +12,7 @@ Intensities keep their file's dtype in an `Image`; `to_unit` maps unsigned integ
 type's maximum (float data is taken as it is) and `from_unit` maps back, rounding and clipping to the
 type's range, so 8- and 16-bit data round-trip bit-exactly.
 
-TIFF's own reading and writing is `ficli.tiff`'s; this module owns the limits on what is decoded
+TIFF's own reading and writing is `ficli.image.tiff`'s; this module owns the limits on what is decoded
 (`MAX_PIXELS`, `MAX_VALUES`) and checks them from the header, before decoding.
 """
 
@@ -28,13 +28,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ficli import tiff
+from ficli.image import tiff
 from ficli.errors import InputError, OutputError
-# The names callers have always taken from io: writing files (`ficli.files`) and finding inputs and
-# naming outputs (`ficli.paths`) live in their own modules and are re-exported here.
-from ficli.files import (STDOUT, UMASK, atomic_write, check_output_file, check_writable, first_line, is_stdout,  # noqa: F401
+# The names callers have always taken from io: writing files (`ficli.image.files`) and finding inputs and
+# naming outputs (`ficli.image.paths`) live in their own modules and are re-exported here.
+from ficli.image.files import (STDOUT, UMASK, atomic_write, check_output_file, check_writable, first_line, is_stdout,  # noqa: F401
                          printable, remove_stale_parts, write_target, write_text, writes_through)
-from ficli.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
+from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
                          check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -21,7 +21,7 @@ gives exactly the whole-image result; a wider one leaves differences that fade i
 to the border. The windows are separable, so the total weight is a product of two 1-D sums; the
 result is divided by it, which makes the weights sum to one everywhere, to rounding.
 
-The engine sees intensities already normalised (`ficli.intensity`): it neither computes nor undoes
+The engine sees intensities already normalised (`ficli.image.intensity`): it neither computes nor undoes
 the intensity map, so a tile never has a map of its own.
 """
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ficli.device import PRECISIONS, empty_cache, resolve_device, resolve_precision
+from ficli.inference.device import PRECISIONS, empty_cache, resolve_device, resolve_precision
 from ficli.errors import ConfigError, FicliError, is_out_of_memory
 
 @dataclass(frozen=True)

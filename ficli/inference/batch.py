@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ficli.errors import FicliError, OutputError, is_out_of_memory
-from ficli.io import InputFile, refuse_existing, remove_stale_parts
+from ficli.image.io import InputFile, refuse_existing, remove_stale_parts
 
 
 @dataclass

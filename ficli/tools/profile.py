@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import ConfigError, InputError
 
 

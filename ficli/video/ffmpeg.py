@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import ConfigError, FicliError, InputError
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
-from ficli import io, modelfile
-from ficli.device import cpu_name
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.inference.device import cpu_name
 from ficli.errors import ConfigError, FicliError, InputError, ModelFileError, OutputError
-from ficli.intensity import HI_PCT, LO_PCT
-from ficli.losses import FINETUNE, PRETRAIN, LossWeights
-from ficli.nets import GeneratorConfig
+from ficli.image.intensity import HI_PCT, LO_PCT
+from ficli.model.losses import FINETUNE, PRETRAIN, LossWeights
+from ficli.model.nets import GeneratorConfig
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -1,7 +1,7 @@
 """Export a model file for other tools: ONNX, TorchScript, and a BioImage Model Zoo (bioimage.io) package.
 
 What every export holds is `ExportGraph`: the generator with its input padded (reflect, bottom and
-right, as `ficli.engine` pads) to multiples of 4 and its output cropped back, so any height and
+right, as `ficli.inference.engine` pads) to multiples of 4 and its output cropped back, so any height and
 width of at least 4 pixels runs, and a scale-conditioned generator's blur scale fixed to one value.
 Input and output are (B, C, H, W) float32 on the normalised scale (the image mapped by its 0.1 and
 99.9 percentiles to 0 and 1, as `ficli enhance` does before the network); batch, height and width
@@ -40,7 +40,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ficli import __version__, io, modelfile, nets
+from ficli import __version__
+from ficli.image import io
+from ficli.model import modelfile, nets
 from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, FicliError, OutputError
 
@@ -126,14 +128,13 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     FicliError (a package of the export extra missing, or an export that fails its check). The
     output appears only when complete and checked.
     """
-    from ficli.api import resolve_scale
-    from ficli.runtime import resolve_model_path
+    from ficli.inference.runtime import fixed_scale, resolve_model_path
 
     fmt = check_format(fmt)
     out = check_target(out, overwrite)
     path = resolve_model_path(model)
     info = modelfile.model_info(path)  # ModelFileError from the header, before the weights are read
-    fixed = resolve_scale(nets.GeneratorConfig(**info["config"]), {"scale": info["scale"]}, scale)
+    fixed = fixed_scale({"path": str(path), "config": nets.GeneratorConfig(**info["config"]), "scale": info["scale"]}, scale)
     _check_packages(fmt)
     generator, config, metadata = modelfile.load_model(path)
     graph = ExportGraph(generator.requires_grad_(False).eval(), fixed).eval()
@@ -174,7 +175,7 @@ def _settings(path: Path, config, metadata: dict, scale: float | None) -> dict:
 
 def _probe(config, height: int = 70, width: int = 53) -> torch.Tensor:
     """An odd-sized phantom batch of two (the padding and the dynamic batch are both exercised)."""
-    from ficli.phantom import phantom
+    from ficli.image.phantom import phantom
 
     frames = [phantom(height, width, seed=seed) for seed in (1, 2)]
     x = torch.from_numpy(np.stack(frames))[:, None].repeat(1, config.channels, 1, 1)
@@ -260,8 +261,8 @@ def architecture_source() -> str:
 def _test_images(config, scale: float | None) -> np.ndarray:
     """The package's test input: a phantom as a 12-bit camera records it, blurred as the model's
     input should be (×4 bicubic, or the fixed scale), as float32 (1, C, 128, 128) in camera counts."""
-    from ficli.degrade import Degradation, degrade
-    from ficli.phantom import phantom
+    from ficli.image.degrade import Degradation, degrade
+    from ficli.image.phantom import phantom
 
     sharp = phantom(128, 128, seed=7, peak_photons=None)
     blurred = degrade(sharp, Degradation(scale=scale or 4), np.random.default_rng(0))
@@ -270,7 +271,7 @@ def _test_images(config, scale: float | None) -> np.ndarray:
 
 
 def _normalise_like_ficli(x: np.ndarray, lo_pct: float, hi_pct: float) -> np.ndarray:
-    from ficli.intensity import normalize, percentile_range
+    from ficli.image.intensity import normalize, percentile_range
 
     lo, hi = percentile_range(x, lo_pct, hi_pct)
     return normalize(x, lo, hi)
@@ -318,7 +319,7 @@ def _documentation(settings: dict, metadata: dict, model_path: Path, scale: floa
     lines += ["", "Large images: ficli runs tiles of up to 512 × 512 px with 32 px of context per side, cross-faded "
               "(the default architecture's receptive field has a radius of 130 px, so tiles with less context than that "
               "differ slightly from a whole-image run).", ""]
-    from ficli.runtime import model_card_path
+    from ficli.inference.runtime import model_card_path
 
     card = model_card_path(model_path)
     if card:

@@ -8,7 +8,7 @@ Generator G, (B, C, H, W) -> (B, C, H, W), H and W multiples of 4:
 The body runs at 1/4 of the input's width and height. The output is the input plus a predicted
 correction (a residual over the bicubic image). Every convolution of G carries spectral
 normalisation while training; `fold_spectral_norm` turns it into plain weights for inference, and
-model files hold the folded weights (see `ficli.modelfile`).
+model files hold the folded weights (see `ficli.model.modelfile`).
 
 Default config (channels=1, features=64, growth=32, layers=4, blocks=7), computed, not guessed
 (`count_parameters(Generator())`, `receptive_field(GeneratorConfig())`; tests/test_nets.py checks
@@ -85,11 +85,11 @@ class Generator(nn.Module):
     """FI-GAN generator: (B, C, H, W) -> (B, C, H, W), the input plus a predicted correction.
 
     H and W must be multiples of `config.multiple` (4); forward() raises ValueError otherwise. It
-    does not pad: the caller does (`ficli.engine` pads to multiples of 4 and crops back).
+    does not pad: the caller does (`ficli.inference.engine` pads to multiples of 4 and crops back).
 
     `spectral_norm=True` (training) puts spectral normalisation on every convolution;
     `spectral_norm=False` builds plain convolutions with the same parameter names as a folded
-    model, which is what `ficli.modelfile.load_model` uses.
+    model, which is what `ficli.model.modelfile.load_model` uses.
 
     The correction is multiplied by `out_scale`, a learnable scalar outside spectral norm that
     starts at 0 (ReZero-style): a fresh generator is exactly the identity, so training starts from
@@ -123,7 +123,7 @@ class Generator(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.config.channels or x.shape[2] % m or x.shape[3] % m:
             raise ValueError(
                 f"Generator expects (B, {self.config.channels}, H, W) with H and W multiples of {m}, "
-                f"got {tuple(x.shape)}; pad the input first (ficli.engine does)"
+                f"got {tuple(x.shape)}; pad the input first (ficli.inference.engine does)"
             )
         if self.config.scale_input:
             if scale is None:

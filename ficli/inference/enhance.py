@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from ficli import io
-from ficli.degrade import resize_array
-from ficli.engine import TileConfig, run_tiled
+from ficli.image import io
+from ficli.image.degrade import resize_array
+from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError
-from ficli.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
+from ficli.image.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
 
 
 @dataclass(frozen=True)

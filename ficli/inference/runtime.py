@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ficli import blurscale, io, modelfile
-from ficli.degrade import SCALE_RANGE
-from ficli.device import configure_cuda
+from ficli.image import blurscale, io
+from ficli.model import modelfile
+from ficli.image.degrade import SCALE_RANGE
+from ficli.inference.device import configure_cuda
 from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 
 DEFAULT_MODEL_NAME = "ficli-default.safetensors"
@@ -27,8 +28,8 @@ def default_model_path(name: str | None = None) -> Path:
     """A shipped model (the default one unless `name` says otherwise): inside the installed package
     (wheel) or in the repository's models/."""
     name = name or DEFAULT_MODEL_NAME
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_models" / name, here.parent / "models" / name):
+    package = Path(__file__).resolve().parents[1]  # ficli/ (this file is ficli/inference/runtime.py)
+    for candidate in (package / "_models" / name, package.parent / "models" / name):
         if candidate.is_file():
             return candidate
     raise ModelFileError(
@@ -137,6 +138,15 @@ def check_scale(info: dict, requested: float | None) -> bool:
     if requested is not None and not lo <= requested <= hi:
         raise ConfigError(f"--scale {requested:g} is outside {lo:g}..{hi:g}; give the blur scale of the input, e.g. 4")
     return True
+
+
+def fixed_scale(info: dict, requested: float | None) -> float | None:
+    """The blur scale to run a model at without looking at an image (`ficli export` fixes it in the
+    graph): None for a plain model (a scale given is a ConfigError), `requested` or the training
+    scale (metadata "scale") for a scale-conditioned one. The refusals are `check_scale`'s."""
+    if not check_scale(info, requested):
+        return None
+    return float(info.get("scale", 4) if requested is None else requested)
 
 
 def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[float, str]] | None:

@@ -27,9 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import ModelFileError
-from ficli.nets import Generator, GeneratorConfig, folded_state_dict
+from ficli.model.nets import Generator, GeneratorConfig, folded_state_dict
 
 FORMAT = "ficli-generator"
 FORMAT_VERSION = "1"

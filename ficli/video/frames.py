@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 import torch
 
-from ficli import io
-from ficli.degrade import resize_array
-from ficli.engine import TileConfig, run_tiled
+from ficli.image import io
+from ficli.image.degrade import resize_array
+from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError, InputError
-from ficli.ffmpeg import VideoInfo
-from ficli.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
+from ficli.video.ffmpeg import VideoInfo
+from ficli.image.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
 
 CHANNEL_MODES = ("auto", "gray", "luma", "rgb")
 LAYOUTS = ("enhanced", "side-by-side", "compare")

@@ -9,7 +9,7 @@ target and x̂ = G(y):
     L_G   = L_X + ε·L_adv + θ·L_TG                               generator_loss
 
 The perceptual terms need torchvision's ImageNet weight files and the feature networks of
-`ficli.perceptual` (`perceptual_from_env` loads them); they are off (γ = η = 0) in the presets,
+`ficli.model.perceptual` (`perceptual_from_env` loads them); they are off (γ = η = 0) in the presets,
 because no such weights ship with ficli, and a run that asks for them without a file stops with a
 ConfigError instead of using random feature extractors.
 """
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli.errors import ConfigError
-from ficli.perceptual import PERCEPTUAL, PerceptualLoss, load_perceptual
+from ficli.model.perceptual import PERCEPTUAL, PerceptualLoss, load_perceptual
 
 KMax = int | str  # 1, 5, ... or "N/2" or "N"
 
@@ -203,7 +203,7 @@ def generator_loss(
         if perceptual is None:
             raise ConfigError(
                 "perceptual loss weights are above 0 but no feature extractor was given; "
-                "load one with ficli.losses.perceptual_from_env or set the vgg/resnet weights to 0"
+                "load one with ficli.model.losses.perceptual_from_env or set the vgg/resnet weights to 0"
             )
         terms.update(perceptual(pred, target, vgg=weights.vgg > 0, resnet=weights.resnet > 0))
     total = sum(getattr(weights, name) * value for name, value in terms.items())

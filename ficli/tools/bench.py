@@ -5,7 +5,7 @@
 `bench_tiled` the tiled engine against the whole image; `bench_train` a training step and its
 batch of pairs; `bench_video` each stage of `ficli video` and the pipeline end to end;
 `target_rows` judges the performance targets. `bench_tables` is the registry `ficli bench` runs
-(`run_bench`). Timing, FLOP counts, peaks and table layout are `ficli.timing`'s.
+(`run_bench`). Timing, FLOP counts, peaks and table layout are `ficli.tools.timing`'s.
 """
 
 from __future__ import annotations
@@ -23,20 +23,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ficli import io
+from ficli.image import io
 from ficli.defaults import VIDEO_TILE
-from ficli.device import PRECISIONS, device_sync, resolve_precision
-from ficli.engine import TileConfig, run_tiled
+from ficli.inference.device import PRECISIONS, device_sync, resolve_precision
+from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError, FicliError
-from ficli.ffmpeg import FFmpeg, Section, VideoInfo, check_decoder, decoder_args, encoder_args, probe_video, read_frames
-from ficli.frames import Inference, compose, raw_bytes
-from ficli.losses import tg_loss_direct, tg_loss_fft
-from ficli.modelfile import save_model
-from ficli.nets import Generator, GeneratorConfig
-from ficli.phantom import phantom
-from ficli.runtime import CompiledGenerator, prepare_generator, ready_generator
-from ficli.timing import best_batch_rows, best_ms, generator_flops, machine_info, peak_tflops, precision_runs
-from ficli.video import VideoOptions, VideoPlan, enhance_video, plan_video
+from ficli.video.ffmpeg import FFmpeg, Section, VideoInfo, check_decoder, decoder_args, encoder_args, probe_video, read_frames
+from ficli.video.frames import Inference, compose, raw_bytes
+from ficli.model.losses import tg_loss_direct, tg_loss_fft
+from ficli.model.modelfile import save_model
+from ficli.model.nets import Generator, GeneratorConfig
+from ficli.image.phantom import phantom
+from ficli.inference.runtime import CompiledGenerator, prepare_generator, ready_generator
+from ficli.tools.timing import best_batch_rows, best_ms, generator_flops, machine_info, peak_tflops, precision_runs
+from ficli.video.pipeline import VideoOptions, VideoPlan, enhance_video, plan_video
 
 
 def bench_tg(sizes: Sequence[int] = (32, 64, 128, 256), batch: int = 4, repeats: int = 10, device: str = "cpu") -> list[dict]:
@@ -243,10 +243,10 @@ def bench_train(
     "samples_per_s", and the share of the step's time in each of SHARED_PARTS (percent)}; pair rows
     have "data (batched)" / "data (per crop)" as precision.
     """
-    from ficli import train as training
-    from ficli.pairs import make_batch, sample_batch
-    from ficli.losses import FINETUNE, PRETRAIN
-    from ficli.nets import Discriminator, DiscriminatorConfig
+    from ficli.training import train as training
+    from ficli.training.pairs import make_batch, sample_batch
+    from ficli.model.losses import FINETUNE, PRETRAIN
+    from ficli.model.nets import Discriminator, DiscriminatorConfig
 
     dev = torch.device(device)
     sync = device_sync(dev)

@@ -7,8 +7,8 @@
 The three stages overlap and the queues are short, so memory holds a few frames whatever the length
 of the recording. Most host work sits in the reader and writer threads, so that on a GPU it runs
 beside the network instead of between its calls. This module holds the options, the plan and the
-pipeline; the ffmpeg processes and their arguments are in `ficli.ffmpeg`, the work on each frame
-(colour, intensity map, network, output frame) in `ficli.frames`.
+pipeline; the ffmpeg processes and their arguments are in `ficli.video.ffmpeg`, the work on each frame
+(colour, intensity map, network, output frame) in `ficli.video.frames`.
 
 Decisions, each stated once here and in `ficli video --help`:
 - Intensity normalisation (docs/DESIGN.md section 4): one percentile range (intensity.LO_PCT and
@@ -50,15 +50,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli import io
+from ficli.image import io
 from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
-from ficli.engine import TileConfig
+from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
-from ficli.ffmpeg import (PRESETS, VIDEO_SUFFIXES, FFmpeg, Section, VideoInfo, audio_plan, check_decoder, decoder_args,
+from ficli.video.ffmpeg import (PRESETS, VIDEO_SUFFIXES, FFmpeg, Section, VideoInfo, audio_plan, check_decoder, decoder_args,
                           encoder_args, probe_video, read_frames, sample_frames_and_crops, trim_to_video)
-from ficli.frames import (CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, scale_views,
+from ficli.video.frames import (CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, scale_views,
                           video_range)
-from ficli.intensity import HI_PCT, LO_PCT
+from ficli.image.intensity import HI_PCT, LO_PCT
 
 # Codecs that keep every pixel: the blur-scale estimate reads their frames as they were made.
 LOSSLESS_CODECS = {"ffv1", "rawvideo", "png", "apng", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "qtrle", "tiff", "zlib",

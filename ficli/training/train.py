@@ -3,7 +3,7 @@
 Stage 1 ("pretrain") on natural images and stage 2 ("finetune") on fluorescence images differ only in
 their presets (loss weights, learning rate, batch, crop; `runs.PRESETS`). Each epoch: `steps`
 batches of random HR crops whose LR inputs are made on the fly with the project's own degradation
-(`ficli.pairs`), then validation through the tiled engine on whole (or centre-cropped) validation
+(`ficli.training.pairs`), then validation through the tiled engine on whole (or centre-cropped) validation
 images; `best` keeps the highest val PSNR, `last` the latest epoch; training stops early after
 `patience` epochs without improvement.
 
@@ -13,7 +13,7 @@ it. The model files carry enough of it ("training" in their metadata: step, epoc
 schedule position, data-order state, data fingerprint, training seconds and machines) for
 `continue_from` to go on from a weights file alone, on another machine or in another folder: the
 optimizers start afresh, the step count, schedule and data order continue. The run's settings,
-folder and files are `ficli.runs`'s.
+folder and files are `ficli.training.runs`'s.
 DistributedDataParallel switches on when `torchrun` sets WORLD_SIZE: each rank draws its own
 crops, gradients are averaged, rank 0 validates, logs and writes.
 """
@@ -38,15 +38,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ficli import io, modelfile
-from ficli.device import device_sync, resolve_device, training_autocast
-from ficli.engine import TileConfig, run_tiled
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.inference.device import device_sync, resolve_device, training_autocast
+from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import FicliError, ModelFileError
-from ficli.losses import LossWeights, discriminator_loss, generator_loss, perceptual_from_env
-from ficli.metrics import psnr, ssim
-from ficli.nets import Discriminator, DiscriminatorConfig, Generator
-from ficli.pairs import Degrader, degrader_for, load_images, make_batch, validation_pairs
-from ficli.runs import (CHECKPOINT, RUN_FILES, TrainConfig, check_data, check_new_run_folder, check_run_folder, data_fingerprint,
+from ficli.model.losses import LossWeights, discriminator_loss, generator_loss, perceptual_from_env
+from ficli.image.metrics import psnr, ssim
+from ficli.model.nets import Discriminator, DiscriminatorConfig, Generator
+from ficli.training.pairs import Degrader, degrader_for, load_images, make_batch, validation_pairs
+from ficli.training.runs import (CHECKPOINT, RUN_FILES, TrainConfig, check_data, check_new_run_folder, check_run_folder, data_fingerprint,
                         export_model, load_checkpoint, machine, plot_curves, read_training_state, save_checkpoint, training_state,
                         write_metrics)
 

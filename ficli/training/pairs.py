@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ficli import io
-from ficli.degrade import KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade
-from ficli.degrade import degrade_batch as family_batch
+from ficli.image import io
+from ficli.image.degrade import KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade
+from ficli.image.degrade import degrade_batch as family_batch
 from ficli.errors import ConfigError, InputError
-from ficli.intensity import normalize, percentile_range
-from ficli.runs import TrainConfig
+from ficli.image.intensity import normalize, percentile_range
+from ficli.training.runs import TrainConfig
 
 # SSIM's Gaussian window is 11×11: validation images (after --val-size) must be at least that.
 MIN_VAL_SIDE = 11

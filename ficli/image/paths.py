@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ficli.errors import ConfigError, InputError, OutputError
-from ficli.files import check_writable, first_line
+from ficli.image.files import check_writable, first_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ficli import io
+from ficli.image import io
 from ficli.errors import ConfigError
 
 KERNELS = ("pil", "cv2", "area", "bilinear")

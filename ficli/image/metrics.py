@@ -2,7 +2,7 @@
 (docs/DESIGN.md section 5).
 
 Inputs are arrays on a common scale, usually [0, 1] (`data_range` = 1); putting images on that
-scale (dtype, HR min..max, or a given value) is the caller's job (`ficli.evaluate`).
+scale (dtype, HR min..max, or a given value) is the caller's job (`ficli.tools.evaluate`).
 
 Layouts: `(H, W)` or `(H, W, C)`; `a` and `b` must have the same shape. Channels: RMSE and PSNR
 use the mean squared error over all pixels and channels (the mean of the per-channel MSEs), so that
@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ficli.blurscale import BINS, MIN_SIDE, ring_power
+from ficli.image.blurscale import BINS, MIN_SIDE, ring_power
 from ficli.errors import InputError
 
 # Wang et al. 2004: an 11×11 Gaussian window with σ = 1.5, K1 = 0.01, K2 = 0.03.

@@ -1,0 +1,11 @@
+"""Image data: everything that turns files into arrays and back, and the pure operations on arrays.
+
+Belongs here: reading and writing images (`io`, `tiff`, `files`, `paths`), the intensity map
+(`intensity`), the degradation family and the project's one bicubic (`degrade`), the blur-scale
+estimate (`blurscale`), metrics (`metrics`) and synthetic phantoms (`phantom`): numpy (and
+OpenCV/tifffile) only.
+
+Must not be here: anything that imports torch or a model, runs a network or knows a command's
+options. This is the bottom layer: it imports no other ficli subpackage (only `ficli.errors` and
+`ficli.defaults`).
+"""

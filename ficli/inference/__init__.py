@@ -1,0 +1,9 @@
+"""Inference: a model made ready on a device and run over images.
+
+Belongs here: devices and precision (`device`), the tiled engine (`engine`, which takes a callable
+and knows no files or model class), a model file made ready to run and the blur scale it is told
+(`runtime`), enhancing one image file (`enhance`) and one operation over many files (`batch`).
+
+Must not be here: video streaming, training or command-line code. May import `ficli.image` and
+`ficli.model`.
+"""

@@ -1,0 +1,8 @@
+"""The tools people run beside enhancing: scoring, profiles, benchmarks and exports.
+
+Belongs here: folder pairing and metric tables (`evaluate`), line profiles (`profile`), `ficli
+bench` and its timing helpers (`bench`, `timing`) and exports for other tools (`export`).
+
+Must not be here: the interfaces (`ficli.cli`, `ficli.console`, `ficli.api`) that call these. May
+import every other subpackage (`image`, `model`, `inference`, `video`, `training`).
+"""
