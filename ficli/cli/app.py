@@ -1,0 +1,56 @@
+"""The `ficli` Typer app, its root options and the options several commands share.
+
+The commands themselves are in the sibling modules (`images`, `training`, `video`, `tools`); they
+register on `app` when `ficli.cli` imports them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ficli import __version__
+from ficli.console import (blur_scale_value, console, tolerate_undecodable_names)
+
+app = typer.Typer(
+    name="ficli",
+    help="Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        console.print(f"ficli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
+    tolerate_undecodable_names()
+
+
+# Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.
+InputsHelp = ("files, folders or glob patterns (quote globs); - reads paths from standard input and @FILE from FILE, "
+              "one a line (blank lines and # comments skipped).")
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept. Two inputs of the same name from different folders (A/x.png B/x.png) keep their folders' names: OUT/A/x.png, OUT/B/x.png.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist already. Without it (or --skip-existing) a run that finds any refuses before starting. Inputs are never overwritten.")]
+SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch).")]
+SuffixOption = Annotated[str, typer.Option("--suffix", help="Text added to each output name before its extension: --suffix _sr writes x_sr.png for x.png (x_sr.ome.tif for x.ome.tif) [default: none].")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; failures, errors and notes still go to stderr.")]
+# Options that enhance, video and bench share.
+ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'), or 'paper' for the shipped paper-protocol model (fixed ×4 PIL bicubic). Default: the shipped robust model, told the blur scale (--scale).")]
+TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pixels (multiple of 4). An image whose area is at most tile² runs whole; a larger one is cut into the fewest equal tiles of at most this side. Memory is about 0.5 GB per million pixels of a batch in fp32: smaller tiles use less.")]
+OverlapOption = Annotated[int, typer.Option("--overlap", help="Context and cross-fade width between tiles, pixels per side (rounded up to 4).")]
+CompileOption = Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile (on CUDA; on 2 CPU cores it measured 1.4× slower than without). The first frame or tile of each size waits for compilation (seconds to a minute); where compiling fails, ficli says so and runs without it.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps.")]
+ScaleOption = Annotated[str, typer.Option("--scale", callback=blur_scale_value, help="Blur scale s of the input, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated from each image's power spectrum (docs/DEGRADATIONS.md), once per image or stack, and printed; an image too small or flat to estimate gets the model's training scale. An s above the model's training scale is told that scale. The shipped default model is conditioned; a plain one (--model paper) ignores auto and refuses S.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32 (exact); fp16: CUDA autocast, within 1 grey level of 8-bit of fp32; bf16: CUDA, or a CPU with AVX-512 BF16/AMX (about 3× fp32 there), within 2 grey levels. A batch with NaN/Inf is redone in fp32.")]

@@ -1,0 +1,258 @@
+"""`ficli degrade, evaluate, enhance and profile`: the commands on image files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ficli.cli.app import (
+    CompileOption,
+    DeviceOption,
+    InputsHelp,
+    ModelOption,
+    OutOption,
+    OverlapOption,
+    OverwriteOption,
+    PrecisionOption,
+    QuietOption,
+    ScaleOption,
+    SkipOption,
+    SuffixOption,
+    TileOption,
+    app,
+)
+from ficli.console import (
+    evaluate_table,
+    note,
+    one_stdout,
+    plan_batch,
+    print_evaluate_notes,
+    progress_bar,
+    reporting_errors,
+    run_files,
+    stdout_console,
+    usage_errors,
+)
+from ficli.defaults import HI_PCT, LO_PCT
+from ficli.errors import FicliError
+
+# ------------------------------------------------------------------------------------------- degrade
+
+
+@app.command()
+def degrade(
+    inputs: list[str] = typer.Argument(..., help="HR images: " + InputsHelp),
+    out: OutOption = ...,
+    scale: str = typer.Option("4", "--scale", "-s", help="Shrink factor s of K_s, any number from 1 to 8 (e.g. 2.5); default 4. U then enlarges back to the input size; 1 with no blur and no noise leaves the image as it is. The sides padded to multiples of s stay within 400 million pixels."),
+    kernel: str = typer.Option("pil", "--kernel", "-k", help="Downscale kernel K_s: 'pil' (default, the paper's: antialiased bicubic a=-0.5, as PIL/MATLAB shrink), 'cv2' (OpenCV INTER_CUBIC a=-0.75, not antialiased: what most OpenCV pipelines do), 'area' (mean over each pixel's footprint: what a camera pixel integrates), 'bilinear' (OpenCV INTER_LINEAR, not antialiased: cv2.resize's default). See docs/DEGRADATIONS.md."),
+    psf_sigma: float = typer.Option(0.0, "--psf-sigma", help="Gaussian PSF blur before K_s, standard deviation in HR pixels, 0 to 50; default 0 = none."),
+    poisson_peak: float = typer.Option(0.0, "--poisson-peak", help="Poisson (shot) noise on the small image: photon count at the image's maximum, up to 1e9; default 0 = none. Lower is noisier (e.g. 200)."),
+    gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", help="Gaussian read noise on the small image, standard deviation as a fraction of the image's maximum, 0 to 1; default 0 = none."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipOption = False,
+    suffix: SuffixOption = "",
+    quiet: QuietOption = False,
+):
+    """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise).
+
+    B is an optional Gaussian PSF blur; K_s shrinks by --scale with the --kernel; Poisson, then
+    Gaussian noise are added to the small image (where a camera counts photons); U enlarges back with
+    the project's one bicubic resize, so each output has its input's size, pixel type and format.
+    Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
+    """
+    with reporting_errors():
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
+        from ficli.image.degrade import (  # torch: after the paths are checked
+            SCALE_RANGE,
+            Degradation,
+            check_setting,
+            degrade_file,
+        )
+
+        with usage_errors():
+            try:
+                scale = float(scale)
+            except ValueError:
+                check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
+            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
+        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
+                   skip_existing, quiet)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+@app.command()
+def evaluate(
+    hr: str = typer.Argument(..., help="Ground-truth (HR) folder, image file or glob pattern."),
+    sr: list[str] = typer.Argument(..., help="One or more folders of restored (SR) images, one per method; each gets its own column group."),
+    data_range: str = typer.Option("dtype", "--data-range", help="Intensity scale mapped to [0, 1]: 'dtype' (integers ÷ their type's maximum, floats as they are), 'hr' (each HR image's min..max, same map on its SR image) or a number (e.g. 4095 for a 12-bit camera)."),
+    crop_border: int = typer.Option(0, "--crop-border", min=0, help="Pixels cropped from each side of each image before scoring (e.g. the scale factor); 0 = none."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders; pairing uses the path inside each folder."),
+    per_image: bool = typer.Option(True, "--per-image/--summary-only", help="Show one row per image, or only the mean ± std and count rows."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct; nan where texture is not measured); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
+    allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
+):
+    """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
+
+    SR images pair with HR images by path inside their folders, or by name without extension (HR
+    a.tif with SR a.png). Images are scored on [0, 1] (see --data-range; the table title states the
+    scale): RMSE, PSNR = 20·log10(1/RMSE), and SSIM with an 11×11 Gaussian window (σ = 1.5,
+    Wang et al. 2004, as scikit-image computes it). texture % measures invented detail: the SR
+    image's spectral power above the HR image's, summed over frequencies from 0.02 to 0.5 cycles/px
+    (periods under 50 px; Welch spectra of Hann-windowed tiles of up to 256 px), in % of the HR
+    image's power there. Blur only removes power, so a blurred copy of the HR image scores 0; detail
+    the HR image lacks (texture, ringing, noise, over-sharpening) raises it, and so does more
+    contrast (×1.05 scores 10 %). It is 0 or more, with no upper bound, the same on every
+    --data-range, and blind to where detail sits (PSNR and SSIM see that); images under 32×32 px
+    get – and a note, their other scores count. Colour images are averaged over channels (texture
+    pools them), stacks over frames. Summary rows give the mean ± sample standard deviation (n − 1).
+
+    Nothing is dropped silently: unpaired files, size or pixel-type mismatches (not scored: their
+    units differ), images smaller than 11×11 after --crop-border and unreadable files are listed by
+    name on stderr and in --json.
+
+    Exit code: 0 when every image was scored; 1 when any file was listed as a problem (the table
+    and --csv/--json still hold everything that could be scored) or nothing could be scored, or on
+    a missing or empty folder; 2 for a bad option.
+    """
+    from ficli.tools import evaluate as ev
+
+    with reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
+        try:
+            scale = ev.parse_scale(data_range)
+        except FicliError as exc:
+            raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-range") from None
+        one_stdout(**{"--csv": csv_file, "--json": json_file})
+        for path, option in ((csv_file, "--csv"), (json_file, "--json")):
+            if path is not None:
+                ev.check_output_file(path, option)
+        out_console = stdout_console(csv_file, json_file)
+        with progress_bar() as progress:
+            task = progress.add_task("evaluate", total=None, rate="")
+            report = ev.evaluate_folders(
+                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
+                on_pair=lambda done, total: progress.update(task, completed=done, total=total),
+                outputs=[path for path in (csv_file, json_file) if path is not None],
+            )
+        out_console.print(evaluate_table(report, per_image))
+        print_evaluate_notes(report)
+        if csv_file is not None:
+            ev.write_csv(report, csv_file)
+        if json_file is not None:
+            ev.write_json(report, json_file)
+        if not report.rows:
+            raise FicliError("no image pair could be scored; see the problems above")
+    if not report.ok(allow_unpaired=allow_unpaired):
+        raise typer.Exit(1)
+
+
+
+
+# ------------------------------------------------------------------------------------------- enhance
+
+
+@app.command()
+def enhance(
+    inputs: list[str] = typer.Argument(..., help="PNG, TIFF (stacks too), JPEG, BMP images: " + InputsHelp),
+    out: OutOption = ...,
+    model: ModelOption = None,
+    scale: ScaleOption = "auto",
+    upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge each image by this factor before enhancing (the paper's re-up-scaling): use it for images at their native resolution. 1 = same size, for images already enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
+    tile: TileOption = 512,
+    overlap: OverlapOption = 32,
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Tiles run through the network at once [default: 1 on the CPU, where it is fastest, 4 on a GPU]."),
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    compile_model: CompileOption = False,
+    no_normalize: bool = typer.Option(False, "--no-normalize", help=f"Feed [0, 1]-scaled intensities as they are, without the {LO_PCT:g}/{HI_PCT:g}-percentile mapping (for data already spanning [0, 1])."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipOption = False,
+    suffix: SuffixOption = "",
+    quiet: QuietOption = False,
+):
+    """Sharpen images with FI-GAN, tile by tile, keeping each file's pixel type and range.
+
+    **What the default does**: at the default --upscale 1 the output has the input's size; the
+    default model is told how blurred each image is (--scale auto: estimated from its spectrum and
+    printed) and sharpens that much: an image enlarged from a low-resolution one (e.g. `ficli
+    degrade` output, or data upsampled by the microscope software) gets up to a ×4 bicubic's worth,
+    an image sharp to the pixel comes back nearly unchanged. To enlarge native-resolution images,
+    give --upscale S: each is first enlarged S× (output S× larger) and then sharpened as read.
+
+    Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
+    the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
+    go through a 1-channel model channel by channel; alpha is kept. Under `torchrun --nproc-per-node N
+    -m ficli enhance ...` each process takes every N-th file. Exit code: 1 if any file failed (the others are
+    written) or outputs exist already; 2 for an option value that cannot work here.
+    """
+    with reporting_errors():
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
+        if model is not None:
+            from ficli.image import io
+
+            io.check_model_file(model)
+        # torch from here on: the paths are checked.
+        from ficli.inference.device import default_batch, resolve_device, resolve_precision
+        from ficli.inference.engine import TileConfig
+        from ficli.inference.enhance import EnhanceOptions, enhance_file
+        from ficli.inference.runtime import ready_generator, scale_chooser
+
+        with usage_errors():  # once, not once per file
+            dev = resolve_device(device)
+            options = EnhanceOptions(
+                upscale=upscale,
+                normalize=not no_normalize,
+                tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
+            )
+            resolve_precision(precision, dev)
+        notices: set[str] = set()
+
+        def notice(message: str):
+            if message not in notices:
+                notices.add(message)
+                note(message)
+
+        generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
+        channels = info["config"].channels
+        with usage_errors():
+            options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
+
+        run_files("enhance", outs,
+                   lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
+                   skip_existing, quiet)
+
+
+# ------------------------------------------------------------------------------------------- profile
+
+
+@app.command()
+def profile(
+    images: list[Path] = typer.Argument(..., help="Images of the same field and size: e.g. original, bicubic and enhanced."),
+    line: str = typer.Option(..., "--line", help="x0,y0,x1,y1 in pixels (x to the right, y down; sub-pixel allowed)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plot, a PNG file; '-' = standard output."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image (headed by the file names; names that are not UTF-8 as their own bytes); '-' = standard output."),
+    title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out or --csv file. An input image is never replaced."),
+):
+    """Plot the intensity along one line through several images (like the paper's Figs. 5-7).
+
+    One sample per pixel of line length, bilinear interpolation, in each file's own units; colour
+    images give the mean over channels; a stack gives its first frame. --out and --csv are checked
+    before any image is read: neither may name an input image, nor an existing file without
+    --overwrite.
+    """
+    from ficli.tools.profile import check_outputs, parse_line, profile_files
+
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        one_stdout(**{"--out": out, "--csv": csv_file})
+        check_outputs(images, out, csv_file, overwrite=overwrite)
+        profile_files(images, parse_line(line), out, csv_file, title)
+        stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)

@@ -1,0 +1,118 @@
+"""`ficli bench, export and info`: the commands on models and machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ficli.cli.app import DeviceOption, ModelOption, app
+from ficli.console import console, err_console, info_table, reporting_errors, stdout_console, usage_errors
+from ficli.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------- bench
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Small sizes and one repeat (about a minute on 2 CPU cores): checks that everything runs, not how fast."),
+    device: DeviceOption = "auto",
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per row after one warm-up; the best is reported."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write every table and the machine description here (rewritten after each table, so a run cut short keeps what it measured); '-' = standard output, once at the end (the tables then go to stderr)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, train, video [default: all]."),
+    sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
+):
+    """Time the parts that decide speed: TG loss (direct vs FFT), the generator and its body, tiled
+    vs whole, a training step (fp32/bf16, channels-last, compiled with --compile), each stage of
+    `ficli video`; then the performance targets against what was measured.
+
+    Best of --repeats runs after a warm-up (other jobs on a shared machine only add time). GFLOP
+    are counted from the convolution shapes. Ratios measured in the same run are the numbers to
+    compare across machines.
+    """
+    from ficli.inference.device import resolve_device
+    from ficli.tools import bench as b
+    from ficli.tools.timing import format_table, parse_sizes
+
+    with reporting_errors():
+        with usage_errors():
+            chosen_sizes = parse_sizes(sizes_option) if sizes_option else None
+            dev = str(resolve_device(device))
+        tables = b.bench_tables(quick, dev, repeats, compile_model, chosen_sizes)
+        try:
+            chosen = b.choose_tables(only, tables)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--only") from None
+        shown = stdout_console(json_file)  # stderr when the JSON goes to stdout
+
+        def on_table(title: str, rows: list[dict]) -> None:
+            shown.print(f"\n[bold]{title}[/]" + (" (judged only on the device they are set for)" if title == "Targets" else ""))
+            shown.print(format_table(rows), highlight=False, markup=False)
+
+        b.run_bench(tables, chosen, dev, quick, json_file,
+                    on_machine=lambda info: shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False),
+                    measuring=lambda title: err_console.status(f"timing: {title} …"), on_table=on_table)
+
+
+# -------------------------------------------------------------------------------------- export, info
+
+
+@app.command()
+def export(
+    model: ModelOption = None,
+    format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+):
+    """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
+
+    The exported graph is the generator on the normalised scale: feed each image mapped by its own
+    0.1 and 99.9 percentiles to 0 and 1, as `ficli enhance` does; map the output back with
+    y·(hi − lo) + lo. Any height and width of at least 4 pixels (padded to multiples of 4 inside
+    the graph). The written file is loaded back and checked against ficli's generator (within 1e-4)
+    before it is put in place. ONNX and bioimageio need `pip install 'ficli[export]'`.
+
+    Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
+    not a ficli model, an existing --out without --overwrite, or a missing package.
+    """
+    from ficli.image import io
+
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        with usage_errors():
+            from ficli.tools.export import check_format, check_target
+
+            check_format(format_name)
+        check_target(out, overwrite)
+        if model is not None:
+            io.check_model_file(model)
+        from ficli.tools.export import export_model
+
+        with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
+            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
+        console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
+def info(
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]."),
+    json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
+):
+    """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
+    validation scores. Reads the file's header only (no weights are loaded)."""
+    import json
+
+    from ficli.api import model_summary
+
+    with reporting_errors("interrupted"):
+        if model is not None:
+            from ficli.image import io
+
+            io.check_model_file(model)
+        summary = model_summary(model)
+        if json_output:
+            print(json.dumps(summary, indent=2))
+            return
+        console.print(info_table(summary))
