@@ -4,8 +4,11 @@ import torch
 
 from ficli.image.degrade import (
     KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade, degrade_batch, downscale, resize_array,
-    sample_degradation, seed_for, shrink_enlarge, small_size,
+    PSF_S_PER_SIGMA, blur_scale, quantize, sample_degradation, seed_for, shrink_enlarge, small_size,
 )
+from typer.testing import CliRunner
+
+from ficli.cli import app
 from ficli.errors import ConfigError
 from ficli.image.phantom import phantom
 
@@ -210,6 +213,72 @@ def test_degrade_batch_with_one_kernel_and_no_noise_equals_degrade():
         d = sample_degradation(ranges, rng)
         assert d.scale == pytest.approx(float(s[i]))
         assert np.allclose(lr[i, 0].numpy(), degrade(hr[i, 0].numpy(), d, rng), atol=1e-6)
+
+
+def test_default_family_draws_no_native_psf_and_no_rounding():
+    rng = np.random.default_rng(1)
+    draws = [sample_degradation(DegradationRanges(), rng) for _ in range(500)]
+    assert all(d.levels == 0 and (d.scale > 1 or d.psf_sigma == 0) for d in draws)
+
+
+def test_chain_draws_native_psf_and_rounding_and_tells_their_blur_scale():
+    ranges = DegradationRanges(native_p=0.25, quantize_p=0.6, poisson_peak=(15.0, 3000.0))
+    rng = np.random.default_rng(2)
+    draws = [sample_degradation(ranges, rng) for _ in range(3000)]
+    native = [d for d in draws if d.scale == 1 and d.psf_sigma > 0]
+    blurred = [d for d in draws if d.scale > 1 or d.psf_sigma > 0]
+    assert 0.2 < len(native) / len(blurred) < 0.3
+    assert all(1 < blur_scale(d) <= 4 + 1e-6 and blur_scale(d) == pytest.approx(PSF_S_PER_SIGMA * d.psf_sigma) for d in native)
+    assert all(blur_scale(d) == d.scale for d in draws if d.scale > 1)  # resampled crops: s as before
+    rounded = [d.levels for d in draws if d.levels]
+    assert 0.55 < len(rounded) / len(draws) < 0.65 and 20 <= min(rounded) and max(rounded) <= 4095
+    assert 0.4 < np.mean([d.quantize_small for d in draws if d.levels]) < 0.6
+    hr = torch.rand(8, 1, 48, 48)
+    lr, s = degrade_batch(hr, ranges, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    for i in range(8):
+        d = sample_degradation(ranges, rng)
+        assert float(s[i]) == pytest.approx(blur_scale(d))
+        assert np.allclose(lr[i, 0].numpy(), degrade(hr[i, 0].numpy(), d, rng, top=1.0), atol=1e-6)
+
+
+def test_native_psf_blur_scale_matches_a_shrink_enlarge_of_that_s():
+    """PSF_S_PER_SIGMA: a PSF of σ px blurs as a pil shrink-enlarge by 2.4·σ does (within 0.4 on a phantom)."""
+    x = phantom(128, 128, seed=3, peak_photons=None)
+    grid = np.arange(1.0, 6.01, 0.1)
+    for sigma in (1.0, 1.5, 2.0):
+        blurred = degrade(x, Degradation(scale=1, psf_sigma=sigma), np.random.default_rng(0))
+        errs = [np.mean((shrink_enlarge(x, s) - blurred) ** 2) for s in grid]
+        assert abs(grid[int(np.argmin(errs))] - PSF_S_PER_SIGMA * sigma) < 0.4 * sigma
+
+
+def test_levels_round_the_result_or_the_small_image():
+    x = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    y = degrade(x, Degradation(scale=2, levels=10), np.random.default_rng(0), top=1.0)
+    assert np.allclose(y * 10, np.round(y * 10), atol=1e-5)  # the result holds ten grey levels only
+    small = degrade(x, Degradation(scale=2, levels=10, quantize_small=True), np.random.default_rng(0), top=1.0)
+    assert not np.allclose(small * 10, np.round(small * 10), atol=1e-3)  # rounded before the enlargement
+    assert np.abs(small - degrade(x, Degradation(scale=2), np.random.default_rng(0), top=1.0)).max() <= 0.06
+    assert np.array_equal(quantize(x, 1.0, 0), x)
+    with pytest.raises(ConfigError, match="levels"):
+        Degradation(levels=1)
+    with pytest.raises(ConfigError, match="--levels"):
+        Degradation(quantize_small=True)
+
+
+def test_degrade_command_levels_writes_the_asked_grey_levels(tmp_path):
+    from ficli.image import io as image_io
+
+    src = tmp_path / "in"
+    src.mkdir()
+    image_io.write_image(src / "a.tif", (phantom(64, 64, seed=1, peak_photons=None) * 60000).astype(np.uint16))
+    result = CliRunner().invoke(app, ["degrade", str(src), "--out", str(tmp_path / "out"), "--scale", "1",
+                                      "--psf-sigma", "1", "--levels", "40"])
+    assert result.exit_code == 0, result.output
+    y = image_io.read_image(tmp_path / "out" / "a.tif").data
+    assert len(np.unique(y)) <= 41
+    bad = CliRunner().invoke(app, ["degrade", str(src), "--out", str(tmp_path / "o2"), "--levels-before-enlarge"])
+    assert bad.exit_code != 0 and "--levels" in bad.output
 
 
 def test_bad_ranges_raise_config_error():

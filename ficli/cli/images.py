@@ -51,6 +51,8 @@ def degrade(
     psf_sigma: float = typer.Option(0.0, "--psf-sigma", help="Gaussian PSF blur before K_s, standard deviation in HR pixels, 0 to 50; default 0 = none."),
     poisson_peak: float = typer.Option(0.0, "--poisson-peak", help="Poisson (shot) noise on the small image: photon count at the image's maximum, up to 1e9; default 0 = none. Lower is noisier (e.g. 200)."),
     gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", help="Gaussian read noise on the small image, standard deviation as a fraction of the image's maximum, 0 to 1; default 0 = none."),
+    levels: float = typer.Option(0.0, "--levels", help="Round the result to this many grey levels between 0 and the image's maximum, as a camera or file of that depth holds it (e.g. 255 for an 8-bit image that fills its range, 40 for a dim one, 4095 for 12 bits), 2 to 1e6; default 0 = only the output type's own rounding."),
+    levels_small: bool = typer.Option(False, "--levels-before-enlarge", help="Round the small image (the camera's pixels) before U enlarges it, as an undersampled acquisition later enlarged is; default: round the result, as a resized file saved again is."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     overwrite: OverwriteOption = False,
@@ -58,7 +60,11 @@ def degrade(
     suffix: SuffixOption = "",
     quiet: QuietOption = False,
 ):
-    """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise).
+    """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise), rounded with --levels.
+
+    The acquisition chain of docs/DEGRADATIONS.md: a PSF at the native grid is `--scale 1
+    --psf-sigma S`; an undersampled camera is `--kernel area --levels N --levels-before-enlarge`
+    with `--poisson-peak`; a resized and saved file is `--kernel cv2 --levels 255`.
 
     B is an optional Gaussian PSF blur; K_s shrinks by --scale with the --kernel; Poisson, then
     Gaussian noise are added to the small image (where a camera counts photons); U enlarges back with
@@ -79,7 +85,8 @@ def degrade(
                 scale = float(scale)
             except ValueError:
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
-            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
+            settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel,
+                                   levels=levels, quantize_small=levels_small)
         run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
                    skip_existing, quiet)
 

@@ -38,6 +38,11 @@ SCALE_RANGE = (1.0, 8.0)  # a factor over 8 leaves too few pixels to be a useful
 PSF_SIGMA_MAX = 50.0  # HR pixels; wider blurs leave a flat image (and cost minutes)
 POISSON_PEAK_MAX = 1e9  # photons; above this shot noise is below float32's resolution
 GAUSSIAN_SIGMA_MAX = 1.0  # a fraction of the image maximum: noise as large as the signal
+LEVELS_RANGE = (2.0, 1e6)  # grey levels a result may be rounded to (0 = not rounded)
+# A Gaussian PSF of σ px at the native grid blurs about as much as a pil shrink-enlarge by 2.4·σ
+# (least squares over 20 fluorescence/train crops: σ 0.75 → s 1.8, 1 → 2.4, 1.5 → 3.65, 2 → 4.75;
+# docs/DEGRADATIONS.md). `blur_scale` tells the generator that s for such an image.
+PSF_S_PER_SIGMA = 2.4
 
 _CV2_FLAGS = {"cv2": cv2.INTER_CUBIC, "area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
 
@@ -51,9 +56,15 @@ class Degradation:
     poisson_peak: float = 0.0  # photons at the image's maximum, (0, 1e9]; 0 = no shot noise
     gaussian_sigma: float = 0.0  # read-noise standard deviation as a fraction of the image maximum, [0, 1]
     kernel: str = "pil"  # one of KERNELS
+    levels: float = 0.0  # grey levels from 0 to the image maximum the result is rounded to (a file's bit depth); 0 = none
+    quantize_small: bool = False  # round the small image (a camera's pixels, enlarged after) instead of the result
 
     def __post_init__(self):
         check_setting("scale", self.scale, *SCALE_RANGE)
+        if self.levels:
+            check_setting("levels", self.levels, *LEVELS_RANGE, "0 = none")
+        elif self.quantize_small:
+            raise ConfigError("--levels-before-enlarge rounds to --levels N grey levels: give --levels too")
         check_setting("psf_sigma", self.psf_sigma, 0.0, PSF_SIGMA_MAX)
         check_setting("poisson_peak", self.poisson_peak, 0.0, POISSON_PEAK_MAX, "0 = none")
         check_setting("gaussian_sigma", self.gaussian_sigma, 0.0, GAUSSIAN_SIGMA_MAX)
@@ -136,6 +147,21 @@ def add_noise(x: np.ndarray, top: float, poisson_peak: float, gaussian_sigma: fl
     return x
 
 
+def quantize(x: np.ndarray, top: float, levels: float) -> np.ndarray:
+    """x rounded to `levels` grey levels between 0 and `top` (what saving in an integer type whose
+    range the image spans `levels` times does); levels 0: x unchanged."""
+    if levels <= 0 or top <= 0:
+        return x
+    return (np.round(x * (levels / top)) * (top / levels)).astype(np.float32)
+
+
+def blur_scale(settings: Degradation) -> float:
+    """The blur scale s a generator is told for an image made with `settings`: the shrink factor,
+    or, for a PSF wider than that factor's own blur (a PSF at the native grid), the s whose pil
+    shrink-enlarge blurs as much (`PSF_S_PER_SIGMA`·σ)."""
+    return float(min(SCALE_RANGE[1], max(settings.scale, PSF_S_PER_SIGMA * settings.psf_sigma)))
+
+
 def psf_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     """B_σ: Gaussian blur, σ in pixels, reflected borders; (H, W) or (H, W, C) float32."""
     if sigma <= 0:
@@ -147,15 +173,20 @@ def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, 
     """Y = U(K_s(B_σ(X)) + n) for a float32 (H, W) or (H, W, C) image; returns float32, same shape.
 
     Noise is added to the small image, at levels relative to intensity `top` (default: the maximum
-    of B_σ(X)): `poisson_peak` photons at `top`, read noise `gaussian_sigma · top`.
+    of B_σ(X)): `poisson_peak` photons at `top`, read noise `gaussian_sigma · top`. With `levels`,
+    the result (or, with `quantize_small`, the small image before U) is rounded to that many grey
+    levels of `top`, as a file of that bit depth would hold it.
     """
     x = psf_blur(image.astype(np.float32, copy=True), settings.psf_sigma)
     if top is None:
         top = float(x.max()) if x.size else 0.0
-    return _shrink_noise_enlarge(
-        x, settings.scale, settings.kernel,
-        lambda small: add_noise(small, top, settings.poisson_peak, settings.gaussian_sigma, rng),
-    )
+    small_levels = settings.levels if settings.quantize_small else 0.0
+
+    def noise(small):
+        return quantize(add_noise(small, top, settings.poisson_peak, settings.gaussian_sigma, rng), top, small_levels)
+
+    y = _shrink_noise_enlarge(x, settings.scale, settings.kernel, noise)
+    return y if settings.quantize_small else quantize(y, top, settings.levels)
 
 
 # ---------------------------------------------------------------- random degradations for training
@@ -183,6 +214,9 @@ class DegradationRanges:
     poisson_p: float = 0.5
     read_sigma_max: float = 0.02
     read_p: float = 0.5
+    native_p: float = 0.0  # of the blurred crops: a PSF at the native grid (no resampling), told blur_scale
+    quantize_p: float = 0.0  # of all crops: rounded to `levels` grey levels (log-uniform), as saved files are
+    levels: tuple[float, float] = (20.0, 4095.0)
 
     def __post_init__(self):
         if not self.kernels or any(k not in KERNELS for k in self.kernels):
@@ -193,22 +227,32 @@ class DegradationRanges:
         lo, hi = self.poisson_peak
         check_setting("poisson_peak", lo, 1e-6, POISSON_PEAK_MAX)
         check_setting("poisson_peak", hi, lo, POISSON_PEAK_MAX)
-        for name in ("sharp_fraction", "poisson_p", "read_p"):
+        check_setting("levels", self.levels[0], *LEVELS_RANGE)
+        check_setting("levels", self.levels[1], self.levels[0], LEVELS_RANGE[1])
+        for name in ("sharp_fraction", "poisson_p", "read_p", "native_p", "quantize_p"):
             check_setting(name, getattr(self, name), 0.0, 1.0)
 
 
 def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> Degradation:
-    """One random `Degradation` drawn from `ranges` (noise levels are then relative to intensity 1)."""
+    """One random `Degradation` drawn from `ranges` (noise levels are then relative to intensity 1).
+    The draws of the optional parts (`native_p`, `quantize_p`) are made only when they are on, so
+    the default family draws what it always drew."""
+    rounding = {}
+    if ranges.quantize_p > 0 and rng.random() < ranges.quantize_p:
+        lo, hi = ranges.levels
+        rounding = {"levels": float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), "quantize_small": bool(rng.random() < 0.5)}
     if rng.random() < ranges.sharp_fraction or ranges.scale_max == 1:
-        return Degradation(scale=1.0, kernel=ranges.kernels[0])
+        return Degradation(scale=1.0, kernel=ranges.kernels[0], **rounding)
     lo, hi = ranges.poisson_peak
     scale = float(1 + (ranges.scale_max - 1) * (1 - rng.random()))  # (1, scale_max]
+    native = ranges.native_p > 0 and rng.random() < ranges.native_p
     return Degradation(
-        scale=scale,
+        scale=1.0 if native else scale,
         kernel=ranges.kernels[rng.integers(len(ranges.kernels))],
-        psf_sigma=float(rng.uniform(0, ranges.psf_sigma_max * (scale - 1) / (ranges.scale_max - 1))),
+        psf_sigma=scale / PSF_S_PER_SIGMA if native else float(rng.uniform(0, ranges.psf_sigma_max * (scale - 1) / (ranges.scale_max - 1))),
         poisson_peak=float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if rng.random() < ranges.poisson_p else 0.0,
         gaussian_sigma=float(rng.uniform(0, ranges.read_sigma_max)) if rng.random() < ranges.read_p else 0.0,
+        **rounding,
     )
 
 
@@ -216,8 +260,8 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     """Degrade a batch of HR crops, each with its own random settings: (lr, s).
 
     `hr` is (B, C, H, W) float in [0, 1] (on any device); `lr` has its shape, dtype and device, and
-    `s` is the (B,) float32 tensor of each crop's shrink factor (1 for the crops left sharp), the
-    number the generator is told. Noise levels are relative to intensity 1. Crop borders are
+    `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
+    left sharp; 2.4·σ for a PSF at the native grid), the number the generator is told. Noise levels are relative to intensity 1. Crop borders are
     reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max pixels off both after
     degrading if the border matters. The work is per crop on the CPU (OpenCV and torch, no loops
     over pixels); see benchmarks/degrade_batch.py for its speed.
@@ -230,7 +274,7 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
         settings = sample_degradation(ranges, rng)
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
         out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
-        scales[i] = settings.scale
+        scales[i] = blur_scale(settings)
     lr = torch.from_numpy(out).permute(0, 3, 1, 2).to(hr.device, hr.dtype).contiguous()
     return lr, torch.from_numpy(scales)
 

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from ficli.image import io
-from ficli.image.degrade import KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade
+from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, DegradationRanges, bicubic_resize, degrade
 from ficli.image.degrade import degrade_batch as family_batch
 from ficli.errors import ConfigError, InputError
 from ficli.image.intensity import normalize, percentile_range
-from ficli.training.runs import TrainConfig
+from ficli.training.runs import CONDITIONED, TrainConfig
 
 # SSIM's Gaussian window is 11×11: validation images (after --val-size) must be at least that.
 MIN_VAL_SIDE = 11
@@ -171,26 +171,34 @@ def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) 
 
 
 FAMILY = DegradationRanges()
+# --degradations chain: the family plus the acquisition chain users' files come from (issue 24): a
+# quarter of the blurred crops a PSF at the native grid (no resampling), shot noise down to 15
+# photons, and 60 % of all crops rounded to 20-4095 grey levels, as 8-, 12- and 16-bit files with
+# narrow ranges hold them (half of those rounded on the small grid, as a camera does before an
+# enlargement). docs/DEGRADATIONS.md.
+CHAIN = DegradationRanges(native_p=0.25, quantize_p=0.6, poisson_peak=(15.0, 3000.0), poisson_p=0.6)
 
 
 def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(lr, s) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
-    (`degrade.DegradationRanges` defaults) with its own kernel, s, PSF and noise; s (B,) goes to the
-    generator as its condition."""
-    return family_batch(hr, FAMILY, rng)
+    (`degrade.DegradationRanges` defaults; `CHAIN` for --degradations chain) with its own kernel,
+    s, PSF and noise; s (B,) goes to the generator as its condition."""
+    return family_batch(hr, CHAIN if cfg.degradations == "chain" else FAMILY, rng)
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":
     """The degrader of the run's --degradations."""
-    return family_degrader if cfg.degradations == "family" else degrade_batch
+    return family_degrader if cfg.degradations in CONDITIONED else degrade_batch
 
 
 def crop_margin(cfg: TrainConfig) -> int:
     """Pixels degraded around each crop and cut off after, so that its border is degraded like its
     interior: the reach of the shrink and enlarge kernels (2 px of the small image each side) plus
     three PSF sigmas."""
-    if cfg.degradations == "family":
-        return int(math.ceil(2 * FAMILY.scale_max + 3 * FAMILY.psf_sigma_max))
+    if cfg.degradations in CONDITIONED:
+        ranges = CHAIN if cfg.degradations == "chain" else FAMILY
+        sigma = max(ranges.psf_sigma_max, ranges.scale_max / PSF_S_PER_SIGMA if ranges.native_p else 0.0)
+        return int(math.ceil(2 * ranges.scale_max + 3 * sigma))
     return cfg.scale
 
 
@@ -261,7 +269,7 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
             h, w = img.shape[:2]
             top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
-        if cfg.degradations == "family":
+        if cfg.degradations in CONDITIONED:
             scale = VAL_SCALES[i % len(VAL_SCALES)]
             settings = Degradation(scale=scale, kernel=KERNELS[(i + i // len(VAL_SCALES)) % len(KERNELS)])
         else:

@@ -43,7 +43,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
 # kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
 # generator told its s (GeneratorConfig.scale_input).
-DEGRADATIONS = ("paper", "family")
+DEGRADATIONS = ("paper", "family", "chain")
+CONDITIONED = ("family", "chain")  # the --degradations whose generator is told the blur scale
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
             raise ConfigError(f"--degradations {self.degradations!r}: use {' or '.join(DEGRADATIONS)}")
-        if self.generator.scale_input != (self.degradations == "family"):
-            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, and only such a one")
+        if self.generator.scale_input != (self.degradations in CONDITIONED):
+            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family or chain, and only such a one")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -165,7 +166,7 @@ def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool =
     )
     cfg = TrainConfig.for_stage(stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
                                 gan=not no_gan, epochs=epochs or 100, degradations=degradations,
-                                generator=GeneratorConfig(features=features, scale_input=degradations == "family"), **settings)
+                                generator=GeneratorConfig(features=features, scale_input=degradations in CONDITIONED), **settings)
     if cfg.crop % 4:
         raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")
     return cfg
