@@ -35,7 +35,7 @@ import torch
 
 from ficli.image import io
 from ficli.model import modelfile
-from ficli.image.degrade import KERNELS, Degradation, degrade, seed_for
+from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, degrade, seed_for
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.tools.evaluate import Scale, score_images
 from ficli.model.nets import GeneratorConfig
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="folder for the tables and the heat-map")
     ap.add_argument("--crop", type=int, default=256, help="centre crop side in pixels, 0 = whole images [256]")
     ap.add_argument("--scales", default="1,1.5,2,3,4", help="blur scales s [1,1.5,2,3,4]")
-    ap.add_argument("--kernels", default=",".join(KERNELS), help="downscale kernels [all four]")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help="downscale kernels, and psf for a PSF at the native grid of blur scale s [the four kernels]")
     ap.add_argument("--noise", default="none,poisson200", help=f"noise levels of {sorted(NOISE)} [both]")
     ap.add_argument("--scale-mode", choices=("auto", "oracle"), default="auto",
                     help="what a conditioned model is told: the spectral estimate (as --scale auto) or the true s [auto]")
@@ -109,8 +109,16 @@ def _crop(data: np.ndarray, side: int) -> np.ndarray:
     return data[top : top + side, left : left + side]
 
 
+def _setting(kernel: str, s: float, noise: str) -> Degradation:
+    """A cell's degradation; kernel "psf" is a Gaussian PSF at the native grid as blurred as a pil
+    shrink-enlarge by s (σ = s / 2.4: `degrade.blur_scale`), without resampling."""
+    if kernel == "psf":
+        return Degradation(scale=1.0, psf_sigma=s / PSF_S_PER_SIGMA if s > 1 else 0.0, poisson_peak=NOISE[noise])
+    return Degradation(scale=s, kernel=kernel, poisson_peak=NOISE[noise])
+
+
 def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) -> dict:
-    settings = Degradation(scale=s, kernel=kernel, poisson_peak=NOISE[noise])
+    settings = _setting(kernel, s, noise)
     x = io.to_unit(hr)
     y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
     told = None

@@ -128,7 +128,7 @@ def enhance(
     on their type's full scale and come back rounded and clipped to it; float32/float64 come back
     as floats, not clipped. `scale`: the input's blur scale (1..8), for a scale-conditioned model
     only; None (default) estimates it from the image as `ficli enhance --scale auto` does (one s per
-    image or stack, on the frames after `upscale`; the training scale where the image is too small
+    image or stack, on the frames before `upscale`, times `upscale`; the training scale where the image is too small
     or flat; an s above the training scale is told the training scale). The other options are
     those of `ficli enhance`.
     """

@@ -1,5 +1,14 @@
 """Estimate the blur scale s of an image from its power spectrum (`--scale auto`, docs/DESIGN.md section 8).
 
+Two estimators share the spectrum. The learned one (`estimate_scale`, the default since issue 24)
+reads the log power in 32 bands, as measured and with the rounding noise of the image's grey-level
+grid taken off (`lattice_step`: saved integer files and 8-bit video hold their values on a grid,
+whose white rounding noise fills the top of the spectrum and made the template fit below read
+blurred files as sharp), and how large that noise is; a small MLP
+(`blurscale_mlp.npz`, trained by examples/train_blurscale.py on the training sources only) gives
+log s with its own uncertainty: the estimate comes with a 68 % interval. The template fit
+(`estimate_scale_template`), described next, is the fallback when that file is missing.
+
 An image made as Y = U(K_s(X)) (shrunk by s, enlarged back with a bicubic) carries the resampling's
 mark in its radially averaged power spectrum P(f): frequencies up to about 0.5/s pass, those above
 fall by three to four decades, in a pattern that depends on u = f·s (cycles per pixel of the small
@@ -19,6 +28,8 @@ per ring before normalising, is also what `metrics.texture_excess` compares.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +71,13 @@ class ScaleEstimate:
     scale: float | None
     residual: float = float("nan")
     note: str = ""
+    low: float | None = None  # the learned estimate's 68 % interval, [low, high]
+    high: float | None = None
+
+    @property
+    def confidence(self) -> str:
+        """The interval in words, e.g. "68 % interval 2.7-3.4" ("" without one)."""
+        return "" if self.low is None else f"68 % interval {self.low:.2f}-{self.high:.2f}"
 
 
 def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> np.ndarray | None:
@@ -92,12 +110,10 @@ def ring_power(x: np.ndarray, tile: int = TILE, max_tiles: int = 16, full_plane:
     tiles, so their rings compare one to one.
     """
     h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    ys = np.unique(np.linspace(0, h - th, max(1, min(4, round(2 * h / th - 1)))).astype(int))
-    xs = np.unique(np.linspace(0, w - tw, max(1, min(4, round(2 * w / tw - 1)))).astype(int))
-    window = np.outer(np.hanning(th + 2)[1:-1], np.hanning(tw + 2)[1:-1])
+    ys, xs, window = _tiles(h, w, tile, max_tiles)
+    th, tw = window.shape
     power = np.zeros((th, tw // 2 + 1))
-    for y in ys[:max_tiles]:
+    for y in ys:
         for x0 in xs:
             t = x[y : y + th, x0 : x0 + tw]
             power += np.abs(np.fft.rfft2((t - t.mean()) * window)) ** 2
@@ -111,15 +127,136 @@ def ring_power(x: np.ndarray, tile: int = TILE, max_tiles: int = 16, full_plane:
     return total, count
 
 
+def white_power(h: int, w: int, tile: int = TILE, max_tiles: int = 16) -> float:
+    """The ring mean power (`ring_power`'s total / count) that white noise of unit variance gives
+    an (h, w) image: the tiles' count times the window's energy."""
+    ys, xs, window = _tiles(h, w, tile, max_tiles)
+    return float(len(ys) * len(xs) * np.sum(window**2))
+
+
+def _tiles(h: int, w: int, tile: int, max_tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Welch tiles' top rows, left columns and their Hann window."""
+    th, tw = min(tile, h), min(tile, w)
+    ys = np.unique(np.linspace(0, h - th, max(1, min(4, round(2 * h / th - 1)))).astype(int))[:max_tiles]
+    xs = np.unique(np.linspace(0, w - tw, max(1, min(4, round(2 * w / tw - 1)))).astype(int))
+    return ys, xs, np.outer(np.hanning(th + 2)[1:-1], np.hanning(tw + 2)[1:-1])
+
+
 def estimate_scale(image: np.ndarray) -> ScaleEstimate:
-    """s of one float (H, W) or (H, W, C) image (any intensity scale)."""
-    return estimate_from_profile(power_profile(image))
+    """s of one float (H, W) or (H, W, C) image (any intensity scale): the learned estimate, or
+    the template fit where the MLP's file is missing."""
+    return estimate_scale_pooled([image])
 
 
 def estimate_scale_pooled(images) -> ScaleEstimate:
-    """One s for the planes of a stack or sampled frames of a video: their spectra pooled, one fit."""
+    """One s for the planes of a stack or sampled frames of a video: their spectra pooled."""
+    images = list(images)
+    weights = mlp_weights()
+    if weights is None:
+        return estimate_scale_template_pooled(images)
+    feats = features(images)
+    if feats is None:
+        return estimate_from_profile(None)
+    if feats[0] is None:
+        return estimate_from_profile(feats[1])  # too flat: the template's note
+    return predict(feats[0], weights)
+
+
+def estimate_scale_template(image: np.ndarray) -> ScaleEstimate:
+    """The template fit's s of one image (see the module doc)."""
+    return estimate_from_profile(power_profile(image))
+
+
+def estimate_scale_template_pooled(images) -> ScaleEstimate:
+    """The template fit on the pooled spectra of several planes or frames."""
     profiles = [p for p in (power_profile(im) for im in images) if p is not None]
     return estimate_from_profile(np.mean(profiles, axis=0) if profiles else None)
+
+
+# ------------------------------------------------------------------------------ the learned estimate
+
+MLP_FILE = Path(__file__).with_name("blurscale_mlp.npz")
+BANDS = 32  # the 128 rings averaged in fours
+LATTICE_PIXELS = 1 << 20  # values looked at for the grey-level grid: enough, and a sort of 1 M values is fast
+Q_FLOOR = -12.0  # log10 of the rounding noise's share of the variance when the values are on no grid
+
+
+def lattice_step(x: np.ndarray) -> float:
+    """The step of the grid the values of `x` lie on (1/255 for 8-bit data on [0, 1], 1/65535 for
+    16-bit), or 0 when they lie on none (float data, or a grid finer than float32 resolves)."""
+    v = np.asarray(x, np.float64).ravel()
+    if v.size > LATTICE_PIXELS:
+        v = v[:: v.size // LATTICE_PIXELS + 1]
+    d = np.diff(np.unique(v))
+    d = d[d > 1e-7 * max(1.0, float(np.abs(v).max()))]
+    if d.size < 3:
+        return 0.0
+    step = float(np.percentile(d, 1))
+    ratio = d / step
+    on_grid = np.abs(ratio - np.round(ratio)) < 0.05
+    return step if on_grid.mean() > 0.95 else 0.0
+
+
+def features(images) -> tuple[np.ndarray | None, np.ndarray | None] | None:
+    """(the MLP's features, the pooled profile) of one or more (H, W[, C]) images; None when none
+    is large and varied enough; (None, profile) when the pooled spectrum is flat.
+
+    The features: the log power in BANDS bands, the same after the rounding noise of the image's
+    grey-level grid is taken off (white, of variance step²/12: what an integer file adds to its
+    spectrum), both relative to the image's power, and the log of that noise's share of the variance."""
+    raws, cleans, shares = [], [], []
+    for im in images:
+        x = np.asarray(im, np.float64)
+        x = x.mean(axis=2) if x.ndim == 3 else x
+        if min(x.shape) < MIN_SIDE or np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())):
+            continue
+        total, count = ring_power(x)
+        ring = _fill_gaps(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+        norm = np.nansum(ring[1:])
+        if not np.isfinite(norm) or norm <= 0:
+            continue
+        step, var = lattice_step(x), float(x.var())
+        floor = white_power(*x.shape) * step * step / 12
+        raws.append(ring / norm)
+        cleans.append(np.maximum(ring - floor, 0.01 * floor + 1e-30 * norm) / norm)
+        shares.append(np.log10(step * step / 12 / var) if step > 0 and var > 0 else Q_FLOOR)
+    if not raws:
+        return None
+    profile = np.mean(raws, axis=0)
+    lp = np.log10(np.maximum(profile, 1e-300))
+    if lp[int(F_MIN * 2 * BINS):].max() - lp[int(F_MIN * 2 * BINS):].min() < FLAT_DECADES:
+        return None, profile
+
+    def bands(p: np.ndarray) -> np.ndarray:
+        return np.log10(np.maximum(p.reshape(BANDS, -1).mean(axis=1), 1e-30))
+
+    share = float(np.clip(np.mean(shares), Q_FLOOR, 0.0))
+    return np.concatenate([bands(profile), bands(np.mean(cleans, axis=0)), [share]]).astype(np.float32), profile
+
+
+@lru_cache(maxsize=1)
+def mlp_weights() -> dict[str, np.ndarray] | None:
+    """The learned estimator's arrays (loaded without pickle), or None where the file is missing."""
+    if not MLP_FILE.is_file():
+        return None
+    with np.load(MLP_FILE, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def predict(feats: np.ndarray, w: dict[str, np.ndarray]) -> ScaleEstimate:
+    """The MLP's (mean, log spread) of log s → an estimate with its 68 % interval."""
+    h = (feats - w["mean"]) / w["std"]
+    layers = sorted(k for k in w if k.startswith("W"))
+    for i, name in enumerate(layers):
+        h = h @ w[name] + w["b" + name[1:]]
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    mu, log_sigma = float(h[0]), float(np.clip(h[1], -6.0, 2.0))
+    sigma = float(np.exp(log_sigma) * w.get("widen", 1.0))  # widened to 68 % coverage on held-apart images
+    lo, hi = (float(np.clip(np.exp(v), 1.0, S_MAX)) for v in (mu - sigma, mu + sigma))
+    s = float(np.clip(np.exp(mu), 1.0, S_MAX))
+    note = f"at the estimator's limit of {S_MAX:g}: the image may be blurred more" if s >= S_MAX else ""
+    return ScaleEstimate(round(s, 2), residual=sigma, note=note, low=round(lo, 2), high=round(hi, 2))
 
 
 def estimate_from_profile(profile: np.ndarray | None) -> ScaleEstimate:

@@ -59,15 +59,15 @@ def enhance_frames(
     frames, and `on_notice` hears which (prefixed by `name`).
     """
     flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
+    if options.scale_for is not None:  # estimated at the native size, where a file's grey levels are still on their grid
+        scale, how = options.scale_for([_colour(f) for f in frames], upscale=options.upscale)
+        generator = functools.partial(generator, scale=scale)
+        if on_notice is not None:
+            on_notice(f"{name + ': ' if name else ''}blur scale s = {scale:.2f} ({how})")
     if options.upscale > 1:
         h, w = frames[0].shape[:2]
         frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
     lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
-    if options.scale_for is not None:  # estimated on the frames as the network sees them (enlarged)
-        scale, how = options.scale_for([_colour(f) for f in frames])
-        generator = functools.partial(generator, scale=scale)
-        if on_notice is not None:
-            on_notice(f"{name + ': ' if name else ''}blur scale s = {scale:.2f} ({how})")
     runs = sum(_colour(f).shape[2] if channels == 1 and f.ndim == 3 else 1 for f in frames)  # run_tiled calls
     started = 0
 

@@ -149,32 +149,69 @@ def fixed_scale(info: dict, requested: float | None) -> float | None:
     return float(info.get("scale", 4) if requested is None else requested)
 
 
+# An estimate whose 68 % interval spans more than this ratio (high / low) is unsure: the model is
+# told the interval's lower end, which sharpens less (a blur told too small is left partly undone;
+# one told too large is over-sharpened, the harm the default must not do).
+UNSURE_RATIO = 1.6
+
+
 def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[float, str]] | None:
     """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
-    picks the s to tell it for one image's frames (float [0, 1] arrays as the network sees them; any
-    iterable, read once): `requested` (--scale S), else the spectral estimate pooled over the frames
-    (`blurscale.estimate_scale_pooled`), else, when the image is too small or flat to estimate or no
-    frames are given (None), the model's training scale (metadata "scale"). An s above the training
-    scale is told the training scale. Returns (s, how it was chosen; `source` is added after
-    "estimated", e.g. " from 16 frames"). None for a plain model, which is told nothing. The
-    refusals are `check_scale`'s, before any image is read."""
+    picks the s to tell it for one image's frames (float arrays at their native size, any affine
+    intensity scale; any iterable, read once): `requested` (--scale S), else the estimate pooled
+    over the frames (`blurscale.estimate_scale_pooled`, with its 68 % interval; for an unsure one,
+    wider than UNSURE_RATIO, `told_scale`'s cautious choice), else, when the image is too small or flat to estimate
+    or no frames are given (None), the model's training scale (metadata "scale"). With
+    `upscale` k > 1 the frames are the small ones and the resampling part is known: s = k × the
+    estimate of the blur that remains on the small grid. An s above the training scale is told the
+    training scale. Returns (s, how it was chosen; `source` is added after "estimated", e.g.
+    " from 16 frames"). None for a plain model, which is told nothing. The refusals are
+    `check_scale`'s, before any image is read."""
     if not check_scale(info, requested):
         return None
     trained = float(info.get("scale", 4))
 
-    def choose(frames: Iterable | None = None, source: str = "") -> tuple[float, str]:
+    def choose(frames: Iterable | None = None, source: str = "", upscale: int = 1) -> tuple[float, str]:
         if requested is not None:
             s, how = float(requested), "given"
         elif frames is None:
             s, how = trained, "the model's training scale"
         else:
-            estimate = blurscale.estimate_scale_pooled(frames)
-            s, how = (estimate.scale, f"estimated{source}") if estimate.scale is not None else (trained, f"{estimate.note}: the model's training scale")
+            frames = list(frames)
+            s, how = _estimated(blurscale.estimate_scale_pooled(frames), source, upscale, trained,
+                                lambda: blurscale.estimate_scale_template_pooled(frames))
         if s > trained:
             return trained, f"{how}: {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
         return max(s, 1.0), how
 
     return choose
+
+
+def _estimated(estimate: blurscale.ScaleEstimate, source: str, upscale: int, trained: float,
+               fallback: Callable[[], blurscale.ScaleEstimate]) -> tuple[float, str]:
+    """(s, how) from an estimate on the native grid, told `upscale`× for an enlargement."""
+    if estimate.scale is None:
+        return trained, f"{estimate.note}: the model's training scale"
+    s, how = told_scale(estimate, fallback)
+    how = f"estimated{source}{how}"
+    if upscale > 1:
+        how += f"; {s:.2f} on the native grid × --upscale {upscale}"
+        s *= upscale
+    return s, how
+
+
+def told_scale(estimate: blurscale.ScaleEstimate, fallback: Callable[[], blurscale.ScaleEstimate]) -> tuple[float, str]:
+    """The s told for a learned `estimate` and the words after "estimated": its value with its
+    68 % interval; where the interval is wider than UNSURE_RATIO, the smaller of its lower end and
+    `fallback()`'s (the template fit, which reads too low rather than too high)."""
+    if estimate.low is None:
+        return estimate.scale, ""
+    how = f", {estimate.confidence}"
+    if estimate.high / max(estimate.low, 1e-6) <= UNSURE_RATIO:
+        return estimate.scale, how
+    other = fallback().scale
+    s = estimate.low if other is None else min(estimate.low, other)
+    return s, how + f"; unsure, so {s:.2f} is told, the lower of its interval's end and the template fit (give --scale S if you know the blur)"
 
 
 def told(generator: Callable, scale: float | None) -> Callable:

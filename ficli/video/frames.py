@@ -8,7 +8,7 @@
 - the network's share (`Inference`): `prepare` in the decoding thread (scale, enlarge, split into
   planes, normalise with the video's one range), `network` and `finish` in the inference thread
   (the tiled engine on a group of frames; the inverse map);
-- the frames the blur-scale estimate reads (`scale_views`): enlarged and split as `prepare` does;
+- the frames the blur-scale estimate reads (`scale_views`): at their native size (an --upscale is told to the estimate), split as `prepare` does;
 - the output frame (`compose`, `raw_bytes`): the layout, labels, even sides for yuv420p, the
   encoder's bytes.
 """
@@ -124,17 +124,15 @@ def video_range(samples: list[np.ndarray], mode: str, lo_pct: float = LO_PCT, hi
     return percentile_range(np.stack([planes_of(f, mode)[0] for f in samples]), lo_pct, hi_pct)
 
 
-def scale_views(frames: list[np.ndarray], mode: str, upscale: int = 1) -> Iterator[np.ndarray]:
-    """Decoded uint (H, W, C) frames (or crops of them) as the network sees them, for the blur-scale
-    estimate: on [0, 1], enlarged `upscale`× as `Inference.prepare` does, the planes of `mode`
-    ((H, W), or (H, W, P) for rgb). Not normalised, as `enhance` hands its frames to the estimate
-    (an affine map does not move it). One at a time: enlarged frames are not all held at once."""
+def scale_views(frames: list[np.ndarray], mode: str) -> Iterator[np.ndarray]:
+    """Decoded uint (H, W, C) frames (or crops of them) for the blur-scale estimate: on [0, 1] at
+    their native size (an --upscale is told to the estimate, which measures the small grid), the
+    planes of `mode` ((H, W), or (H, W, P) for rgb). Not normalised, as `enhance` hands its frames to
+    the estimate (an affine map does not move it)."""
     for frame in frames:
         x = io.to_unit(frame)
         if x.shape[2] == 1:
             x = x[..., 0]
-        if upscale > 1:
-            x = resize_array(x, (x.shape[0] * upscale, x.shape[1] * upscale))
         planes = planes_of(x, mode)[0]
         yield planes[0] if planes.shape[0] == 1 else np.moveaxis(planes, 0, -1)
 
