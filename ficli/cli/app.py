@@ -32,10 +32,15 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
+    from ficli.image import guard
+
     tolerate_undecodable_names()
+    guard.catch_signals()  # SIGTERM and SIGHUP as Ctrl-C, for every command
+    ctx.call_on_close(guard.release_locks)  # the locks of the command's outputs, when it ends
 
 
 # Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.

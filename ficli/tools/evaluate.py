@@ -302,9 +302,9 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     report = Report(str(hr), scale, crop_border, methods, hr_order=[item.rel for item in hr_items])
     pairs_by_method: dict[str, dict[Path, InputFile]] = {}
     sr_items = {method.name: collect_inputs([method.folder], recursive=recursive) for method in methods}
-    inputs = {item.path.resolve() for item in [*hr_items, *(i for items in sr_items.values() for i in items)]}
-    for path in outputs:
-        if not io.writes_through(path) and io.write_target(path).resolve() in inputs:
+    inputs = {io.file_key(item.path) for item in [*hr_items, *(i for items in sr_items.values() for i in items)]}
+    for path in outputs:  # also through a symlink or a hard link
+        if not io.writes_through(path) and io.file_key(path) in inputs:
             raise OutputError(f"{path}: is one of the input images; choose another file name for the scores")
     for method in methods:
         pairs, problems = pair_files(hr_items, sr_items[method.name], method.name)
@@ -445,9 +445,10 @@ def _json_number(value: float):
     return value if math.isfinite(value) else None
 
 
-def check_output_file(path: Path | str, option: str) -> None:
-    """Refuse an output path that is a folder, or in a folder that cannot be written, before any work
-    ("-", FIFOs and devices are written into and pass)."""
+def check_output_file(path: Path | str, option: str, overwrite: bool = False) -> None:
+    """Refuse an output path that is a folder, an existing file without `overwrite`, or in a folder
+    that cannot be written, before any work ("-", FIFOs and devices are written into and pass);
+    the input images are checked once they are known (`io.check_output_file`)."""
     if not io.writes_through(path) and io.write_target(path).is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name such as {Path(path) / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
-    io.check_output_file(path, option)
+    io.check_output_file(path, option, overwrite=overwrite)
