@@ -121,6 +121,18 @@ def test_the_one_rule_refuses_inputs_models_and_existing_files_through_links(tmp
     guard.check_output_file(tmp_path / "new.png", "--out", overwrite=False, inputs=[data])  # a new file passes
 
 
+def test_train_never_writes_over_the_model_it_starts_from(run_cli, images, tmp_path, tiny_identity_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "best.safetensors"
+    model.write_bytes(tiny_identity_model.read_bytes())
+    result = run_cli("train", "--data", images, "--val", images, "--out", run, "--init", model, "--overwrite",
+                     "--epochs", "1", "--steps", "1", "--batch", "2", "--crop", "16", "--no-gan", "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    assert "is the model this run starts from" in result.output
+    assert model.read_bytes() == tiny_identity_model.read_bytes()
+
+
 # --- item 1: video's Ctrl-C file ------------------------------------------------------------------------
 
 
@@ -317,3 +329,27 @@ def test_skip_existing_redoes_an_empty_or_truncated_output_with_a_note(run_cli, 
     assert "s1.png: the existing output" in result.output and "made again" in result.output
     assert bad.read_bytes() == whole and (out / "s0.png").read_bytes() == good
     assert "1 done, 2 skipped" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_to_video_keeps_the_frames_done_as_ctrl_c_does(tiny_identity_model, tmp_path):
+    from test_video import FF, decode
+
+    src = tmp_path / "long.mp4"
+    subprocess.run([FF, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "120",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "ficli", "video", str(src), "--model", str(tiny_identity_model),
+                             "--preset", "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.name.startswith(".long_ficli.") and ".part" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.1)  # the encoder's temporary file appears when streaming starts
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)  # to ficli alone, as `kill PID` or a job scheduler does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    partial = tmp_path / "long_ficli.partial.mp4"
+    assert "interrupted by SIGTERM" in err and "saved, playable" in err and partial.exists()
+    assert 0 < len(decode(partial, 64, 48)) < 3000
+    assert not (tmp_path / "long_ficli.mp4").exists() and not any(p.name.startswith(".") for p in tmp_path.iterdir())

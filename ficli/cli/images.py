@@ -136,14 +136,14 @@ def evaluate(
         for path, option in ((csv_file, "--csv"), (json_file, "--json")):
             if path is not None:
                 io.lock_output(path)
-                ev.check_output_file(path, option, overwrite)
+                ev.check_output_file(path, option)
         out_console = stdout_console(csv_file, json_file)
         with progress_bar() as progress:
             task = progress.add_task("evaluate", total=None, rate="")
             report = ev.evaluate_folders(
                 hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
-                outputs=[path for path in (csv_file, json_file) if path is not None],
+                outputs=[path for path in (csv_file, json_file) if path is not None], overwrite=overwrite,
             )
         out_console.print(evaluate_table(report, per_image))
         print_evaluate_notes(report)

@@ -61,8 +61,9 @@ def video(
 
     Variable-frame-rate input is made constant at the stream's nominal rate (frames repeated or
     dropped), so every frame keeps its time and the audio stays in step. An odd width or height is padded by one repeated pixel
-    (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
-    them, playable, as OUT.partial.mp4 (OUT is written only when complete).
+    (yuv420p needs even sides). Ctrl-C (or SIGTERM, SIGHUP) finishes the encoder on the frames
+    already done and keeps them, playable, as OUT.partial.mp4 (OUT.partial-2.mp4, ... where that
+    name is the input or exists without --overwrite); OUT is written only when complete.
     """
     from ficli.image import io
 

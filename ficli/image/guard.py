@@ -45,17 +45,38 @@ def file_key(path: Path | str) -> tuple:
 
 def same_file(a: Path | str, b: Path | str) -> bool:
     """True when writing `a` would replace the file `b` names (or the other way round)."""
-    return file_key(a) == file_key(b) or os.path.realpath(a) == os.path.realpath(b)
+    return Protected(keep={"": [b]}).find(a) is not None
+
+
+class Protected:
+    """The files a run must never write (its inputs, the model in use), indexed once by identity
+    (`file_key` and the resolved path), so that a batch of thousands checks each output in O(1).
+    `keep`: a description ("the model being exported") → the paths it covers."""
+
+    def __init__(self, inputs: Iterable = (), keep: Mapping[str, Iterable] | None = None):
+        self.index: dict[tuple, tuple[str, Path]] = {}
+        for what, paths in {"one of the input images": inputs, **(keep or {})}.items():
+            for path in paths:
+                if path is not None:
+                    for key in (file_key(path), ("path", os.path.realpath(path))):
+                        self.index.setdefault(key, (what, Path(path)))
+
+    def find(self, path: Path | str) -> tuple[str, Path] | None:
+        """(description, protected path) when writing `path` would replace a protected file."""
+        for key in (file_key(path), ("path", os.path.realpath(path))):
+            if key in self.index:
+                return self.index[key]
+        return None
 
 
 def check_output_file(path: Path | str, option: str, *, overwrite: bool | None = None, inputs: Iterable = (),
-                      keep: Mapping[str, Iterable] | None = None) -> None:
+                      keep: Mapping[str, Iterable] | None = None, protected: Protected | None = None) -> None:
     """The one rule for every file a command writes, checked before any work: OutputError when
     `path` is a folder, one of `inputs` (the run's input images), one of the files in `keep` (a
-    description such as "the model being exported" → its paths), an existing file when
-    `overwrite` is False (None: the command checks that itself), or in a folder that cannot be
-    written. Symlinks and hard links count as the file they reach. "-", FIFOs and devices are
-    written into, not replaced, and pass."""
+    description such as "the model being exported" → its paths) or in `protected` (the same,
+    indexed once for a batch), an existing file when `overwrite` is False (None: the command
+    checks that itself), or in a folder that cannot be written. Symlinks and hard links count as
+    the file they reach. "-", FIFOs and devices are written into, not replaced, and pass."""
     if writes_through(path):
         return
     path = Path(path)
@@ -63,10 +84,9 @@ def check_output_file(path: Path | str, option: str, *, overwrite: bool | None =
     if target.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name")
     named = f"{option} {path}" if option else str(path)
-    protected = {"one of the input images": list(inputs), **{what: list(paths) for what, paths in (keep or {}).items()}}
-    for what, paths in protected.items():
-        if any(p is not None and same_file(path, p) for p in paths):
-            raise OutputError(f"{named}: is {what}; ficli never writes over it — choose another file name")
+    hit = (protected or Protected(inputs, keep)).find(path)
+    if hit is not None:
+        raise OutputError(f"{named}: is {hit[0]}; ficli never writes over it — choose another file name")
     if overwrite is False and os.path.lexists(target):
         raise OutputError(f"{named}: exists; add --overwrite to replace it, or choose another file name")
     check_writable(target.parent)

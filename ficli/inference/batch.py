@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ficli.errors import FicliError, OutputError, is_out_of_memory
-from ficli.image.io import InputFile, file_key, refuse_existing, remove_stale_parts
+from ficli.image.io import InputFile, Protected, file_key, refuse_existing, remove_stale_parts
 
 
 @dataclass
@@ -46,10 +46,12 @@ def plan_outputs(
     `share`: the items this process will do (under torchrun); only their outputs are looked for.
     """
     outs = {item: Path(out_for(item)) for item in items}
-    inputs = {file_key(item.path): item for item in items}
+    inputs = {item.path: item for item in items}
+    protected = Protected(keep={"an input": inputs})  # the rule of `io.check_output_file`, indexed once
     claimed: dict[str, InputFile] = {}
     for item, out in outs.items():
-        other = inputs.get(file_key(out))  # also through a symlink or a hard link
+        hit = protected.find(out)  # also through a symlink or a hard link
+        other = inputs[hit[1]] if hit else None
         if other is item:
             raise OutputError(f"{out}: is the input file itself; choose another --out")
         if other is not None:
