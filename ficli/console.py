@@ -72,7 +72,8 @@ def reporting_errors(interrupted=BATCH_INTERRUPTED):
         message = interrupted() if callable(interrupted) else interrupted
         if guard.signal_name() != "Ctrl-C":
             message = message.replace("interrupted", f"interrupted by {guard.signal_name()}", 1)
-        err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            err_console.print(message, highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(guard.exit_code()) from None
 
 

@@ -85,8 +85,8 @@ def run_batch(
     way); other errors, and running out of memory on one file, are recorded with their message
     (which names the file) and the batch goes on. `on_item(item, status, message)` reports "done",
     "skipped" or "failed" (with the error message) after each file, "done" with a message when an
-    existing output that --skip-existing would keep was empty or damaged and was made again. Hidden temporaries that a killed
-    earlier run left beside these outputs are removed first.
+    existing output that --skip-existing would keep was empty or damaged and was made again. Hidden
+    temporaries that a killed earlier run left beside these outputs are removed first.
     """
     outs = [out_for(item) for item in items]
     for item, out in zip(items, outs):  # all of them before any work: nothing half done
