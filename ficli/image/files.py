@@ -152,7 +152,11 @@ def _writer_alive(pid: str | None) -> bool:
         return False
     except (PermissionError, OverflowError, ValueError):
         return True
-    return True
+    try:  # a killed writer its parent has not reaped yet (a zombie) is gone too
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_parts(targets) -> int:
