@@ -64,6 +64,26 @@ def _link(kind: str, target: Path, link: Path) -> Path:
     return link
 
 
+@pytest.mark.parametrize("command", ["degrade", "enhance", "profile", "evaluate"])
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_an_output_linked_to_an_input_is_refused_by_every_command_even_with_overwrite(run_cli, images, tmp_path,
+                                                                                      tiny_identity_model, command, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / ("s0.png" if command in ("degrade", "enhance") else "result.png")
+    _link(kind, images / "s0.png", target)
+    args = {"degrade": ("degrade", images, "--out", out, "--scale", "2"),
+            "enhance": ("enhance", images, "--out", out, "--model", tiny_identity_model),
+            "profile": ("profile", images / "s0.png", *LINE, "--out", target),
+            "evaluate": ("evaluate", images, images, "--csv", target)}[command]
+    before = _snapshot(images)
+    result = run_cli(*args, "--overwrite")
+    assert result.exit_code == 1, result.output
+    assert ("is one of the input" in result.output or "is the input file itself" in result.output), result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(images) == before and os.path.samefile(target, images / "s0.png")
+
+
 @pytest.mark.parametrize("kind", ["itself", "symlink", "hardlink"])
 def test_export_never_writes_over_the_model_it_exports(run_cli, tiny_identity_model, tmp_path, kind):
     model = tmp_path / "m.safetensors"

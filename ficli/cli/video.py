@@ -93,6 +93,8 @@ def video(
             resolve_precision(precision, dev)
         try:
             io.lock_output(out if out is not None else default_output(src))  # one run per output (and its .partial)
+            if frames_dir is not None:
+                io.lock_output(frames_dir, folder=True)
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
