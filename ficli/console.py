@@ -2,7 +2,7 @@
 
 `cli` declares the commands and their options; this module holds what they share in showing their
 work: `reporting_errors` turns a FicliError into one line on stderr and exit 1 (Ctrl-C into its
-message and exit 130), `usage_errors` a ConfigError into Typer's usage error (exit 2),
+message and exit 130; SIGTERM and SIGHUP the same, exit 143 and 129), `usage_errors` a ConfigError into Typer's usage error (exit 2),
 `run_files` runs a batch over files with a progress bar, `evaluate_table` renders evaluate's
 scores, `training_display` shows a training run. With `cli`, the only module importing typer and
 rich.
@@ -67,9 +67,14 @@ def reporting_errors(interrupted=BATCH_INTERRUPTED):
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
+        from ficli.image import guard
+
         message = interrupted() if callable(interrupted) else interrupted
-        err_console.print(message, highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(130) from None
+        if guard.signal_name() != "Ctrl-C":
+            message = message.replace("interrupted", f"interrupted by {guard.signal_name()}", 1)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(guard.exit_code()) from None
 
 
 @contextlib.contextmanager
@@ -121,6 +126,8 @@ def run_files(description: str, outs: dict, process, skip_existing: bool, quiet:
             progress.update(task, completed=finished[0], rate=rate[0])
             if status == "failed":
                 progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)  # names may hold [brackets]
+            elif message:
+                progress.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
         report = run_batch(list(outs), outs.__getitem__, lambda item, dest: process(item, dest, lambda f: on_fraction(item, f)),
                            skip_existing=skip_existing, on_item=on_item)
@@ -142,8 +149,9 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
         io.check_name_suffix(suffix)
         if overwrite and skip_existing:
             raise ConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
-    items = io.collect_inputs(inputs, recursive=recursive)
+    items = io.collect_inputs(inputs, recursive=recursive, on_note=note)
     io.check_output_dir(out, items, recursive=recursive)
+    io.lock_output(out, folder=True)  # before the outputs are looked for: a second run into OUT is refused
     mine = batch.shard(items) if share else items
     outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
                               overwrite=overwrite, skip_existing=skip_existing, share=mine)

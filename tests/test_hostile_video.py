@@ -187,7 +187,7 @@ def test_killed_mid_video_then_the_same_command_again(run_cli, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ficli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".long_ficli") for p in tmp_path.iterdir()):  # streaming has begun
+    while not any(p.name.startswith(".long_ficli.") and ".part" in p.name for p in tmp_path.iterdir()):  # streaming has begun
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
     time.sleep(0.3)

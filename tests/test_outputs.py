@@ -152,7 +152,7 @@ def test_evaluate_writes_through_a_symlink_and_keeps_it(run_cli, pair, tmp_path,
         target.write_text("{}")
     link = tmp_path / "scores.json"
     link.symlink_to(target)
-    result = run_cli("evaluate", *pair, "--json", link)
+    result = run_cli("evaluate", *pair, "--json", link, *(() if dangling else ("--overwrite",)))  # its target exists
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and Path(os.readlink(link)) == target
     assert len(_strict(target.read_text())["images"]) == 2

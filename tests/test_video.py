@@ -411,7 +411,7 @@ def test_ctrl_c_in_a_terminal_keeps_the_frames_done(identity_model, tmp_path):
     )
     partial = tmp_path / "long_ficli.partial.mp4"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(p.name.startswith(".long_ficli") for p in tmp_path.iterdir()):
+    while time.monotonic() < deadline and not any(p.name.startswith(".long_ficli.") and ".part" in p.name for p in tmp_path.iterdir()):
         time.sleep(0.1)  # the encoder's temporary file appears when streaming starts
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)

@@ -32,10 +32,15 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Sharpen fluorescence images and videos with FI-GAN (total gradient loss), and measure the result."""
+    from ficli.image import guard
+
     tolerate_undecodable_names()
+    guard.catch_signals()  # SIGTERM and SIGHUP as Ctrl-C, for every command
+    ctx.call_on_close(guard.release_locks)  # the locks of the command's outputs, when it ends
 
 
 # Options that degrade, enhance and video share: one definition each, so their help cannot drift apart.
@@ -43,7 +48,7 @@ InputsHelp = ("files, folders or glob patterns (quote globs); - reads paths from
               "one a line (blank lines and # comments skipped).")
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder; the input tree is mirrored under it, names and formats kept. Two inputs of the same name from different folders (A/x.png B/x.png) keep their folders' names: OUT/A/x.png, OUT/B/x.png.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist already. Without it (or --skip-existing) a run that finds any refuses before starting. Inputs are never overwritten.")]
-SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch).")]
+SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch). An existing output that is empty or cannot be read whole is made again, with a note.")]
 SuffixOption = Annotated[str, typer.Option("--suffix", help="Text added to each output name before its extension: --suffix _sr writes x_sr.png for x.png (x_sr.ome.tif for x.ome.tif) [default: none].")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; failures, errors and notes still go to stderr.")]
 # Options that enhance, video and bench share.

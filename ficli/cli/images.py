@@ -105,6 +105,7 @@ def evaluate(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct; nan where texture is not measured); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --csv or --json file. An input image is never replaced."),
 ):
     """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
 
@@ -129,6 +130,7 @@ def evaluate(
     and --csv/--json still hold everything that could be scored) or nothing could be scored, or on
     a missing or empty folder; 2 for a bad option.
     """
+    from ficli.image import io
     from ficli.tools import evaluate as ev
 
     with reporting_errors("interrupted: nothing was written (--csv and --json are written at the end); run it again"):
@@ -137,8 +139,10 @@ def evaluate(
         except FicliError as exc:
             raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-range") from None
         one_stdout(**{"--csv": csv_file, "--json": json_file})
+        io.check_distinct_outputs(**{"--csv": csv_file, "--json": json_file})
         for path, option in ((csv_file, "--csv"), (json_file, "--json")):
             if path is not None:
+                io.lock_output(path)
                 ev.check_output_file(path, option)
         out_console = stdout_console(csv_file, json_file)
         with progress_bar() as progress:
@@ -146,7 +150,7 @@ def evaluate(
             report = ev.evaluate_folders(
                 hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
-                outputs=[path for path in (csv_file, json_file) if path is not None],
+                outputs=[path for path in (csv_file, json_file) if path is not None], overwrite=overwrite,
             )
         out_console.print(evaluate_table(report, per_image))
         print_evaluate_notes(report)
@@ -244,7 +248,7 @@ def enhance(
 def profile(
     images: list[Path] = typer.Argument(..., help="Images of the same field and size: e.g. original, bicubic and enhanced."),
     line: str = typer.Option(..., "--line", help="x0,y0,x1,y1 in pixels (x to the right, y down; sub-pixel allowed)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The plot, a PNG file; '-' = standard output."),
+    out: Path = typer.Option(..., "--out", "-o", help="The plot, in the format its suffix names: .png, .svg, .pdf, .jpg/.jpeg, .tif/.tiff, .eps or .ps (another suffix is refused); '-' = PNG on standard output."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image (headed by the file names; names that are not UTF-8 as their own bytes); '-' = standard output."),
     title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out or --csv file. An input image is never replaced."),
@@ -260,6 +264,6 @@ def profile(
 
     with reporting_errors("interrupted: nothing was written; run it again"):
         one_stdout(**{"--out": out, "--csv": csv_file})
-        check_outputs(images, out, csv_file, overwrite=overwrite)
+        check_outputs(images, out, csv_file, overwrite=overwrite)  # and takes their locks
         profile_files(images, parse_line(line), out, csv_file, title)
         stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)

@@ -23,6 +23,7 @@ def bench(
     compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, train, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ):
     """Time the parts that decide speed: TG loss (direct vs FFT), the generator and its body, tiled
     vs whole, a training step (fp32/bf16, channels-last, compiled with --compile), each stage of
@@ -37,6 +38,11 @@ def bench(
     from ficli.tools.timing import format_table, parse_sizes
 
     with reporting_errors():
+        if json_file is not None:  # before any timing
+            from ficli.image import io
+
+            io.lock_output(json_file)
+            io.check_output_file(json_file, "--json", overwrite=overwrite)
         with usage_errors():
             chosen_sizes = parse_sizes(sizes_option) if sizes_option else None
             dev = str(resolve_device(device))
@@ -64,7 +70,7 @@ def export(
     model: ModelOption = None,
     format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (never the model being exported)."),
     scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
 ):
     """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
@@ -85,9 +91,10 @@ def export(
             from ficli.tools.export import check_format, check_target
 
             check_format(format_name)
-        check_target(out, overwrite)
         if model is not None:
             io.check_model_file(model)
+        io.lock_output(out)
+        check_target(out, overwrite, model)
         from ficli.tools.export import export_model
 
         with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error

@@ -84,6 +84,7 @@ def train(
     """
     if resume and continue_from:
         raise typer.BadParameter("give one of --resume RUN_DIR and --continue-from MODEL_FILE", param_hint="--continue-from")
+    from ficli.image import guard
     from ficli.training import runs
     from ficli.training import train as training
 
@@ -108,6 +109,7 @@ def train(
                 val_size=val_size, val_limit=val_limit, device=device, seed=seed, lr_schedule=lr_schedule,
                 warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model, degradations=degradations,
             )
+        guard.lock_output(cfg.out, folder=True)  # one run per run folder
         with training_display(cfg.steps, cfg.epochs) as shown:
             summary = training.train(cfg, shown, resume=bool(resume), continue_from=str(continue_from) if continue_from else None,
                                      overwrite=overwrite)

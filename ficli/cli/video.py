@@ -61,10 +61,14 @@ def video(
 
     Variable-frame-rate input is made constant at the stream's nominal rate (frames repeated or
     dropped), so every frame keeps its time and the audio stays in step. An odd width or height is padded by one repeated pixel
-    (yuv420p needs even sides). Ctrl-C finishes the encoder on the frames already done and keeps
-    them, playable, as OUT.partial.mp4 (OUT is written only when complete).
+    (yuv420p needs even sides). Ctrl-C (or SIGTERM, SIGHUP) finishes the encoder on the frames
+    already done and keeps them, playable, as OUT.partial.mp4 (OUT.partial-2.mp4, ... where that
+    name is the input or exists without --overwrite); OUT is written only when complete.
     """
     from ficli.image import io
+
+    def interrupted() -> str:
+        return "interrupted" if io.signal_name() == "Ctrl-C" else f"interrupted by {io.signal_name()}"
 
     with reporting_errors():
         if side_by_side and compare_only:
@@ -75,7 +79,7 @@ def video(
         from ficli.inference.device import default_batch, resolve_device, resolve_precision
         from ficli.inference.engine import TileConfig
         from ficli.inference.runtime import ready_generator, scale_chooser
-        from ficli.video.pipeline import Section, VideoInterrupted, VideoOptions, check_video, enhance_video
+        from ficli.video.pipeline import Section, VideoInterrupted, VideoOptions, check_video, default_output, enhance_video
 
         with usage_errors():
             dev = resolve_device(device)
@@ -88,6 +92,9 @@ def video(
             )
             resolve_precision(precision, dev)
         try:
+            io.lock_output(out if out is not None else default_output(src))  # one run per output (and its .partial)
+            if frames_dir is not None:
+                io.lock_output(frames_dir, folder=True)
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
@@ -97,11 +104,11 @@ def video(
                                        on_start=on_start, on_progress=on_progress, on_notice=note)
                 on_done(report.frames)
         except VideoInterrupted as stop:
-            err_console.print(f"interrupted: {stop}", highlight=False, soft_wrap=True, markup=False)
-            raise typer.Exit(130) from None
+            err_console.print(f"{interrupted()}: {stop}", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(io.exit_code()) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted before any frame was written; no file was left")
-            raise typer.Exit(130) from None
+            err_console.print(f"{interrupted()} before any frame was written; no file was left", highlight=False, markup=False)
+            raise typer.Exit(io.exit_code()) from None
     if quiet:
         return
     console.print(

@@ -87,7 +87,7 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
     path = write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=part_suffix(), dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write here ({first_line(exc)}); check the folder and its permissions") from None
@@ -130,9 +130,33 @@ def _written_through(path: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-# Temporary names (mkstemp adds 8 random characters): `.NAME.xxxxxxxx.part` (atomic_write) or
-# `.STEM.xxxxxxxx.part.EXT` (video, whose ffmpeg muxer needs EXT).
-_PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.part(?P<ext>\.[A-Za-z0-9]+)?")
+# Temporary names (mkstemp adds 8 random characters, then the writer's PID): `.NAME.xxxxxxxx.PID.part`
+# (atomic_write) or `.STEM.xxxxxxxx.PID.part.EXT` (video, whose ffmpeg muxer needs EXT). Names
+# without the PID (ficli before 0.x) are taken as left by a dead writer.
+_PART_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(?:\.(?P<pid>[0-9]{1,10}))?\.part(?P<ext>\.[A-Za-z0-9]+)?")
+
+
+def part_suffix(extension: str = "") -> str:
+    """The end of a temporary's name: `.PID.part` and `extension`; `remove_stale_parts` leaves the
+    temporaries of a writer that is still running."""
+    return f".{os.getpid()}.part{extension}"
+
+
+def _writer_alive(pid: str | None) -> bool:
+    """Whether the process that named a temporary (its PID) still runs; not this process itself."""
+    if not pid or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    try:  # a killed writer its parent has not reaped yet (a zombie) is gone too
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_parts(targets) -> int:
@@ -140,8 +164,8 @@ def remove_stale_parts(targets) -> int:
 
     `atomic_write` removes its temporary on every error and on Ctrl-C, but not when the process is
     killed outright (SIGKILL, power loss). A rerun calls this for the files it is about to write:
-    only hidden `.NAME.xxxxxxxx.part` files of those names are touched, so other runs' temporaries
-    and other hidden files stay.
+    only hidden `.NAME.xxxxxxxx.PID.part` files of those names whose writer (PID) no longer runs are
+    touched, so a live run's temporaries, other files' temporaries and other hidden files stay.
     """
     by_folder: dict[Path, set[str]] = {}
     for target in targets:
@@ -157,7 +181,8 @@ def remove_stale_parts(targets) -> int:
             continue
         for entry in entries:
             match = _PART_NAME.fullmatch(entry.name)
-            if match and match["target"] + (match["ext"] or "") in names and entry.is_file(follow_symlinks=False):
+            if (match and match["target"] + (match["ext"] or "") in names and entry.is_file(follow_symlinks=False)
+                    and not _writer_alive(match["pid"])):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
@@ -189,22 +214,3 @@ def write_text(path: Path | str, text: str) -> None:
     """
     with atomic_write(path) as tmp:
         tmp.write_bytes(text.encode("utf-8", "surrogateescape"))
-
-
-def check_output_file(path: Path | str, option: str, *, overwrite: bool | None = None, inputs=()) -> None:
-    """Refuse, before any work, an output file that cannot or must not be written: a folder, one of
-    `inputs` (also through a link), an existing file when `overwrite` is False (None: not checked),
-    or a file in a folder that cannot be written. "-", FIFOs and devices are written into and pass.
-    """
-    if writes_through(path):
-        return
-    path = Path(path)
-    target = write_target(path)
-    if target.is_dir():
-        raise OutputError(f"{option} {path}: is a folder; give a file name")
-    resolved = target.resolve()
-    if any(resolved == Path(p).resolve() for p in inputs):
-        raise OutputError(f"{option} {path}: is one of the input images; choose another file name")
-    if overwrite is False and target.exists():
-        raise OutputError(f"{option} {path}: exists; add --overwrite to replace it, or choose another file name")
-    check_writable(target.parent)

@@ -32,8 +32,10 @@ from ficli.image import tiff
 from ficli.errors import InputError, OutputError
 # The names callers have always taken from io: writing files (`ficli.image.files`) and finding inputs and
 # naming outputs (`ficli.image.paths`) live in their own modules and are re-exported here.
-from ficli.image.files import (STDOUT, UMASK, atomic_write, check_output_file, check_writable, first_line, is_stdout,  # noqa: F401
+from ficli.image.files import (STDOUT, UMASK, atomic_write, check_writable, first_line, is_stdout, part_suffix,  # noqa: F401
                          printable, remove_stale_parts, write_target, write_text, writes_through)
+from ficli.image.guard import (Protected, catch_signals, check_distinct_outputs, check_output_file, exit_code, file_key,  # noqa: F401
+                         lock_output, release_locks, same_file, signal_name)
 from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
                          check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
 

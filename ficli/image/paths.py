@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ficli.errors import ConfigError, InputError, OutputError
 from ficli.image.files import check_writable, first_line
+from ficli.image.guard import file_key
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -45,7 +46,7 @@ class InputFile:
         return root
 
 
-def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=None) -> list[InputFile]:
+def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=None, on_note=None) -> list[InputFile]:
     """Expand files, folders, glob patterns and lists of them into image files, each with its path to mirror.
 
     A file keeps its name; a folder's images keep their path inside the folder; a glob's matches keep
@@ -54,9 +55,11 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=N
     common: A/x.png and B/x.png. `-` reads paths from `stdin` (default: standard input) and `@FILE`
     from FILE (see `expand_lists`). Non-image files inside folders are passed over (folders often
     hold notes and metadata); a named file that is not an image is an error. Hidden files (ficli's
-    own unfinished writes among them) are ignored.
+    own unfinished writes among them) are ignored. A file reached twice (named twice, or by a
+    symlink or hard link besides its own name) is done once, under the name met first;
+    `on_note(message)` is told which names were passed over.
     """
-    found: dict[Path, InputFile] = {}
+    found: _Found = _Found(on_note)
     for text in expand_lists(inputs, stdin):
         path = Path(text)
         if glob.has_magic(text) and not path.exists():
@@ -67,21 +70,35 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=N
                 raise InputError(f"{text}: the pattern matches no image files")
             for p in images:
                 below = p.is_relative_to(base)
-                found.setdefault(p.resolve(), InputFile(p, p.relative_to(base) if below else Path(p.name), base if below else p.parent))
+                found.add(InputFile(p, p.relative_to(base) if below else Path(p.name), base if below else p.parent))
         elif path.is_dir():
             images = list(_walk_images(path, recursive))
             if not images:
                 hint = "" if recursive else " (add --recursive to look in subfolders)"
                 raise InputError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES)}){hint}")
             for p in images:
-                found.setdefault(p.resolve(), InputFile(p, p.relative_to(path), path))
+                found.add(InputFile(p, p.relative_to(path), path))
         elif path.is_file():
             if not _is_image_name(path):
                 raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
-            found.setdefault(path.resolve(), InputFile(path, Path(path.name), path.parent))
+            found.add(InputFile(path, Path(path.name), path.parent))
         else:
             raise InputError(f"{path}: no such file or folder")
-    return _mirror_clashes(list(found.values()))
+    return _mirror_clashes(list(found.items.values()))
+
+
+class _Found:
+    """The inputs found so far, one per file (`file_key`: a link and its target are one file)."""
+
+    def __init__(self, on_note=None):
+        self.items: dict[tuple, InputFile] = {}
+        self.on_note = on_note
+
+    def add(self, item: InputFile) -> None:
+        first = self.items.setdefault(file_key(item.path), item)
+        if first is not item and self.on_note is not None and os.path.abspath(first.path) != os.path.abspath(item.path):
+            self.on_note(f"{item.path}: is the same file as {first.path} (the two names reach one file "
+                         f"through a link); it is done once, under the name {first.path.name}")
 
 
 def _mirror_clashes(items: list[InputFile]) -> list[InputFile]:

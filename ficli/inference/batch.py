@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ficli.errors import FicliError, OutputError, is_out_of_memory
-from ficli.image.io import InputFile, refuse_existing, remove_stale_parts
+from ficli.image.io import InputFile, Protected, file_key, refuse_existing, remove_stale_parts
 
 
 @dataclass
@@ -17,6 +17,7 @@ class BatchReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     stale_parts: int = 0  # temporaries of a killed earlier run, removed before starting
+    redone: list[Path] = field(default_factory=list)  # existing outputs --skip-existing found damaged
 
     @property
     def ok(self) -> bool:
@@ -45,10 +46,12 @@ def plan_outputs(
     `share`: the items this process will do (under torchrun); only their outputs are looked for.
     """
     outs = {item: Path(out_for(item)) for item in items}
-    inputs = {item.path.resolve(): item for item in items}
+    inputs = {item.path: item for item in items}
+    protected = Protected(keep={"an input": inputs})  # the rule of `io.check_output_file`, indexed once
     claimed: dict[str, InputFile] = {}
     for item, out in outs.items():
-        other = inputs.get(out.resolve())
+        hit = protected.find(out)  # also through a symlink or a hard link
+        other = inputs[hit[1]] if hit else None
         if other is item:
             raise OutputError(f"{out}: is the input file itself; choose another --out")
         if other is not None:
@@ -81,20 +84,25 @@ def run_batch(
     A full disk or an unwritable output folder stops the batch (every later file would fail the same
     way); other errors, and running out of memory on one file, are recorded with their message
     (which names the file) and the batch goes on. `on_item(item, status, message)` reports "done",
-    "skipped" or "failed" (with the error message) after each file. Hidden temporaries that a killed
-    earlier run left beside these outputs are removed first.
+    "skipped" or "failed" (with the error message) after each file, "done" with a message when an
+    existing output that --skip-existing would keep was empty or damaged and was made again. Hidden
+    temporaries that a killed earlier run left beside these outputs are removed first.
     """
     outs = [out_for(item) for item in items]
     for item, out in zip(items, outs):  # all of them before any work: nothing half done
-        if out.resolve() == item.path.resolve():
+        if file_key(out) == file_key(item.path):
             raise OutputError(f"{out}: is the input file itself; choose another --out")
     report = BatchReport(stale_parts=remove_stale_parts(outs))
     for item, out in zip(items, outs):
         status, message = "done", ""
-        if skip_existing and out.exists():
+        damaged = unusable_output(out) if skip_existing and out.exists() else None
+        if skip_existing and out.exists() and damaged is None:
             report.skipped.append(item.path)
             status = "skipped"
         else:
+            if damaged is not None:
+                message = f"{out}: the existing output {damaged}; made again (--skip-existing keeps only outputs that read whole)"
+                report.redone.append(out)
             try:
                 process(item, out)
                 report.done.append(item.path)
@@ -117,6 +125,22 @@ def run_batch(
         if on_item:
             on_item(item, status, message)
     return report
+
+
+def unusable_output(path: Path) -> str | None:
+    """Why an existing output cannot be kept by --skip-existing (empty, truncated, not an image
+    ficli can read), or None when it reads whole. Decodes the file: a cut PNG or TIFF has a header."""
+    from ficli.image.io import read_image
+
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        read_image(path)
+    except FicliError as exc:
+        return f"cannot be read ({str(exc).removeprefix(str(path) + ': ')})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
 
 
 def _naming(item: InputFile, message: str) -> str:

@@ -287,13 +287,13 @@ def _std(v: np.ndarray) -> float:
 
 def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Scale(), crop_border: int = 0,
                      recursive: bool = False, on_pair: Callable[[int, int], None] | None = None,
-                     outputs: list[Path] = ()) -> Report:
+                     outputs: list[Path] = (), overwrite: bool | None = None) -> Report:
     """Score every SR folder in `srs` against the HR folder (or file) `hr`.
 
     Each HR image is read once. A missing or empty folder raises InputError (nothing is scored);
     per-file trouble becomes a Problem in the report. `on_pair(done, total)` reports progress.
     `outputs` are the files the caller will write (--csv, --json): OutputError, before any scoring,
-    if one of them is an input image.
+    if one of them is an input image, or exists and `overwrite` is False (`io.check_output_file`).
     """
     if crop_border < 0:
         raise ConfigError(f"--crop-border {crop_border}: use 0 or a positive number of pixels")
@@ -302,10 +302,11 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     report = Report(str(hr), scale, crop_border, methods, hr_order=[item.rel for item in hr_items])
     pairs_by_method: dict[str, dict[Path, InputFile]] = {}
     sr_items = {method.name: collect_inputs([method.folder], recursive=recursive) for method in methods}
-    inputs = {item.path.resolve() for item in [*hr_items, *(i for items in sr_items.values() for i in items)]}
-    for path in outputs:
-        if not io.writes_through(path) and io.write_target(path).resolve() in inputs:
+    inputs = io.Protected([item.path for item in [*hr_items, *(i for items in sr_items.values() for i in items)]])
+    for path in outputs:  # the rule of `io.check_output_file`: also through a symlink or a hard link
+        if not io.writes_through(path) and inputs.find(path):
             raise OutputError(f"{path}: is one of the input images; choose another file name for the scores")
+        io.check_output_file(path, "", overwrite=overwrite)
     for method in methods:
         pairs, problems = pair_files(hr_items, sr_items[method.name], method.name)
         pairs_by_method[method.name] = pairs
@@ -447,7 +448,8 @@ def _json_number(value: float):
 
 def check_output_file(path: Path | str, option: str) -> None:
     """Refuse an output path that is a folder, or in a folder that cannot be written, before any work
-    ("-", FIFOs and devices are written into and pass)."""
+    ("-", FIFOs and devices are written into and pass); the input images and an existing file are
+    checked once the inputs are known (`evaluate_folders`)."""
     if not io.writes_through(path) and io.write_target(path).is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name such as {Path(path) / ('scores' + ('.csv' if option == '--csv' else '.json'))}")
     io.check_output_file(path, option)

@@ -110,12 +110,13 @@ def check_format(fmt: str) -> str:
     return name
 
 
-def check_target(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an output path that is a folder, stdout, or exists without `overwrite`; before any work."""
+def check_target(out: str | Path, overwrite: bool, model: str | Path | None = None) -> Path:
+    """Refuse an output path that is a folder, stdout, the model being exported (also through a
+    symlink or hard link, whatever `overwrite` says), or exists without `overwrite`; before any work."""
     if io.is_stdout(out):
         raise OutputError("--out -: an export is a file; give a file name")
     out = Path(out)
-    io.check_output_file(out, "--out", overwrite=overwrite)
+    io.check_output_file(out, "--out", overwrite=overwrite, keep={"the model being exported": [model]})
     return out
 
 
@@ -131,8 +132,8 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     from ficli.inference.runtime import fixed_scale, resolve_model_path
 
     fmt = check_format(fmt)
-    out = check_target(out, overwrite)
     path = resolve_model_path(model)
+    out = check_target(out, overwrite, path)
     info = modelfile.model_info(path)  # ModelFileError from the header, before the weights are read
     fixed = fixed_scale({"path": str(path), "config": nets.GeneratorConfig(**info["config"]), "scale": info["scale"]}, scale)
     _check_packages(fmt)

@@ -46,11 +46,30 @@ def line_profile(image: np.ndarray, line: tuple[float, float, float, float]) -> 
     return t * length, values
 
 
+# The plot formats --out takes, by suffix (matplotlib writes each; JPEG through Pillow).
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": "jpg", ".tif": "tiff",
+                ".tiff": "tiff", ".eps": "eps", ".ps": "ps"}
+
+
+def plot_format(out: Path | str) -> str:
+    """The format of the plot `out` names by its suffix ("-": PNG); ConfigError for another suffix."""
+    if io.writes_through(out) and Path(out).suffix.lower() not in PLOT_FORMATS:
+        return "png"  # standard output, a FIFO or a device
+    fmt = PLOT_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--out {out}: cannot write a plot of this type; name it .png, .svg, .pdf, .jpg, .tif, .eps or .ps")
+    return fmt
+
+
 def check_outputs(images: list[Path], out_png: Path, csv_path: Path | None, *, overwrite: bool = False) -> None:
-    """Before any image is read: neither output may be an input image (also through a link), a
-    folder, or an existing file without `overwrite`; "-" (standard output) and FIFOs pass."""
+    """Before any image is read: the plot's suffix must name a format (`plot_format`); neither output
+    may be an input image (also through a link), a folder, the other output, or an existing file
+    without `overwrite`; "-" (standard output) and FIFOs pass. Takes both outputs' locks."""
+    plot_format(out_png)
+    io.check_distinct_outputs(**{"--out": out_png, "--csv": csv_path})
     for path, option in ((out_png, "--out"), (csv_path, "--csv")):
         if path is not None:
+            io.lock_output(path)
             io.check_output_file(path, option, overwrite=overwrite, inputs=images)
 
 
@@ -99,5 +118,5 @@ def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with io.atomic_write(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=110, format=plot_format(out_png))
     plt.close(fig)

@@ -255,6 +255,10 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
     rank, world = _init_distributed()
     out = Path(cfg.out)
     check_run_folder(cfg)
+    if rank == 0:  # the one rule for outputs: never the model this run starts from
+        for name in RUN_FILES:
+            io.check_output_file(out / name, "--out", keep={"the model this run starts from (--init or --continue-from)":
+                                                            [m for m in (cfg.init, continue_from) if m]})
     if not resume and rank == 0:
         check_new_run_folder(out, overwrite)
     if rank == 0:

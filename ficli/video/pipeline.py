@@ -199,8 +199,18 @@ def check_video(src: str | os.PathLike, options: VideoOptions) -> VideoInfo:
     return info
 
 
-def partial_output(out: Path) -> Path:
-    return out.with_name(f"{out.stem}.partial{out.suffix}")
+def partial_output(out: Path, src: Path | None = None, overwrite: bool = False) -> Path:
+    """Where Ctrl-C keeps the frames done: OUT.partial.EXT, or OUT.partial-2.EXT, -3, ... where that
+    one may not be written (the input, the model, an existing file without --overwrite: the rule of
+    `io.check_output_file`)."""
+    for n in range(1, 1000):
+        candidate = out.with_name(f"{out.stem}.partial{'' if n == 1 else f'-{n}'}{out.suffix}")
+        try:
+            io.check_output_file(candidate, "", overwrite=overwrite, keep={"the input video": [src] if src else []})
+            return candidate
+        except OutputError:
+            continue
+    raise OutputError(f"{out}: no free name for the frames done beside it")
 
 
 def check_output(src: Path, out: Path, overwrite: bool, frames_dir: Path | None = None) -> None:
@@ -209,10 +219,11 @@ def check_output(src: Path, out: Path, overwrite: bool, frames_dir: Path | None 
         raise OutputError(f"{out}: is a folder; give a file name such as {out / default_output(src).name}")
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise OutputError(f"{out}: cannot write this file type; use {', '.join(VIDEO_SUFFIXES)}")
-    if out.resolve() == src.resolve():
+    if io.same_file(out, src):
         raise OutputError(f"{out}: refusing to overwrite the input video; choose another --out")
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise OutputError(f"{out}: exists already; use --overwrite to replace it, or another --out")
+    io.check_output_file(out, "--out", overwrite=overwrite, keep={"the input video": [src]})
     if frames_dir is not None:
         if frames_dir.exists() and not frames_dir.is_dir():
             raise OutputError(f"{frames_dir}: --frames-dir is a file, not a folder")
@@ -403,7 +414,7 @@ def enhance_video(
         threads[1].join()
         _close_encoder(encoder, writer, out)
     except KeyboardInterrupt:
-        raise _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp, out, plan) from None
+        raise _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp, out, plan, (src, options.overwrite)) from None
     except BaseException:
         stop.set()
         abort.set()
@@ -435,7 +446,7 @@ def _temporary_output(out: Path, frames_dir: Path | None, notice: Callable[[str]
         if frames_dir is not None:
             frames_dir.mkdir(parents=True, exist_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".part{out.suffix}", dir=out.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=io.part_suffix(out.suffix), dir=out.parent)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{out.parent}: cannot write here ({exc.strerror or exc}); check the folder and its permissions") from None
@@ -496,12 +507,12 @@ def _finish(tmp: Path, out: Path) -> None:
         raise OutputError(f"{out}: could not be written ({exc.strerror or exc})") from None
 
 
-def _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp: Path, out: Path, plan: VideoPlan) -> VideoInterrupted:
+def _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp: Path, out: Path, plan: VideoPlan,
+                 src_overwrite: tuple[Path, bool]) -> VideoInterrupted:
     """Close the output on the frames already enhanced (or remove it); the exception says which."""
     stop.set()  # the reader stops; the writer goes on with what is queued
     if decoder is not None:
         decoder.kill()
-    partial = partial_output(out)
     try:
         if encoder is None or len(threads) < 2 or not threads[1].is_alive():
             raise RuntimeError("no encoder to finish")
@@ -510,6 +521,7 @@ def _interrupted(stop, abort, decoder, encoder, writer, threads, q_out, tmp: Pat
         _close_encoder(encoder, writer, out)
         if writer.written == 0:
             raise RuntimeError("no frame was written")
+        partial = partial_output(out, *src_overwrite)  # never the input, nor a file that exists without --overwrite
         _finish(tmp, partial)
         trim_to_video(partial, writer.written, plan.info.fps)
         message = (f"stopped after {writer.written} frames; they were saved, playable, in {partial} "
