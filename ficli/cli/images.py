@@ -18,6 +18,7 @@ from ficli.cli.app import (
     OverwriteOption,
     PrecisionOption,
     QuietOption,
+    ResultQuietOption,
     ScaleOption,
     SkipOption,
     SuffixOption,
@@ -27,6 +28,7 @@ from ficli.cli.app import (
 from ficli.console import (
     evaluate_table,
     note,
+    note_skipped_subfolders,
     one_stdout,
     plan_batch,
     print_evaluate_notes,
@@ -98,6 +100,8 @@ def evaluate(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores here (hr, method, sr, psnr_db, ssim, rmse, scale, texture_pct; nan where texture is not measured); '-' = standard output (the table then goes to stderr). File names that are not UTF-8 are written as their own bytes."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
+    suffix: str = typer.Option("", "--suffix", help="Text the SR names carry before their extension, as `ficli enhance --suffix` writes them: --suffix _sr pairs SR x_sr.png with HR x.png [default: none]."),
+    quiet: ResultQuietOption = False,
 ):
     """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
 
@@ -134,14 +138,15 @@ def evaluate(
             if path is not None:
                 ev.check_output_file(path, option)
         out_console = stdout_console(csv_file, json_file)
-        with progress_bar() as progress:
+        note_skipped_subfolders([hr, *sr], recursive)
+        with progress_bar(quiet) as progress:
             task = progress.add_task("evaluate", total=None, rate="")
             report = ev.evaluate_folders(
-                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
+                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive, suffix=suffix,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
                 outputs=[path for path in (csv_file, json_file) if path is not None],
             )
-        out_console.print(evaluate_table(report, per_image))
+        out_console.print(evaluate_table(report, per_image, width=out_console.width))
         print_evaluate_notes(report)
         if csv_file is not None:
             ev.write_csv(report, csv_file)
@@ -241,6 +246,7 @@ def profile(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image (headed by the file names; names that are not UTF-8 as their own bytes); '-' = standard output."),
     title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out or --csv file. An input image is never replaced."),
+    quiet: QuietOption = False,
 ):
     """Plot the intensity along one line through several images (like the paper's Figs. 5-7).
 
@@ -255,4 +261,5 @@ def profile(
         one_stdout(**{"--out": out, "--csv": csv_file})
         check_outputs(images, out, csv_file, overwrite=overwrite)
         profile_files(images, parse_line(line), out, csv_file, title)
-        stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
+        if not quiet:
+            stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)

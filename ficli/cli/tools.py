@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ficli.cli.app import DeviceOption, ModelOption, app
+from ficli.cli.app import DeviceOption, ModelOption, QuietOption, ResultQuietOption, app
 from ficli.console import console, err_console, info_table, reporting_errors, stdout_console, usage_errors
 from ficli.errors import ConfigError
 
@@ -23,6 +24,7 @@ def bench(
     compile_model: bool = typer.Option(False, "--compile", help="Also time the generator and the video pipeline through torch.compile, as --compile runs them, at 1280×720 in half precision (compiling takes tens of seconds per shape)."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, train, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
+    quiet: ResultQuietOption = False,
 ):
     """Time the parts that decide speed: TG loss (direct vs FFT), the generator and its body, tiled
     vs whole, a training step (fp32/bf16, channels-last, compiled with --compile), each stage of
@@ -53,7 +55,8 @@ def bench(
 
         b.run_bench(tables, chosen, dev, quick, json_file,
                     on_machine=lambda info: shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False),
-                    measuring=lambda title: err_console.status(f"timing: {title} …"), on_table=on_table)
+                    measuring=lambda title: contextlib.nullcontext() if quiet else err_console.status(f"timing: {title} …"),
+                    on_table=on_table)
 
 
 # -------------------------------------------------------------------------------------- export, info
@@ -66,6 +69,7 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+    quiet: QuietOption = False,
 ):
     """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
 
@@ -90,15 +94,18 @@ def export(
             io.check_model_file(model)
         from ficli.tools.export import export_model
 
-        with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
+        status = contextlib.nullcontext() if quiet else err_console.status(f"exporting to {format_name} …")
+        with usage_errors(), status:  # --scale: a usage error
             report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
-        console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
+        if not quiet:
+            console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
 def info(
     model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
+    quiet: ResultQuietOption = False,  # noqa: ARG001 (info shows no progress; taken so that every command takes -q)
 ):
     """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
     validation scores. Reads the file's header only (no weights are loaded)."""

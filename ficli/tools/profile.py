@@ -75,11 +75,28 @@ def profile_files(paths: list[Path], line, out_png: Path, csv_path: Path | None 
     if csv_path is not None:
         buf = StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["distance_px", *[p.name for p in paths]])
+        writer.writerow(["distance_px", *column_names(paths)])
         for i, d in enumerate(distance):
             writer.writerow([f"{d:.3f}", *[f"{prof[i]:.6g}" for prof in profiles]])
         io.write_text(csv_path, buf.getvalue())
     return profiles
+
+
+def column_names(paths: list[Path]) -> list[str]:
+    """One distinct CSV header per image: its file name; where two share it, the path from the
+    first folder that tells them apart (a/x.png, b/x.png); the same file given twice gets #2, #3."""
+    names = [p.name for p in paths]
+    depth = 1
+    while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
+        depth += 1
+        clashing = {n for n in names if names.count(n) > 1}
+        names = [Path(*p.parts[-depth:]).as_posix() if n in clashing else n for p, n in zip(paths, names)]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique
 
 
 def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> None:
