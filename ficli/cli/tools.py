@@ -68,7 +68,9 @@ def export(
     format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the s (1 to 8) of the 'scale' input when it is left out (ONNX, TorchScript), or fixed in a bioimage.io package [default: the model's training scale]. Refused for a plain model."),
+    git_repo: Optional[str] = typer.Option(None, "--git-repo", help="bioimageio: the project's repository URL for the package [default: the installed ficli's Repository URL, if it has one]."),
+    maintainers: Optional[list[str]] = typer.Option(None, "--maintainer", help="bioimageio: a maintainer's GitHub user name (the format names maintainers so); repeat for several."),
     quiet: QuietOption = False,
 ):
     """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
@@ -76,8 +78,12 @@ def export(
     The exported graph is the generator on the normalised scale: feed each image mapped by its own
     0.1 and 99.9 percentiles to 0 and 1, as `ficli enhance` does; map the output back with
     y·(hi − lo) + lo. Any height and width of at least 4 pixels (padded to multiples of 4 inside
-    the graph). The written file is loaded back and checked against ficli's generator (within 1e-4)
-    before it is put in place. ONNX and bioimageio need `pip install 'ficli[export]'`.
+    the graph). For a model conditioned on the blur scale (the default model), ONNX and
+    TorchScript take s as a second input, 'scale' (float32, shape (1,)), told as `ficli enhance
+    --scale S` tells it; left out, s is --scale (default: the training scale, 4). A bioimage.io
+    package takes one input: s is fixed at --scale and named in the package. The written file is
+    loaded back and checked against ficli's generator (within 1e-4) before it is put in place.
+    ONNX and bioimageio need `pip install 'ficli[export]'`.
 
     Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
     not a ficli model, an existing --out without --overwrite, or a missing package.
@@ -96,7 +102,8 @@ def export(
 
         status = contextlib.nullcontext() if quiet else err_console.status(f"exporting to {format_name} …")
         with usage_errors(), status:  # --scale: a usage error
-            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
+            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale, git_repo=git_repo,
+                                  maintainers=tuple(maintainers or ()))
         if not quiet:
             console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
 
