@@ -15,7 +15,7 @@ from rich.console import Console
 from ficli.image import io
 from ficli.image.phantom import phantom, to_dtype
 
-COMMANDS = ("degrade", "evaluate", "enhance", "profile", "train", "video", "bench", "export", "info")
+COMMANDS = ("degrade", "evaluate", "enhance", "profile", "compare", "train", "video", "bench", "export", "info")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -263,3 +263,36 @@ def profile(
         profile_files(images, parse_line(line), out, csv_file, title)
         if not quiet:
             stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+@app.command()
+def compare(
+    before: Path = typer.Argument(..., help="The image as it came in (e.g. the original)."),
+    after: Path = typer.Argument(..., help="The same field after ficli (e.g. enhance's output), the same size."),
+    out: Path = typer.Option(..., "--out", "-o", help="The panel, a PNG file; '-' = standard output."),
+    line: Optional[str] = typer.Option(None, "--line", help="x0,y0,x1,y1 in pixels for the profile [default: across the middle row]."),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the profile [default: the line's end points]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file. An input image is never replaced."),
+    quiet: QuietOption = False,
+):
+    """A before/after panel of a still image: both side by side, on one grey scale, and the intensity
+    along a line through both under them (what `video --side-by-side` shows for a recording).
+
+    `ficli enhance cells.tif -o sharp && ficli compare cells.tif sharp/cells.tif -o panel.png`.
+    The grey scale is the before image's 0.1 and 99.9 percentiles, so a change of contrast shows; the
+    profile is in each file's units (`ficli profile` draws it for more images and writes CSV). A
+    stack gives its first frame, a colour image the mean over its channels.
+    """
+    from ficli.tools.profile import check_outputs, compare_panel, parse_line
+
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        check_outputs([before, after], out, None, overwrite=overwrite)
+        with usage_errors():
+            chosen = parse_line(line) if line is not None else None
+        used = compare_panel(before, after, out, chosen, title)
+        if not quiet:
+            stdout_console(out).print(f"wrote {out} (line {used[0]:g},{used[1]:g},{used[2]:g},{used[3]:g})",
+                                      highlight=False, markup=False)

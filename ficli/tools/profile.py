@@ -1,4 +1,5 @@
-"""Intensity line profiles through the same line of several images (the paper's Figs. 5-7).
+"""Intensity line profiles through the same line of several images (the paper's Figs. 5-7), and a
+before/after panel of two images with the profile under them (`ficli compare`).
 
 Values are sampled with bilinear interpolation at one-pixel steps along the line, in each image's own
 units (the file's pixel values), so a profile through an enhanced 16-bit image can be compared with
@@ -113,6 +114,62 @@ def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> 
     ax.set_ylabel("intensity (file units)")
     ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=10)
     ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with io.atomic_write(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def default_line(height: int, width: int) -> tuple[float, float, float, float]:
+    """The line a panel draws when none is given: across the middle row, end to end."""
+    return 0.0, (height - 1) / 2, float(width - 1), (height - 1) / 2
+
+
+def compare_panel(before: Path, after: Path, out_png: Path, line=None, title: str | None = None) -> tuple[float, float, float, float]:
+    """A PNG of `before` and `after` side by side (the same grey map: `before`'s 0.1 and 99.9
+    percentiles, so a change of contrast shows) with `line` drawn on both, and the intensity along
+    it under them, in each file's units. Same-size images (a stack: its first frame; colour: the
+    mean over channels). Returns the line used (`default_line` when None)."""
+    images = [io.read_image(p) for p in (before, after)]
+    for image in images:
+        io.check_finite(image, "replace them (e.g. by 0) before comparing")
+    frames = [im.frames[0].astype(np.float32) for im in images]
+    frames = [f.mean(axis=2) if f.ndim == 3 else f for f in frames]
+    if frames[0].shape != frames[1].shape:
+        raise InputError(f"{before} is {frames[0].shape[1]}×{frames[0].shape[0]} px and {after} is "
+                         f"{frames[1].shape[1]}×{frames[1].shape[0]}; compare two images of one field at one size "
+                         "(an --upscale output: enlarge the original the same way first)")
+    io.remove_stale_parts([out_png])
+    line = line or default_line(*frames[0].shape)
+    profiles = [line_profile(f, line) for f in frames]
+    _plot_panel((before, after), frames, profiles, line, out_png, title)
+    return line
+
+
+def _plot_panel(paths, frames, profiles, line, out_png: Path, title: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = np.percentile(frames[0], (0.1, 99.9))
+    h, w = frames[0].shape
+    fig = plt.figure(figsize=(9, 4.5 * h / w + 3.2))
+    grid = fig.add_gridspec(2, 2, height_ratios=[4.5 * h / w, 3.2])
+    for k, (path, frame) in enumerate(zip(paths, frames)):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(frame, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        ax.plot([line[0], line[2]], [line[1], line[3]], color="#e8a33d", lw=1)
+        ax.set_title(("before: " if k == 0 else "after: ") + io.printable(Path(path).name), fontsize=9)
+        ax.set_axis_off()
+    ax = fig.add_subplot(grid[1, :])
+    for label, (distance, values) in zip(("before", "after"), profiles):
+        ax.plot(distance, values, label=label, lw=1.3)
+    ax.set_xlabel("distance along the line (pixels)")
+    ax.set_ylabel("intensity (file units)")
+    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=9)
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with io.atomic_write(out_png) as tmp:
