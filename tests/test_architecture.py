@@ -60,7 +60,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "inference.runtime": {"errors", "image.io", "inference.device", "image.degrade", "model.modelfile", "image.blurscale"},
     "inference.batch": {"errors", "image.io"},
     "tools.evaluate": {"errors", "image.io", "image.metrics"},
-    "tools.profile": {"errors", "image.io"},
+    "tools.profile": {"errors", "image.io", "defaults"},
     "tools.timing": {"errors", "inference.device", "model.nets"},
     "inference.enhance": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade"},
     "video.ffmpeg": {"errors", "image.io"},

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ficli.image import io
+from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, InputError
 
 
@@ -153,7 +154,7 @@ def _plot_panel(paths, frames, profiles, line, out_png: Path, title: str | None)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lo, hi = np.percentile(frames[0], (0.1, 99.9))
+    lo, hi = np.percentile(frames[0], (LO_PCT, HI_PCT))
     h, w = frames[0].shape
     fig = plt.figure(figsize=(9, 4.5 * h / w + 3.2))
     grid = fig.add_gridspec(2, 2, height_ratios=[4.5 * h / w, 3.2])
