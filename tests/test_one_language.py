@@ -104,3 +104,19 @@ def test_profile_csv_headers_are_unique_when_names_are_shared(run_cli, phantom_f
     assert result.exit_code == 0, result.output
     header = next(csv.reader(open(tmp_path / "p.csv", encoding="utf-8")))
     assert header == ["distance_px", "hr/a8.png", "enhanced/a8.png"]
+
+
+@pytest.mark.slow  # two tiny training runs: about 2 minutes on the shared 2-core CPU
+def test_quiet_train_prints_no_epoch_line_and_still_writes_the_run(run_cli, tmp_path):
+    for i in range(2):
+        io.write_image(tmp_path / "train" / f"p{i}.png", to_dtype(phantom(64, 64, seed=i, peak_photons=None), np.uint16))
+    io.write_image(tmp_path / "val" / "v.png", to_dtype(phantom(48, 48, seed=9, peak_photons=None), np.uint16))
+    args = ("train", "--data", tmp_path / "train", "--val", tmp_path / "val", "--epochs", "1", "--steps", "1",
+            "--batch", "2", "--crop", "32", "--features", "8", "--no-gan", "--device", "cpu")
+    loud = run_cli(*args, "--out", tmp_path / "loud")
+    assert loud.exit_code == 0, loud.output
+    assert "epoch 1:" in loud.output and "best val PSNR" in loud.output
+    quiet = run_cli(*args, "--out", tmp_path / "quiet", "-q")
+    assert quiet.exit_code == 0, quiet.output
+    assert "epoch 1:" not in quiet.output and "best val PSNR" not in quiet.output
+    assert (tmp_path / "quiet" / "best.safetensors").is_file() and (tmp_path / "quiet" / "metrics.csv").is_file()
