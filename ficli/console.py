@@ -150,6 +150,7 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
         if overwrite and skip_existing:
             raise ConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
     items = io.collect_inputs(inputs, recursive=recursive, on_note=note)
+    note_skipped_subfolders(inputs, recursive)
     io.check_output_dir(out, items, recursive=recursive)
     io.lock_output(out, folder=True)  # before the outputs are looked for: a second run into OUT is refused
     mine = batch.shard(items) if share else items
@@ -158,18 +159,52 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
     return {item: outs[item] for item in mine}
 
 
-def evaluate_table(report, per_image: bool):
+def note_skipped_subfolders(inputs, recursive: bool) -> None:
+    """A note when folders given hold images in subfolders that a run without -r passes over."""
+    from ficli.image import io
+
+    skipped = io.skipped_subfolders(inputs, recursive)
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        note(f"{len(skipped)} subfolder(s) with images were skipped ({names}); add -r/--recursive to include them")
+
+
+EVALUATE_UNITS = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE", "texture": "texture %"}
+
+
+def evaluate_table(report, per_image: bool, width: int | None = None):
+    """evaluate's scores: a column per method × metric where that fits in `width` columns (None:
+    any width), else a row per image × method with a column per metric (3+ methods on a terminal)."""
+    wide = _evaluate_wide(report, per_image)
+    if width is None or Console(width=100_000).measure(wide).maximum <= width:
+        return wide
+    return _evaluate_long(report, per_image)
+
+
+def _evaluate_frame(report):
     from rich.table import Table
 
+    return Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
+                 caption=f"crop border {report.crop_border} px" if report.crop_border else None)
+
+
+def _summary_cells(summary, metrics) -> tuple[list[str], list[str]]:
+    """(the mean ± std cells, the n cells) of one method's summary."""
+    means = [metric_cell(m, getattr(summary.mean, m) if summary.mean else None)
+             + (f" ± {metric_text(m, getattr(summary.std, m))}" if summary.std else "") for m in metrics]
+    counts = [str(summary.n) if m == "psnr" else str(summary.n_texture) if m == "texture" and summary.n_texture != summary.n else ""
+              for m in metrics]
+    return means, counts
+
+
+def _evaluate_wide(report, per_image: bool):
     from ficli.tools.evaluate import METRICS
 
-    units = {"psnr": "PSNR dB", "ssim": "SSIM", "rmse": "RMSE", "texture": "texture %"}
-    table = Table(title=f"{report.hr} — scale: {report.scale.describe()}", title_justify="left",
-                  caption=f"crop border {report.crop_border} px" if report.crop_border else None)
+    table = _evaluate_frame(report)
     table.add_column("image", overflow="fold")
     for method in report.methods:
         for m in METRICS:
-            table.add_column(f"{method.name}\n{units[m]}", justify="right", no_wrap=True)
+            table.add_column(f"{method.name}\n{EVALUATE_UNITS[m]}", justify="right", no_wrap=True)
     if per_image:
         scores = report.scores_by_image()
         for rel in report.hr_order:
@@ -177,13 +212,33 @@ def evaluate_table(report, per_image: bool):
             if any(cells):
                 table.add_row(rel.as_posix(), *[metric_cell(m, getattr(s, m) if s else None) for s in cells for m in METRICS])
         table.add_section()
-    summaries = [report.summary(method.name) for method in report.methods]
-    table.add_row("mean ± std", *[
-        metric_cell(m, getattr(s.mean, m) if s.mean else None) + (f" ± {metric_text(m, getattr(s.std, m))}" if s.std else "")
-        for s in summaries for m in METRICS
-    ])
-    table.add_row("n (images)", *[str(s.n) if m == "psnr" else str(s.n_texture) if m == "texture" and s.n_texture != s.n else ""
-                                  for s in summaries for m in METRICS])
+    summaries = [_summary_cells(report.summary(method.name), METRICS) for method in report.methods]
+    table.add_row("mean ± std", *[cell for means, _ in summaries for cell in means])
+    table.add_row("n (images)", *[cell for _, counts in summaries for cell in counts])
+    return table
+
+
+def _evaluate_long(report, per_image: bool):
+    from ficli.tools.evaluate import METRICS
+
+    table = _evaluate_frame(report)
+    table.add_column("image", overflow="fold")
+    table.add_column("method", overflow="fold")
+    for m in METRICS:
+        table.add_column(EVALUATE_UNITS[m], justify="right", no_wrap=True)
+    if per_image:
+        scores = report.scores_by_image()
+        for rel in report.hr_order:
+            shown = [(method.name, scores[(rel, method.name)]) for method in report.methods if (rel, method.name) in scores]
+            for i, (name, s) in enumerate(shown):
+                table.add_row(rel.as_posix() if i == 0 else "", name, *[metric_cell(m, getattr(s, m)) for m in METRICS])
+        table.add_section()
+    for method in report.methods:
+        means, _ = _summary_cells(report.summary(method.name), METRICS)
+        table.add_row("mean ± std", method.name, *means)
+    for method in report.methods:
+        _, counts = _summary_cells(report.summary(method.name), METRICS)
+        table.add_row("n (images)", method.name, *counts)
     return table
 
 
@@ -235,13 +290,14 @@ def print_evaluate_notes(report, shown: int = 10) -> None:
 
 
 @contextlib.contextmanager
-def training_display(steps: int, epochs: int):
-    """A progress bar by step (a line a minute in logs) and a line per epoch: the `train.Progress` to hand to training."""
+def training_display(steps: int, epochs: int, quiet: bool = False):
+    """A progress bar by step (a line a minute in logs) and a line per epoch: the `train.Progress` to
+    hand to training; with `quiet`, neither (notes still show)."""
     from ficli.training.train import Progress as TrainingProgress
 
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,
+        TimeElapsedColumn(), console=err_console, disable=quiet or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("train", total=steps, epoch=0, info="")
         last_line = [time.perf_counter()]
@@ -250,11 +306,13 @@ def training_display(steps: int, epochs: int):
             info = (f"G {terms['total']:.4g}  TG {terms['tg']:.3g}  {terms['samples_per_s']:.1f} samples/s  "
                     f"ETA {duration(terms['eta_s'])}")
             bar.update(task, completed=step, epoch=f"{epoch}/{epochs}", info=info)
-            if bar.disable and time.perf_counter() - last_line[0] > 60:  # logs and nohup: a line a minute
+            if bar.disable and not quiet and time.perf_counter() - last_line[0] > 60:  # logs and nohup: a line a minute
                 last_line[0] = time.perf_counter()
                 err_console.print(f"epoch {epoch}/{epochs} step {step}/{total}  {info}", highlight=False)
 
         def on_epoch(row):
+            if quiet:
+                return
             shares = "  ".join(f"{k[6:]} {row[k]:.0%}" for k in row if k.startswith("share_"))
             bar.console.print(
                 f"epoch {row['epoch']}: loss {row['loss_total']:.4g}  val PSNR {row['val_psnr']:.2f} dB "

@@ -68,13 +68,15 @@ def _have(name: str) -> bool:
 
 
 def _runner(fmt: str, path: Path):
-    """The exported file as a function of a (B, C, H, W) float32 array."""
+    """The exported file as a function of a (B, C, H, W) float32 array and, for a model with a
+    blur-scale input, the s to tell it (None: the input left out, its default)."""
     if fmt == "torchscript":
         module = torch.jit.load(str(path), map_location="cpu")
-        return lambda x: module(torch.from_numpy(x)).detach().numpy()
+        return lambda x, s=None: (module(torch.from_numpy(x)) if s is None else
+                                  module(torch.from_numpy(x), torch.tensor([s], dtype=torch.float32))).detach().numpy()
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'ficli[export]')")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"input": x})[0]
+    return lambda x, s=None: session.run(None, {"input": x, **({} if s is None else {"scale": np.array([s], np.float32)})})[0]
 
 
 def _ficli(generator, x: np.ndarray, scale: float | None = None) -> np.ndarray:
@@ -108,6 +110,32 @@ def test_export_equals_ficli_on_real_images(fmt, default_exports):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exports_match_ficli_enhance_told_the_same_scale(fmt, default_exports, run_cli, tmp_path):
+    """`ficli enhance --scale S` on an odd-sized real image (as float32, so nothing is rounded) and
+    the export told the same s, its output mapped back as the README says: within 1e-4."""
+    import tifffile
+
+    path = shared_images("test", 1)[0]
+    if fmt not in default_exports:
+        pytest.skip("onnx or onnxruntime is not installed (pip install 'ficli[export]')")
+    image = io.read_image(path).data
+    image = image if image.ndim == 2 else image[..., 0]
+    unit = io.to_unit(image[:203, :251])  # odd sides: the padding inside the graph is exercised
+    tifffile.imwrite(tmp_path / "cells.tif", unit)
+    run = _runner(fmt, default_exports[fmt])
+    lo, hi = percentile_range(unit)  # as the README tells users to map the image before the graph
+    for s in ("1.5", "2.5", "4"):
+        result = run_cli("enhance", tmp_path / "cells.tif", "--out", tmp_path / s, "--scale", s, "-q")
+        assert result.exit_code == 0, result.output
+        ficli = tifffile.imread(tmp_path / s / "cells.tif")
+        got = run(normalize(unit, lo, hi)[None, None], float(s))[0, 0] * (hi - lo) + lo
+        assert got.shape == ficli.shape == unit.shape
+        assert np.abs(got - ficli).max() <= TOLERANCE, (path.name, s)
+    left_out = run(normalize(unit, lo, hi)[None, None])[0, 0] * (hi - lo) + lo  # the default: the training scale, 4
+    assert np.abs(left_out - ficli).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_equals_ficli_on_a_phantom_of_any_size_and_batch(fmt, tiny_model, tmp_path):
     if fmt == "onnx":
         pytest.importorskip("onnx", reason="onnx is not installed (pip install 'ficli[export]')")
@@ -136,25 +164,33 @@ def test_onnx_states_its_opset_and_dynamic_axes(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_scale_conditioned_model_is_exported_at_a_fixed_scale(fmt, conditioned_model, tmp_path):
+def test_blur_scale_is_a_second_input_with_a_default(fmt, conditioned_model, tmp_path):
     if fmt == "onnx":
         pytest.importorskip("onnx", reason="onnx is not installed (pip install 'ficli[export]')")
     generator, _, _ = modelfile.load_model(conditioned_model)
     x = normalize(phantom(45, 30, seed=4), 0.02, 0.8)[None]
-    for scale, expected_scale in ((2.5, 2.5), (None, 3.0)):  # None: the model's training scale
-        report = export_model(conditioned_model, fmt, tmp_path / f"s{scale}.{fmt}", scale=scale)
-        assert report.scale == expected_scale
-        got = _runner(fmt, report.path)(x[None])[0]
-        assert np.abs(got - _ficli(generator, x, expected_scale)).max() <= TOLERANCE
-    other = _ficli(generator, x, 1.0)
-    assert np.abs(got - other).max() > 1e-3  # the scale is really in the graph
+    for default, expected_default in ((2.5, 2.5), (None, 3.0)):  # None: the model's training scale
+        report = export_model(conditioned_model, fmt, tmp_path / f"s{default}.{fmt}", scale=default)
+        assert report.scale == expected_default and "second input named 'scale'" in report.describe()
+        run = _runner(fmt, report.path)
+        assert np.abs(run(x[None])[0] - _ficli(generator, x, expected_default)).max() <= TOLERANCE  # left out: the default
+        for s, told in ((1.0, 1.0), (1.8, 1.8), (3.0, 3.0), (6.0, 3.0), (0.5, 1.0)):  # told as ficli tells it: 1..training scale
+            assert np.abs(run(x[None], s)[0] - _ficli(generator, x, told)).max() <= TOLERANCE, s
+    assert np.abs(run(x[None], 1.0) - run(x[None], 3.0)).max() > 1e-3  # the scale really reaches the network
+    if fmt == "onnx":
+        import onnx
+
+        proto = onnx.load(str(report.path))
+        assert [i.name for i in proto.graph.input] == ["input", "scale"]
+        assert [t.name for t in proto.graph.initializer if t.name == "scale"] == ["scale"]  # the default
 
 
 def test_torchscript_records_where_it_came_from(conditioned_model, tmp_path):
     files = {"ficli.json": ""}
     torch.jit.load(str(export_model(conditioned_model, "torchscript", tmp_path / "m.pt", scale=2).path), _extra_files=files)
     settings = json.loads(files["ficli.json"])
-    assert settings["fixed_scale"] == 2.0 and settings["training_scale"] == 3 and settings["config"]["scale_input"]
+    assert settings["default_scale"] == 2.0 and settings["training_scale"] == 3 and settings["config"]["scale_input"]
+    assert "second input 'scale'" in settings["scale_input"]
 
 
 def _package(model: Path, out: Path, **kw) -> Path:
@@ -307,3 +343,61 @@ def test_info_of_a_file_that_is_not_a_model(run_cli, tmp_path):
     bad.write_text("hello")
     result = run_cli("info", bad)
     assert result.exit_code == 1 and str(bad) in result.output and "Traceback" not in result.output
+
+
+def test_bioimageio_package_runs_a_640_by_639_image_in_bioimageio_core(conditioned_model, tmp_path):
+    """Axes of step 1: bioimageio.core runs an odd-sized image whole, and gives ficli's result on
+    the normalised scale (the package's scale_range is ficli's percentile map)."""
+    package = _package(conditioned_model, tmp_path / "ficli.zip", scale=2.5)
+    core = pytest.importorskip("bioimageio.core", reason="bioimageio.core is not installed (pip install 'ficli[export]')")
+    counts = np.round(phantom(640, 639, seed=3) * 4095).astype(np.float32)
+    sample = core.predict(model=str(package), inputs={"input": counts[None, None]})
+    got = np.asarray(sample.members["output"].data)
+    assert got.shape == (1, 1, 640, 639)
+    generator, _, _ = modelfile.load_model(conditioned_model)
+    lo, hi = percentile_range(counts)
+    want = _ficli(generator, normalize(counts, lo, hi)[None], 2.5)
+    assert np.abs(got[0] - want).max() <= 1e-3  # bioimageio.core's percentile estimate may differ slightly from numpy's
+
+
+def test_bioimageio_package_describes_its_provenance_and_samples(conditioned_model, tmp_path):
+    from ruyaml import YAML
+
+    package = export_model(conditioned_model, "bioimageio", tmp_path / "ficli.zip", scale=1.5,
+                           git_repo="https://github.com/example/ficli", maintainers=("example-user",)).path
+    with zipfile.ZipFile(package) as archive:
+        rdf = YAML(typ="safe").load(archive.read("rdf.yaml").decode())
+        readme = archive.read("README.md").decode()
+        names = set(archive.namelist())
+    assert "super-resolution" not in rdf["tags"] and "deblurring" in rdf["tags"]
+    assert rdf["git_repo"].rstrip("/") == "https://github.com/example/ficli" and rdf["maintainers"][0]["github_user"] == "example-user"
+    assert rdf["version"] and rdf["training_data"]["name"] and rdf["training_data"]["description"]
+    assert rdf["weights"]["torchscript"]["parent"] == "pytorch_state_dict"
+    for tensor in (rdf["inputs"][0], rdf["outputs"][0]):
+        sample = tensor["sample_tensor"]
+        assert (sample["source"] if isinstance(sample, dict) else sample) in names
+    for axis in rdf["inputs"][0]["axes"][2:]:
+        assert axis["size"]["step"] == 1
+    assert "1_5" in rdf["name"] and "s = 1.5" in rdf["description"]
+    assert "which s suits which data" in rdf["description"] and "| your data | s |" in readme
+    assert "y * (hi - lo) + lo" in readme and "scale_mean_variance" in readme
+
+
+def test_readme_onnx_example_gives_ficli_enhance_result(default_exports, run_cli, tmp_path, monkeypatch):
+    """The README's ONNX snippet, run as written on a real image, equals `ficli enhance --scale 1.5`."""
+    import tifffile
+
+    if "onnx" not in default_exports:
+        pytest.skip("onnx or onnxruntime is not installed (pip install 'ficli[export]')")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use it in Fiji", 1)[1].split("\n## ", 1)[0]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    image = io.read_image(shared_images("test", 1)[0]).data
+    image = image if image.ndim == 2 else image[..., 0]
+    tifffile.imwrite(tmp_path / "cells.tif", io.to_unit(image[:151, :97]))
+    (tmp_path / "ficli.onnx").symlink_to(default_exports["onnx"])
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert run_cli("enhance", "cells.tif", "--out", "out", "--scale", "1.5", "-q").exit_code == 0
+    assert np.abs(scope["sharp"] - tifffile.imread(tmp_path / "out" / "cells.tif")).max() <= TOLERANCE

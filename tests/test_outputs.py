@@ -211,5 +211,5 @@ def test_profile_of_files_whose_names_are_not_utf8(tmp_path):
     hr, sr = _latin1_pair(tmp_path)
     done = _ficli("profile", hr / LATIN1, sr / LATIN1, "--line", "1,1,20,20", "--out", "p.png", "--csv", "p.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert (tmp_path / "p.csv").read_bytes().splitlines()[0] == b"distance_px,caf\xe9.png,caf\xe9.png"
+    assert (tmp_path / "p.csv").read_bytes().splitlines()[0] == b"distance_px,hr/caf\xe9.png,sr/caf\xe9.png"  # one header each
     assert io.read_image(tmp_path / "p.png").data.shape[0] > 100

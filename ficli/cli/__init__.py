@@ -8,12 +8,12 @@ the shared options; each sibling module registers its commands on it.
 
 from ficli.cli.app import app
 # Imported in the order `ficli --help` lists the commands.
-from ficli.cli.images import degrade, enhance, evaluate, profile
+from ficli.cli.images import compare, degrade, enhance, evaluate, profile
 from ficli.cli.training import train
 from ficli.cli.video import video
 from ficli.cli.tools import bench, export, info  # noqa: E402 (the order above is the help's)
 
-__all__ = ["app", "main", "degrade", "evaluate", "enhance", "profile", "train", "bench", "video", "export", "info"]
+__all__ = ["app", "main", "degrade", "evaluate", "enhance", "profile", "compare", "train", "bench", "video", "export", "info"]
 
 
 def main() -> None:

@@ -10,9 +10,27 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 
 from ficli import __version__
 from ficli.console import (blur_scale_value, console, tolerate_undecodable_names)
+
+def _flag_shows_no_type(option_class) -> None:
+    """Typer 0.2x's rich help prints a type column for every option, `<bool>` for a flag too, so
+    users typed `--recursive true` and had `true` read as an input path. A flag takes no value: its
+    help shows none (options that take a value keep theirs)."""
+    shown = getattr(option_class, "display_type_rich", None)
+    if shown is None or getattr(shown, "ficli_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) or getattr(self, "count", False) else shown(self, ctx)
+
+    display_type_rich.ficli_flags = True
+    option_class.display_type_rich = display_type_rich
+
+
+_flag_shows_no_type(typer.core.TyperOption)
 
 app = typer.Typer(
     name="ficli",
@@ -51,6 +69,7 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outp
 SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch). An existing output that is empty or cannot be read whole is made again, with a note.")]
 SuffixOption = Annotated[str, typer.Option("--suffix", help="Text added to each output name before its extension: --suffix _sr writes x_sr.png for x.png (x_sr.ome.tif for x.ome.tif) [default: none].")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; failures, errors and notes still go to stderr.")]
+ResultQuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status line; the result itself (table, JSON) is still shown, and errors and notes still go to stderr.")]
 # Options that enhance, video and bench share.
 ModelOption = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file (.safetensors from 'ficli train'), or 'paper' for the shipped paper-protocol model (fixed ×4 PIL bicubic). Default: the shipped robust model, told the blur scale (--scale).")]
 TileOption = Annotated[int, typer.Option("--tile", help="Largest tile side in pixels (multiple of 4). An image whose area is at most tile² runs whole; a larger one is cut into the fewest equal tiles of at most this side. Memory is about 0.5 GB per million pixels of a batch in fp32: smaller tiles use less.")]

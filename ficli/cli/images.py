@@ -18,6 +18,7 @@ from ficli.cli.app import (
     OverwriteOption,
     PrecisionOption,
     QuietOption,
+    ResultQuietOption,
     ScaleOption,
     SkipOption,
     SuffixOption,
@@ -27,6 +28,7 @@ from ficli.cli.app import (
 from ficli.console import (
     evaluate_table,
     note,
+    note_skipped_subfolders,
     one_stdout,
     plan_batch,
     print_evaluate_notes,
@@ -106,6 +108,8 @@ def evaluate(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write everything here as strict JSON: scale, per-method mean/std/n, per-image scores, every problem by file; '-' = standard output. Infinite or undefined numbers (PSNR of identical images, texture not measured) are null; non-UTF-8 bytes of file names are written as \\xNN."),
     allow_unpaired: bool = typer.Option(False, "--allow-unpaired", help="Exit 0 even when some files have no partner in the other folder (they are still listed)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --csv or --json file. An input image is never replaced."),
+    suffix: str = typer.Option("", "--suffix", help="Text the SR names carry before their extension, as `ficli enhance --suffix` writes them: --suffix _sr pairs SR x_sr.png with HR x.png [default: none]."),
+    quiet: ResultQuietOption = False,
 ):
     """Score restorations against ground truth: PSNR (dB), SSIM, RMSE and texture (%) per image and per folder.
 
@@ -145,14 +149,15 @@ def evaluate(
                 io.lock_output(path)
                 ev.check_output_file(path, option)
         out_console = stdout_console(csv_file, json_file)
-        with progress_bar() as progress:
+        note_skipped_subfolders([hr, *sr], recursive)
+        with progress_bar(quiet) as progress:
             task = progress.add_task("evaluate", total=None, rate="")
             report = ev.evaluate_folders(
-                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive,
+                hr, sr, scale=scale, crop_border=crop_border, recursive=recursive, suffix=suffix,
                 on_pair=lambda done, total: progress.update(task, completed=done, total=total),
                 outputs=[path for path in (csv_file, json_file) if path is not None], overwrite=overwrite,
             )
-        out_console.print(evaluate_table(report, per_image))
+        out_console.print(evaluate_table(report, per_image, width=out_console.width))
         print_evaluate_notes(report)
         if csv_file is not None:
             ev.write_csv(report, csv_file)
@@ -252,6 +257,7 @@ def profile(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the sampled values: distance_px and one column per image (headed by the file names; names that are not UTF-8 as their own bytes); '-' = standard output."),
     title: Optional[str] = typer.Option(None, "--title", help="Plot title [default: the line's end points]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out or --csv file. An input image is never replaced."),
+    quiet: QuietOption = False,
 ):
     """Plot the intensity along one line through several images (like the paper's Figs. 5-7).
 
@@ -266,4 +272,38 @@ def profile(
         one_stdout(**{"--out": out, "--csv": csv_file})
         check_outputs(images, out, csv_file, overwrite=overwrite)  # and takes their locks
         profile_files(images, parse_line(line), out, csv_file, title)
-        stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
+        if not quiet:
+            stdout_console(out, csv_file).print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""), highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+@app.command()
+def compare(
+    before: Path = typer.Argument(..., help="The image as it came in (e.g. the original)."),
+    after: Path = typer.Argument(..., help="The same field after ficli (e.g. enhance's output), the same size."),
+    out: Path = typer.Option(..., "--out", "-o", help="The panel, a PNG file; '-' = standard output."),
+    line: Optional[str] = typer.Option(None, "--line", help="x0,y0,x1,y1 in pixels for the profile [default: across the middle row]."),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the profile [default: the line's end points]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file. An input image is never replaced."),
+    quiet: QuietOption = False,
+):
+    """A before/after panel of a still image: both side by side, on one grey scale, and the intensity
+    along a line through both under them (what `video --side-by-side` shows for a recording).
+
+    `ficli enhance cells.tif -o sharp && ficli compare cells.tif sharp/cells.tif -o panel.png`.
+    The grey scale is the before image's 0.1 and 99.9 percentiles, so a change of contrast shows; the
+    profile is in each file's units (`ficli profile` draws it for more images and writes CSV). A
+    stack gives its first frame, a colour image the mean over its channels.
+    """
+    from ficli.tools.profile import check_outputs, compare_panel, parse_line
+
+    with reporting_errors("interrupted: nothing was written; run it again"):
+        check_outputs([before, after], out, None, overwrite=overwrite)
+        with usage_errors():
+            chosen = parse_line(line) if line is not None else None
+        used = compare_panel(before, after, out, chosen, title)
+        if not quiet:
+            stdout_console(out).print(f"wrote {out} (line {used[0]:g},{used[1]:g},{used[2]:g},{used[3]:g})",
+                                      highlight=False, markup=False)

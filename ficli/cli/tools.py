@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ficli.cli.app import DeviceOption, ModelOption, app
+from ficli.cli.app import DeviceOption, ModelOption, QuietOption, ResultQuietOption, app
 from ficli.console import console, err_console, info_table, reporting_errors, stdout_console, usage_errors
 from ficli.errors import ConfigError
 
@@ -24,6 +25,7 @@ def bench(
     only: Optional[str] = typer.Option(None, "--only", help="Run only these tables, comma-separated: tg, generator, body, tiled, train, video [default: all]."),
     sizes_option: Optional[str] = typer.Option(None, "--sizes", help="Frame sizes for the generator, body and video tables, WIDTHxHEIGHT comma-separated, multiples of 4 [default: 640x360,1280x720,1920x1080; body 1280x720; video 640x360,1280x720]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+    quiet: ResultQuietOption = False,
 ):
     """Time the parts that decide speed: TG loss (direct vs FFT), the generator and its body, tiled
     vs whole, a training step (fp32/bf16, channels-last, compiled with --compile), each stage of
@@ -59,7 +61,8 @@ def bench(
 
         b.run_bench(tables, chosen, dev, quick, json_file,
                     on_machine=lambda info: shown.print(" · ".join(f"{k} {v}" for k, v in info.items()), highlight=False),
-                    measuring=lambda title: err_console.status(f"timing: {title} …"), on_table=on_table)
+                    measuring=lambda title: contextlib.nullcontext() if quiet else err_console.status(f"timing: {title} …"),
+                    on_table=on_table)
 
 
 # -------------------------------------------------------------------------------------- export, info
@@ -71,15 +74,22 @@ def export(
     format_name: str = typer.Option(..., "--format", "-f", help="onnx (opset 17, dynamic batch, height and width), torchscript (torch.jit), or bioimageio (a BioImage Model Zoo package, .zip, for deepImageJ, ilastik, napari)."),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.onnx, .pt, .zip); written only when complete and checked."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (never the model being exported)."),
-    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the scale s (1 to 8) fixed in the exported graph [default: the model's training scale]. Refused for a plain model."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="For a model conditioned on the blur scale: the s (1 to 8) of the 'scale' input when it is left out (ONNX, TorchScript), or fixed in a bioimage.io package [default: the model's training scale]. Refused for a plain model."),
+    git_repo: Optional[str] = typer.Option(None, "--git-repo", help="bioimageio: the project's repository URL for the package [default: the installed ficli's Repository URL, if it has one]."),
+    maintainers: Optional[list[str]] = typer.Option(None, "--maintainer", help="bioimageio: a maintainer's GitHub user name (the format names maintainers so); repeat for several."),
+    quiet: QuietOption = False,
 ):
     """Export a model for other tools: ONNX, TorchScript, or a bioimage.io package.
 
     The exported graph is the generator on the normalised scale: feed each image mapped by its own
     0.1 and 99.9 percentiles to 0 and 1, as `ficli enhance` does; map the output back with
     y·(hi − lo) + lo. Any height and width of at least 4 pixels (padded to multiples of 4 inside
-    the graph). The written file is loaded back and checked against ficli's generator (within 1e-4)
-    before it is put in place. ONNX and bioimageio need `pip install 'ficli[export]'`.
+    the graph). For a model conditioned on the blur scale (the default model), ONNX and
+    TorchScript take s as a second input, 'scale' (float32, shape (1,)), told as `ficli enhance
+    --scale S` tells it; left out, s is --scale (default: the training scale, 4). A bioimage.io
+    package takes one input: s is fixed at --scale and named in the package. The written file is
+    loaded back and checked against ficli's generator (within 1e-4) before it is put in place.
+    ONNX and bioimageio need `pip install 'ficli[export]'`.
 
     Exit code: 2 for an unknown --format or a --scale the model cannot take; 1 for a file that is
     not a ficli model, an existing --out without --overwrite, or a missing package.
@@ -97,15 +107,19 @@ def export(
         check_target(out, overwrite, model)
         from ficli.tools.export import export_model
 
-        with usage_errors(), err_console.status(f"exporting to {format_name} …"):  # --scale: a usage error
-            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale)
-        console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
+        status = contextlib.nullcontext() if quiet else err_console.status(f"exporting to {format_name} …")
+        with usage_errors(), status:  # --scale: a usage error
+            report = export_model(model, format_name, out, overwrite=overwrite, scale=scale, git_repo=git_repo,
+                                  maintainers=tuple(maintainers or ()))
+        if not quiet:
+            console.print(report.describe(), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
 def info(
     model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
+    quiet: ResultQuietOption = False,  # noqa: ARG001 (info shows no progress; taken so that every command takes -q)
 ):
     """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
     validation scores. Reads the file's header only (no weights are loaded)."""

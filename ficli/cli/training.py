@@ -72,6 +72,7 @@ def train(
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the generator and critic for training (compiling takes a minute or more; see docs/BENCHMARKS.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (bf16 autocast on CUDA)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (crops, augmentation, initial weights): repeatable on CPU."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no line per epoch (metrics.csv still gets every epoch) and no closing line; errors and notes still go to stderr."),
 ):
     """Train FI-GAN: stage 1 on natural images, stage 2 fine-tuning on fluorescence images.
 
@@ -110,10 +111,10 @@ def train(
                 warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model, degradations=degradations,
             )
         guard.lock_output(cfg.out, folder=True)  # one run per run folder
-        with training_display(cfg.steps, cfg.epochs) as shown:
+        with training_display(cfg.steps, cfg.epochs, quiet) as shown:
             summary = training.train(cfg, shown, resume=bool(resume), continue_from=str(continue_from) if continue_from else None,
                                      overwrite=overwrite)
-        if summary["rank"] == 0:
+        if summary["rank"] == 0 and not quiet:
             best = Path(cfg.out) / "best.safetensors"
             if summary["best_val_psnr"] is not None and best.is_file():
                 console.print(f"best val PSNR {summary['best_val_psnr']:.2f} dB at epoch {summary['best_epoch']}; model: {best}", highlight=False)

@@ -37,7 +37,8 @@ from ficli.image.files import (STDOUT, UMASK, atomic_write, check_writable, firs
 from ficli.image.guard import (Protected, catch_signals, check_distinct_outputs, check_output_file, exit_code, file_key,  # noqa: F401
                          lock_output, release_locks, same_file, signal_name)
 from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
-                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
+                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, skipped_subfolders,
+                         split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)

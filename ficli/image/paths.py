@@ -83,7 +83,8 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=N
                 raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
             found.add(InputFile(path, Path(path.name), path.parent))
         else:
-            raise InputError(f"{path}: no such file or folder")
+            flag = " (a flag such as --recursive takes no value: write it alone)" if text.strip().lower() in FLAG_WORDS else ""
+            raise InputError(f"{path}: no such file or folder{flag}")
     return _mirror_clashes(list(found.items.values()))
 
 
@@ -166,6 +167,28 @@ def _glob_base(pattern: str) -> Path:
     parts = Path(pattern).parts
     fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
     return Path(*fixed) if fixed else Path(".")
+
+
+FLAG_WORDS = ("true", "false", "yes", "no", "on", "off")  # what a user types after a flag that takes no value
+
+
+def skipped_subfolders(inputs: list[str | Path], recursive: bool) -> list[Path]:
+    """The subfolders, one level below the folders named in `inputs`, that hold images (at any depth)
+    which a run without `recursive` passes over: what to tell the user. Empty with `recursive`."""
+    if recursive:
+        return []
+    skipped = []
+    for text in inputs:
+        path = Path(text)
+        if str(text) == "-" or str(text).startswith("@") or not path.is_dir():
+            continue
+        try:
+            with os.scandir(path) as entries:
+                subfolders = sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
+        except OSError:  # unreadable: collect_inputs has said what it could
+            continue
+        skipped += [sub for sub in subfolders if next(_walk_images(sub, True), None) is not None]
+    return skipped
 
 
 def _walk_images(root: Path, recursive: bool):

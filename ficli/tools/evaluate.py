@@ -22,7 +22,7 @@ import json
 import math
 from io import StringIO
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -209,6 +209,15 @@ def pair_files(hr_items: list[InputFile], sr_items: list[InputFile], method: str
     return pairs, problems
 
 
+def without_suffix(item: InputFile, suffix: str) -> InputFile:
+    """An SR file named as `ficli enhance --suffix` names its outputs (x_sr.png for x.png), with the
+    name it pairs by (x.png); a name without `suffix` is left as it is."""
+    stem, extension = io.split_extension(item.rel.name)
+    if not suffix or not stem.endswith(suffix) or stem == suffix:
+        return item
+    return replace(item, rel=item.rel.with_name(stem[: -len(suffix)] + extension))
+
+
 def method_names(folders: list[str]) -> list[Method]:
     """Name each SR folder by its last path part, with more parts where two would read the same."""
     parts = [Path(f).resolve().parts for f in folders]
@@ -287,13 +296,14 @@ def _std(v: np.ndarray) -> float:
 
 def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Scale(), crop_border: int = 0,
                      recursive: bool = False, on_pair: Callable[[int, int], None] | None = None,
-                     outputs: list[Path] = (), overwrite: bool | None = None) -> Report:
+                     outputs: list[Path] = (), overwrite: bool | None = None, suffix: str = "") -> Report:
     """Score every SR folder in `srs` against the HR folder (or file) `hr`.
 
     Each HR image is read once. A missing or empty folder raises InputError (nothing is scored);
     per-file trouble becomes a Problem in the report. `on_pair(done, total)` reports progress.
     `outputs` are the files the caller will write (--csv, --json): OutputError, before any scoring,
     if one of them is an input image, or exists and `overwrite` is False (`io.check_output_file`).
+    `suffix`: the SR names carry it before their extension (`ficli enhance --suffix`), and pair without it.
     """
     if crop_border < 0:
         raise ConfigError(f"--crop-border {crop_border}: use 0 or a positive number of pixels")
@@ -301,7 +311,8 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     methods = method_names([str(s) for s in srs])
     report = Report(str(hr), scale, crop_border, methods, hr_order=[item.rel for item in hr_items])
     pairs_by_method: dict[str, dict[Path, InputFile]] = {}
-    sr_items = {method.name: collect_inputs([method.folder], recursive=recursive) for method in methods}
+    sr_items = {method.name: [without_suffix(item, suffix) for item in collect_inputs([method.folder], recursive=recursive)]
+                for method in methods}
     inputs = io.Protected([item.path for item in [*hr_items, *(i for items in sr_items.values() for i in items)]])
     for path in outputs:  # the rule of `io.check_output_file`: also through a symlink or a hard link
         if not io.writes_through(path) and inputs.find(path):

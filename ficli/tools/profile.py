@@ -1,4 +1,5 @@
-"""Intensity line profiles through the same line of several images (the paper's Figs. 5-7).
+"""Intensity line profiles through the same line of several images (the paper's Figs. 5-7), and a
+before/after panel of two images with the profile under them (`ficli compare`).
 
 Values are sampled with bilinear interpolation at one-pixel steps along the line, in each image's own
 units (the file's pixel values), so a profile through an enhanced 16-bit image can be compared with
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from ficli.image import io
+from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, InputError
 
 
@@ -94,11 +96,28 @@ def profile_files(paths: list[Path], line, out_png: Path, csv_path: Path | None 
     if csv_path is not None:
         buf = StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["distance_px", *[p.name for p in paths]])
+        writer.writerow(["distance_px", *column_names(paths)])
         for i, d in enumerate(distance):
             writer.writerow([f"{d:.3f}", *[f"{prof[i]:.6g}" for prof in profiles]])
         io.write_text(csv_path, buf.getvalue())
     return profiles
+
+
+def column_names(paths: list[Path]) -> list[str]:
+    """One distinct CSV header per image: its file name; where two share it, the path from the
+    first folder that tells them apart (a/x.png, b/x.png); the same file given twice gets #2, #3."""
+    names = [p.name for p in paths]
+    depth = 1
+    while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
+        depth += 1
+        clashing = {n for n in names if names.count(n) > 1}
+        names = [Path(*p.parts[-depth:]).as_posix() if n in clashing else n for p, n in zip(paths, names)]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique
 
 
 def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> None:
@@ -119,4 +138,60 @@ def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> 
     fig.tight_layout()
     with io.atomic_write(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format=plot_format(out_png))
+    plt.close(fig)
+
+
+def default_line(height: int, width: int) -> tuple[float, float, float, float]:
+    """The line a panel draws when none is given: across the middle row, end to end."""
+    return 0.0, (height - 1) / 2, float(width - 1), (height - 1) / 2
+
+
+def compare_panel(before: Path, after: Path, out_png: Path, line=None, title: str | None = None) -> tuple[float, float, float, float]:
+    """A PNG of `before` and `after` side by side (the same grey map: `before`'s 0.1 and 99.9
+    percentiles, so a change of contrast shows) with `line` drawn on both, and the intensity along
+    it under them, in each file's units. Same-size images (a stack: its first frame; colour: the
+    mean over channels). Returns the line used (`default_line` when None)."""
+    images = [io.read_image(p) for p in (before, after)]
+    for image in images:
+        io.check_finite(image, "replace them (e.g. by 0) before comparing")
+    frames = [im.frames[0].astype(np.float32) for im in images]
+    frames = [f.mean(axis=2) if f.ndim == 3 else f for f in frames]
+    if frames[0].shape != frames[1].shape:
+        raise InputError(f"{before} is {frames[0].shape[1]}×{frames[0].shape[0]} px and {after} is "
+                         f"{frames[1].shape[1]}×{frames[1].shape[0]}; compare two images of one field at one size "
+                         "(an --upscale output: enlarge the original the same way first)")
+    io.remove_stale_parts([out_png])
+    line = line or default_line(*frames[0].shape)
+    profiles = [line_profile(f, line) for f in frames]
+    _plot_panel((before, after), frames, profiles, line, out_png, title)
+    return line
+
+
+def _plot_panel(paths, frames, profiles, line, out_png: Path, title: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = np.percentile(frames[0], (LO_PCT, HI_PCT))
+    h, w = frames[0].shape
+    fig = plt.figure(figsize=(9, 4.5 * h / w + 3.2))
+    grid = fig.add_gridspec(2, 2, height_ratios=[4.5 * h / w, 3.2])
+    for k, (path, frame) in enumerate(zip(paths, frames)):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(frame, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        ax.plot([line[0], line[2]], [line[1], line[3]], color="#e8a33d", lw=1)
+        ax.set_title(("before: " if k == 0 else "after: ") + io.printable(Path(path).name), fontsize=9)
+        ax.set_axis_off()
+    ax = fig.add_subplot(grid[1, :])
+    for label, (distance, values) in zip(("before", "after"), profiles):
+        ax.plot(distance, values, label=label, lw=1.3)
+    ax.set_xlabel("distance along the line (pixels)")
+    ax.set_ylabel("intensity (file units)")
+    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with io.atomic_write(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
