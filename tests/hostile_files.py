@@ -134,6 +134,8 @@ BAD_FILES: dict[str, tuple[callable, str]] = {
     "bomb.bmp": (lambda: bmp_claiming(30_000, 30_000), "30000×30000"),
     "nan.tif": (lambda: _float_with(np.nan), "NaN"),
     "inf.tif": (lambda: _float_with(np.inf), "NaN or infinite"),
+    "tiny-float64.tif": (lambda: tiff_bytes(good_gray().astype(np.float64) * 1e-300), "as small as 1e-300, below what float32"),
+    "huge-float64.tif": (lambda: tiff_bytes(good_gray().astype(np.float64) * 1e37), "as large as 2.48e+39, beyond what float32"),
     "huge-stack.tif": (huge_stack, "decodes to 400 frames"),
     "two-samples.tif": (lambda: tiff_bytes(np.zeros((8, 8, 2), np.uint8), photometric="minisblack", planarconfig="contig"), "samples per pixel"),
     "two-series.tif": (_two_series, "separate images"),

@@ -176,8 +176,33 @@ def read_image(path: Path | str) -> Image:
         # every one means the same thing here, a file that cannot be read.
         raise InputError(f"{path}: cannot be read as an image ({first_line(exc)}); the file may be truncated or corrupt") from None
     check_dtype(image.data.dtype, path)
+    _check_float32_range(image.data, path)
     _check_shape(image, path)
     return image
+
+
+def _check_float32_range(data: np.ndarray, path: Path) -> None:
+    """Refuse float64 data that float32, ficli's working type, cannot hold: finite values past
+    ±3.4e38 would become infinite, nonzero ones under 1.2e-38 (float32's smallest normal number) zero
+    or a few bits. NaN and infinities are left to `check_finite`, which names them."""
+    if data.dtype != np.float64:
+        return
+    info = np.finfo(np.float32)
+    flat = data.reshape(-1)
+    for start in range(0, flat.size, 1 << 22):  # bounded temporaries on 400-megapixel images
+        mag = np.abs(flat[start:start + (1 << 22)])
+        huge = mag[(mag > info.max) & np.isfinite(mag)]
+        if huge.size:
+            raise InputError(
+                f"{path}: holds values as large as {huge.max():.3g}, beyond what float32 (ficli's working precision) holds "
+                f"(±{info.max:.3g}); they would become infinite. Rescale the image first (e.g. Fiji: Process > Math > Multiply)"
+            )
+        tiny = mag[(mag < info.tiny) & (mag > 0)]
+        if tiny.size:
+            raise InputError(
+                f"{path}: holds nonzero values as small as {tiny.min():.3g}, below what float32 (ficli's working precision) "
+                f"holds ({info.tiny:.3g}); they would become zero. Rescale the image first (e.g. Fiji: Process > Math > Multiply)"
+            )
 
 
 def _read_raster(path: Path) -> Image:
