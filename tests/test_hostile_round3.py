@@ -1,0 +1,82 @@
+"""Issue 25 (outputs users can trust, round 3): silently wrong results and tracebacks an outside
+probe found, each reproduced here with real files and refused by name (docs/RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ficli.image import io
+from ficli.model import modelfile
+from ficli.errors import ModelFileError
+from ficli.model.nets import Generator
+from conftest import TINY
+from hostile_files import good_gray
+
+hostile = pytest.mark.hostile
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _with_metadata(source, dest, **changes):
+    """A copy of model file `source` at `dest` whose config metadata has `changes` (tensors as they are)."""
+    with safe_open(str(source), framework="pt") as f:
+        meta = dict(f.metadata())
+    config = json.loads(meta["config"])
+    config.update({k: v for k, v in changes.items() if k != "scale"})
+    meta["config"] = json.dumps(config)
+    if "scale" in changes:
+        meta["scale"] = str(changes["scale"])
+    save_file(load_file(str(source)), str(dest), metadata=meta)
+    return dest
+
+
+# ------------------------------------------------------------- 14: impossible settings in a model file
+
+
+IMPOSSIBLE = [({"features": -5}, "features = -5"), ({"blocks": -1}, "blocks = -1"), ({"features": "x"}, "features = 'x'"),
+              ({"layers": 0}, "layers = 0"), ({"growth": 2.5}, "growth = 2.5"), ({"scale_input": "yes"}, "scale_input = 'yes'"),
+              ({"scale": 0}, "scale = 0")]
+
+
+@hostile
+@pytest.mark.parametrize("changes, words", IMPOSSIBLE, ids=[w.split(" =")[0] + str(i) for i, (_, w) in enumerate(IMPOSSIBLE)])
+def test_model_file_with_impossible_settings_is_refused_naming_file_and_setting(tmp_path, tiny_identity_model, changes, words):
+    bad = _with_metadata(tiny_identity_model, tmp_path / "bad.safetensors", **changes)
+    for load in (modelfile.load_model, modelfile.model_info):
+        with pytest.raises(ModelFileError) as caught:
+            load(bad)
+        assert str(bad) in str(caught.value) and words in str(caught.value), caught.value
+
+
+@hostile
+@pytest.mark.parametrize("command", ["info", "enhance", "export"])
+def test_commands_refuse_a_model_file_with_impossible_settings(run_cli, tmp_path, tiny_identity_model, command):
+    bad = _with_metadata(tiny_identity_model, tmp_path / "bad.safetensors", features=-5)
+    io.write_image(tmp_path / "in" / "a.png", good_gray())
+    args = {"info": ["info", bad], "enhance": ["enhance", tmp_path / "in", "--out", tmp_path / "out", "--model", bad, "--device", "cpu"],
+            "export": ["export", "--model", bad, "--format", "torchscript", "--out", tmp_path / "m.pt"]}[command]
+    result = run_cli(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "features = -5" in result.output and "bad.safetensors" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.pt").exists()
+
+
+@hostile
+def test_api_load_model_refuses_impossible_settings(tmp_path, tiny_identity_model):
+    from ficli import api
+
+    bad = _with_metadata(tiny_identity_model, tmp_path / "bad.safetensors", blocks=-1)
+    with pytest.raises(ModelFileError, match="blocks = -1"):
+        api.load_model(bad)
+
+
+@hostile
+def test_info_checks_the_tensors_against_the_metadata(run_cli, tmp_path, tiny_identity_model):
+    # Issue 25 item 24: `info` called a file valid whose tensors do not fit its metadata.
+    bad = _with_metadata(tiny_identity_model, tmp_path / "bad.safetensors", features=16)
+    result = run_cli("info", bad)
+    assert result.exit_code == 1 and "tensors do not match the architecture" in result.output, result.output
