@@ -80,3 +80,59 @@ def test_info_checks_the_tensors_against_the_metadata(run_cli, tmp_path, tiny_id
     bad = _with_metadata(tiny_identity_model, tmp_path / "bad.safetensors", features=16)
     result = run_cli("info", bad)
     assert result.exit_code == 1 and "tensors do not match the architecture" in result.output, result.output
+
+
+# ------------------------------------------------------------------ 13: `-` with standard input closed
+
+
+def _ficli_shell(tmp_path, line: str):
+    """Run `python -m ficli LINE` through bash (for redirections such as `<&-`) in `tmp_path`."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m ficli {line}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@hostile
+@pytest.mark.parametrize("command", ["degrade - --out out", "enhance - --out out --device cpu", "evaluate - sr"])
+def test_dash_with_standard_input_closed_is_a_clear_error(tmp_path, command):
+    io.write_image(tmp_path / "sr" / "a.png", good_gray())
+    result = _ficli_shell(tmp_path, f"{command} <&-")
+    assert result.returncode == 1, result.stderr
+    assert "standard input (-): is closed" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@hostile
+@pytest.mark.parametrize("stdin", ["none", "closed"])
+def test_expand_lists_with_no_standard_input_raises_input_error(monkeypatch, tmp_path, stdin):
+    import sys
+
+    from ficli.errors import InputError
+
+    source = None
+    if stdin == "closed":
+        source = open(tmp_path / "x.txt", "w")
+        source.close()
+    monkeypatch.setattr(sys, "stdin", source)
+    with pytest.raises(InputError, match="standard input"):
+        io.expand_lists(["-"])
+
+
+# ----------------------------------------------------------------------- 24: a list file with a BOM
+
+
+@hostile
+def test_list_file_with_a_utf8_byte_order_mark(run_cli, tmp_path):
+    io.write_image(tmp_path / "a.png", good_gray())
+    io.write_image(tmp_path / "b.png", good_gray(1))
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{tmp_path / 'a.png'}\r\n{tmp_path / 'b.png'}\r\n".encode())
+    assert io.expand_lists([f"@{listing}"]) == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    result = run_cli("degrade", f"@{listing}", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]

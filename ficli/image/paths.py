@@ -114,7 +114,7 @@ def expand_lists(inputs: list[str | Path], stdin=None) -> list[str]:
 def _read_list(text: str, stdin) -> list[str]:
     if text == "-":
         source, name = (sys.stdin if stdin is None else stdin), "standard input (-)"
-        raw = source.buffer.read() if hasattr(source, "buffer") else source.read()
+        raw = _read_stdin(source)
     else:
         path, name = Path(text[1:]), text[1:]
         try:
@@ -124,7 +124,8 @@ def _read_list(text: str, stdin) -> list[str]:
         except OSError as exc:
             raise InputError(f"{path}: the list of inputs given as {text} cannot be read ({first_line(exc)})") from None
     if isinstance(raw, bytes):  # names in the file system's encoding, undecodable bytes kept
-        raw = raw.decode(sys.getfilesystemencoding(), "surrogateescape")
+        raw = raw.removeprefix(b"\xef\xbb\xbf").decode(sys.getfilesystemencoding(), "surrogateescape")
+    raw = raw.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors write one) is no part of a path
     entries, missing = [], []
     for number, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
@@ -139,6 +140,18 @@ def _read_list(text: str, stdin) -> list[str]:
     if not entries:
         raise InputError(f"{name}: lists no paths (blank lines and # comments are skipped)")
     return entries
+
+
+def _read_stdin(source) -> bytes | str:
+    """What `-` names: all of standard input; InputError when there is none to read (closed with
+    `<&-`, or a daemon's None), not an AttributeError."""
+    advice = "pipe the paths in, one a line (e.g. `ls *.tif | ficli enhance - --out OUT`), or name the files"
+    if source is None or getattr(source, "closed", False):
+        raise InputError(f"standard input (-): is closed, so no paths can be read from it; {advice}")
+    try:
+        return source.buffer.read() if hasattr(source, "buffer") else source.read()
+    except (OSError, ValueError) as exc:  # EBADF on a closed descriptor; ValueError on a closed file object
+        raise InputError(f"standard input (-): cannot be read ({first_line(exc)}); {advice}") from None
 
 
 def _is_image_name(path: Path) -> bool:
