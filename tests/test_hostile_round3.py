@@ -136,3 +136,21 @@ def test_list_file_with_a_utf8_byte_order_mark(run_cli, tmp_path):
     result = run_cli("degrade", f"@{listing}", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
+# -------------------------------------------------------------- 12: degrade on a file name not UTF-8
+
+
+@hostile
+def test_degrade_of_a_file_name_that_is_not_utf8(run_cli, tmp_path):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.png")
+    io.write_image(folder / latin1, good_gray())
+    io.write_image(folder / "z.png", good_gray(1))
+    result = run_cli("degrade", folder, "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "2 done" in result.output, result.output
+    assert sorted(os.fsencode(p.name) for p in (tmp_path / "out").iterdir()) == [b"caf\xe9.png", b"z.png"]
+    assert io.read_image(tmp_path / "out" / latin1).data.shape == (16, 16)
