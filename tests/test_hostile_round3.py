@@ -154,3 +154,63 @@ def test_degrade_of_a_file_name_that_is_not_utf8(run_cli, tmp_path):
     assert result.exit_code == 0 and "2 done" in result.output, result.output
     assert sorted(os.fsencode(p.name) for p in (tmp_path / "out").iterdir()) == [b"caf\xe9.png", b"z.png"]
     assert io.read_image(tmp_path / "out" / latin1).data.shape == (16, 16)
+
+
+# ------------------------------------------------ 20: checks that need no torch run before it loads
+
+
+def _fresh(cwd, *args: str) -> tuple[int, str, bool]:
+    """Run ficli in a new interpreter: (exit code, output, whether torch was imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from ficli.cli import app\n"
+        f"r = CliRunner().invoke(app, {list(args)!r})\n"
+        "print(r.output); print('EXIT', r.exit_code, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    *text, last = done.stdout.strip().splitlines()
+    _, exit_code, imported = last.split()
+    return int(exit_code), "\n".join(text) + done.stderr, imported == "True"
+
+
+TORCH_FREE = {
+    "enhance --tile 30": (["enhance", "in", "--out", "out", "--tile", "30"], 2, "--tile must be a positive multiple of 4"),
+    "enhance --overlap": (["enhance", "in", "--out", "out", "--tile", "64", "--overlap", "32"], 2, "too small for --overlap"),
+    "video --tile 30": (["video", "in/a.png", "--tile", "30"], 2, "--tile must be a positive multiple of 4"),
+    "info missing": (["info", "nope.safetensors"], 1, "nope.safetensors: no such file"),
+    "export missing": (["export", "--model", "nope.safetensors", "--format", "onnx", "--out", "x.onnx"], 1, "nope.safetensors: no such file"),
+    "train missing data": (["train", "--data", "nope", "--val", "in", "--out", "run"], 1, "nope: training folder not found"),
+    "train missing val": (["train", "--data", "in", "--val", "nope", "--out", "run"], 1, "nope: validation folder not found"),
+    "train missing init": (["train", "--data", "in", "--val", "in", "--out", "run", "--init", "nope.safetensors"], 1,
+                           "nope.safetensors: no such file"),
+    "train missing continue": (["train", "--data", "in", "--val", "in", "--out", "run", "--continue-from", "nope.safetensors"], 1,
+                               "nope.safetensors: no such file"),
+}
+
+
+@hostile
+@pytest.mark.parametrize("case", list(TORCH_FREE))
+def test_checks_that_need_no_torch_run_before_torch_is_imported(tmp_path, case):
+    args, code, words = TORCH_FREE[case]
+    io.write_image(tmp_path / "in" / "a.png", good_gray())
+    exit_code, output, imported = _fresh(tmp_path, *args)
+    assert exit_code == code and words in output, output
+    assert not imported, "torch was imported before the check"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+# ------------------------------------------------------------------- 16: a crop no training can hold
+
+
+@hostile
+@pytest.mark.parametrize("crop, batch", [(40000, 2), (4100, 1), (2048, 128)])
+def test_train_refuses_an_absurd_crop_before_making_the_run_folder(run_cli, tmp_path, crop, batch):
+    io.write_image(tmp_path / "in" / "a.png", good_gray())
+    result = run_cli("train", "--data", tmp_path / "in", "--val", tmp_path / "in", "--out", tmp_path / "run", "--crop", crop,
+                     "--batch", batch, "--steps", "1", "--epochs", "1", "--features", "8", "--no-gan", "--device", "cpu")
+    assert result.exit_code == 1 and f"--crop {crop}" in result.output and "give a smaller --crop" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
