@@ -214,3 +214,22 @@ def test_train_refuses_an_absurd_crop_before_making_the_run_folder(run_cli, tmp_
                      "--batch", batch, "--steps", "1", "--epochs", "1", "--features", "8", "--no-gan", "--device", "cpu")
     assert result.exit_code == 1 and f"--crop {crop}" in result.output and "give a smaller --crop" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------- 19: --continue-from into a new folder
+
+
+@hostile
+def test_continue_from_into_a_new_folder_saves_its_best_model(run_cli, tmp_path):
+    for i in range(2):
+        io.write_image(tmp_path / "in" / f"g{i}.png", good_gray(i))
+    fast = ("--steps", "1", "--batch", "2", "--crop", "16", "--features", "8", "--no-gan", "--device", "cpu", "--val-size", "16")
+    first = run_cli("train", "--data", tmp_path / "in", "--val", tmp_path / "in", "--out", tmp_path / "a", "--epochs", "1", *fast)
+    assert first.exit_code == 0, first.output
+    result = run_cli("train", "--continue-from", tmp_path / "a" / "last.safetensors", "--data", tmp_path / "in", "--val", tmp_path / "in",
+                     "--out", tmp_path / "b", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "no epoch was run" not in result.output and "at epoch 2" in result.output, result.output
+    assert (tmp_path / "b" / "best.safetensors").is_file()
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["best_epoch"] == 2 and summary["epochs_run"] == 2

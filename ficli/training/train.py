@@ -370,7 +370,9 @@ def _continue(run: _Run, path: str, progress: Progress) -> None:
     saved = read_training_state(path)
     check_data(saved.get("data"), run.fingerprint, path, None)
     run.stages = _init_from(run.G, path, run.device)[:-1]
-    run.history, run.best_psnr, run.best_epoch = saved["history"], saved["best_psnr"], saved["best_epoch"]
+    # The history goes on, but the best model is what this new folder holds: its first epoch is
+    # saved as best.safetensors, then any that beats it (the best of before is in the old folder).
+    run.history, run.best_psnr, run.best_epoch = saved["history"], -math.inf, 0
     run.sessions = saved.get("sessions", [])
     run.start_epoch = saved["epoch"] + 1
     states = saved["rng"]
