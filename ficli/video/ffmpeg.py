@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -207,6 +207,61 @@ def parse_probe(text: str, path: Path) -> VideoInfo:
         path=path, width=width, height=height, fps=fps or Fraction(25), duration=duration or None,
         stream=index, codec=codec, pix_fmt=pix_fmt, audio=tuple(audio), sar=sar, fps_guessed=fps is None,
     )
+
+
+# The finest constant rate a variable-rate video is decoded at, relative to its average rate: every
+# frame kept (repeated where it lasted longer) costs this many times the frames to enhance at most.
+MAX_VFR_FACTOR = 4
+
+
+def frame_times(info: VideoInfo) -> list[float] | None:
+    """Presentation times in seconds, sorted, of the video stream's packets, listed by demuxing the
+    file without decoding it (fast); None where ffmpeg cannot list them."""
+    try:
+        result = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(info.path), "-map", f"0:{info.stream}",
+             "-c", "copy", "-f", "framecrc", "-"], capture_output=True, timeout=300, **_session_kwargs())
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    base = re.search(rb"#tb 0: (\d+)/(\d+)", result.stdout)
+    if result.returncode or not base:
+        return None
+    tick = Fraction(int(base.group(1)), int(base.group(2)))
+    pts = []
+    for line in result.stdout.splitlines():
+        fields = line.split(b",")
+        if not line.startswith(b"#") and len(fields) > 3 and fields[2].strip().lstrip(b"-").isdigit():
+            pts.append(int(fields[2]))
+    return [float(p * tick) for p in sorted(pts)] or None
+
+
+def with_timing(info: VideoInfo) -> tuple[VideoInfo, str | None]:
+    """`info` with the video stream's own length (not the container's, which a longer audio track
+    sets) and, for a variable frame rate, a constant rate fine enough that no frame is dropped
+    (frames that last longer are repeated, so the timing and the audio stay in step); and a note to
+    say what was done. `info` as it is where the packets cannot be listed."""
+    times = frame_times(info)
+    if times is None or len(times) < 2:
+        return info, None
+    steps = [b - a for a, b in zip(times, times[1:]) if b - a > 1e-6]
+    if not steps:
+        return info, None
+    typical = sorted(steps)[len(steps) // 2]
+    length = times[-1] - times[0] + typical
+    info = replace(info, duration=length)
+    shortest = min(steps)
+    # Only frames closer together than the constant rate's slots are lost (a longer one is repeated):
+    # a quarter of a slot covers the millisecond rounding of MKV timestamps and a camera's jitter.
+    if shortest >= 0.75 * min(typical, 1 / float(info.fps)):
+        return info, None
+    rate = Fraction(round(1 / shortest) if abs(1 / shortest - round(1 / shortest)) < 0.01 else math.ceil(1 / shortest))
+    span = f"{len(times)} frames {shortest * 1000:.1f}-{max(steps) * 1000:.1f} ms apart"
+    if rate > MAX_VFR_FACTOR * info.fps:
+        return info, (f"{info.path.name} has a variable frame rate ({span}); it is resampled to a constant "
+                      f"{float(info.fps):.3g} fps, which drops frames shown for less than {1000 / float(info.fps):.1f} ms "
+                      "and repeats long ones")
+    return replace(info, fps=rate), (f"{info.path.name} has a variable frame rate ({span}): encoded at a constant "
+                                    f"{float(rate):g} fps, every frame kept and shown at its time (repeated where it lasts longer)")
 
 
 def _split_top_level(text: str) -> list[str]:
