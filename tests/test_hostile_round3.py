@@ -233,3 +233,31 @@ def test_continue_from_into_a_new_folder_saves_its_best_model(run_cli, tmp_path)
     assert (tmp_path / "b" / "best.safetensors").is_file()
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["best_epoch"] == 2 and summary["epochs_run"] == 2
+
+
+# ------------------------------------------------------------ 21: big-endian arrays through the api
+
+
+@hostile
+@pytest.mark.parametrize("dtype", [">u2", ">f4", ">f8"])
+def test_api_enhance_reads_big_endian_arrays_by_their_values(tiny_identity_model, dtype):
+    from ficli import api
+
+    model = api.load_model(tiny_identity_model, device="cpu")
+    native = (good_gray().astype(np.float64) / 255 if dtype[1] == "f" else good_gray().astype(np.uint16) * 257).astype(dtype[1:])
+    big = native.astype(dtype)
+    assert not big.dtype.isnative
+    assert np.array_equal(api.enhance(model, big), api.enhance(model, native))
+
+
+@hostile
+@pytest.mark.parametrize("value, words", [(1e-300, "as small as 1e-300"), (1e39, r"as large as 1e\+39")])
+def test_api_enhance_refuses_float64_values_float32_cannot_hold(tiny_identity_model, value, words):
+    from ficli import api
+    from ficli.errors import InputError
+
+    model = api.load_model(tiny_identity_model, device="cpu")
+    image = np.zeros((16, 16))
+    image[3:9, 4:12] = value
+    with pytest.raises(InputError, match=words):
+        api.enhance(model, image)

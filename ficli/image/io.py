@@ -176,12 +176,12 @@ def read_image(path: Path | str) -> Image:
         # every one means the same thing here, a file that cannot be read.
         raise InputError(f"{path}: cannot be read as an image ({first_line(exc)}); the file may be truncated or corrupt") from None
     check_dtype(image.data.dtype, path)
-    _check_float32_range(image.data, path)
+    check_float32_range(image.data, path)
     _check_shape(image, path)
     return image
 
 
-def _check_float32_range(data: np.ndarray, path: Path) -> None:
+def check_float32_range(data: np.ndarray, path: Path | str) -> None:
     """Refuse float64 data that float32, ficli's working type, cannot hold: finite values past
     ±3.4e38 would become infinite, nonzero ones under 1.2e-38 (float32's smallest normal number) zero
     or a few bits. NaN and infinities are left to `check_finite`, which names them."""
