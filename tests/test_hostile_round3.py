@@ -261,3 +261,14 @@ def test_api_enhance_refuses_float64_values_float32_cannot_hold(tiny_identity_mo
     image[3:9, 4:12] = value
     with pytest.raises(InputError, match=words):
         api.enhance(model, image)
+
+
+# ------------------------------------------------------------ 15: bench frames no memory can hold
+
+
+@hostile
+@pytest.mark.parametrize("sizes", ["100000x100000", "640x360,8196x8192"])
+def test_bench_refuses_frames_beyond_its_limit_before_allocating(run_cli, tmp_path, sizes):
+    result = run_cli("bench", "--only", "generator", "--quick", "--device", "cpu", "--sizes", sizes)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "bench's limit of 67,108,864" in result.output, result.output
