@@ -244,8 +244,28 @@ def _quiet_cv2():
 
 
 def _check_png_header(raw: bytes, path: Path) -> None:
-    """Refuse a PNG whose header claims an absurd size before the decoder allocates it."""
+    """Refuse a PNG whose header claims an absurd size before the decoder allocates it, and an
+    animated PNG (whose decoder would give its first frame alone)."""
     _check_pixel_count(*_png_size(raw, path), path)
+    frames = _apng_frames(raw)
+    if frames > 1:
+        raise InputError(
+            f"{path}: is an animated PNG of {frames} frames; ficli reads one image per PNG and would take the first "
+            "frame alone: split it into frames (e.g. `ffmpeg -i NAME.png NAME_%03d.png`) or save it as a TIFF stack"
+        )
+
+
+def _apng_frames(raw: bytes) -> int:
+    """The frame count of an animated PNG's acTL chunk (before its image data), else 1."""
+    at = 8
+    while at + 8 <= len(raw):
+        length, kind = struct.unpack(">I4s", raw[at : at + 8])
+        if kind == b"acTL" and length >= 4 and at + 12 <= len(raw):
+            return struct.unpack(">I", raw[at + 8 : at + 12])[0]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        at += 12 + length
+    return 1
 
 
 def _png_size(raw: bytes, path: Path) -> tuple[int, int]:
