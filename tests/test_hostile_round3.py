@@ -272,3 +272,38 @@ def test_bench_refuses_frames_beyond_its_limit_before_allocating(run_cli, tmp_pa
     result = run_cli("bench", "--only", "generator", "--quick", "--device", "cpu", "--sizes", sizes)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "bench's limit of 67,108,864" in result.output, result.output
+
+
+# ---------------------------------------------- 24: a FIFO named directly, an --out under a device
+
+
+@hostile
+@pytest.mark.parametrize("command", ["degrade", "enhance", "evaluate", "profile", "video"])
+def test_a_fifo_named_directly_is_refused_as_a_fifo(run_cli, tmp_path, tiny_identity_model, command):
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    io.write_image(tmp_path / "hr" / "pipe.png", good_gray())
+    args = {"degrade": ["degrade", fifo, "--out", tmp_path / "out"],
+            "enhance": ["enhance", fifo, "--out", tmp_path / "out", "--model", tiny_identity_model, "--device", "cpu"],
+            "evaluate": ["evaluate", fifo, tmp_path / "hr"],
+            "profile": ["profile", fifo, "--line", "0,0,5,5", "--out", tmp_path / "p.png"],
+            "video": ["video", fifo, "--model", tiny_identity_model, "--device", "cpu"]}[command]
+    result = run_cli(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "pipe.png: is a named pipe (FIFO)" in result.output, result.output
+
+
+@hostile
+def test_video_out_under_a_device_names_the_device(run_cli, tmp_path, tiny_identity_model):
+    import subprocess
+
+    from ficli.video import ffmpeg
+
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25", "-t", "0.2",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    result = run_cli("video", clip, "--out", "/dev/full/x.mp4", "--model", tiny_identity_model, "--device", "cpu")
+    assert result.exit_code == 1 and "/dev/full is not a folder" in result.output, result.output
+    assert "File exists" not in result.output

@@ -35,7 +35,8 @@ from ficli.errors import InputError, OutputError
 from ficli.image.files import (STDOUT, UMASK, atomic_write, check_output_file, check_writable, first_line, is_stdout,  # noqa: F401
                          printable, remove_stale_parts, write_target, write_text, writes_through)
 from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
-                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, split_extension)
+                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, special_kind,
+                         split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
@@ -157,6 +158,8 @@ def read_image(path: Path | str) -> Image:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image file")
+    if not path.is_file():  # opening a FIFO would wait for a writer; its size says 0 bytes
+        raise InputError(f"{path}: is {special_kind(path)}, not an image file; ficli reads regular files: copy the data into one")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
     try:

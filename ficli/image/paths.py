@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -79,6 +80,8 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=N
             if not _is_image_name(path):
                 raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
             found.setdefault(path.resolve(), InputFile(path, Path(path.name), path.parent))
+        elif os.path.lexists(path) and path.exists():
+            raise InputError(f"{path}: is {special_kind(path)}, not an image file; ficli reads regular files: copy the data into one")
         else:
             raise InputError(f"{path}: no such file or folder")
     return _mirror_clashes(list(found.values()))
@@ -241,13 +244,23 @@ def check_model_file(path: Path | str) -> None:
     check_input_file(path)
 
 
+def special_kind(path: Path) -> str:
+    """What a path that is neither a file nor a folder is, in words ("a named pipe (FIFO)")."""
+    mode = os.stat(path).st_mode
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
+
+
 def check_input_file(path: Path | str) -> None:
     """InputError naming `path` unless it is a file this process can open (a video, a model...)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    if not path.is_file():
+    if path.is_dir():
         raise InputError(f"{path}: not a file")
+    if not path.is_file():
+        raise InputError(f"{path}: is {special_kind(path)}, not a file; ficli reads regular files: copy the data into one")
     try:  # a decoder's own message for an unreadable file is vague; say it plainly first
         with open(path, "rb"):
             pass

@@ -211,6 +211,9 @@ def check_output(src: Path, out: Path, overwrite: bool, frames_dir: Path | None 
         raise OutputError(f"{out}: cannot write this file type; use {', '.join(VIDEO_SUFFIXES)}")
     if out.resolve() == src.resolve():
         raise OutputError(f"{out}: refusing to overwrite the input video; choose another --out")
+    above = next((folder for folder in out.absolute().parents if os.path.lexists(folder)), None)
+    if above is not None and not above.is_dir():  # /dev/full/x.mp4: mkdir said "File exists"
+        raise OutputError(f"{out}: {above} is not a folder (a file or a device), so nothing can be written under it; choose another --out")
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: exists already; use --overwrite to replace it, or another --out")
     if frames_dir is not None:
