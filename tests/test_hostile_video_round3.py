@@ -89,3 +89,35 @@ def test_audio_longer_than_the_video_gives_no_truncation_note(run_cli, tmp_path,
     result = run_cli("video", src, "--out", tmp_path / "out.mp4", "--model", tiny_identity_model, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "truncated" not in result.output and "10 frames" in result.output, result.output
+
+
+# ------------------------------------------- 25 (video): what H.264 cannot hold is said, not dropped silently
+
+
+@hostile
+@pytest.mark.parametrize("pix_fmt", ["gray16le", "yuv444p10le"])
+def test_high_bit_depth_video_says_the_output_holds_8_bits(run_cli, tmp_path, tiny_identity_model, pix_fmt):
+    src = tmp_path / "in" / "deep.mkv"
+    src.parent.mkdir()
+    subprocess.run([FF, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25", "-t", "0.2", "-c:v", "ffv1",
+                    "-pix_fmt", pix_fmt, str(src)], check=True)
+    result = run_cli("video", src, "--out", tmp_path / "out.mp4", "--model", tiny_identity_model, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"more than 8 bits ({pix_fmt})" in result.output and "--frames-dir" in result.output, result.output
+    result = run_cli("video", src, "--out", tmp_path / "out2.mp4", "--model", tiny_identity_model, "--device", "cpu",
+                     "--frames-dir", tmp_path / "frames")
+    assert result.exit_code == 0 and "more than 8 bits" not in result.output, result.output
+
+
+@hostile
+def test_subtitle_streams_that_are_not_copied_are_named(run_cli, tmp_path, tiny_identity_model):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n")
+    src = tmp_path / "in" / "subs.mkv"
+    src.parent.mkdir()
+    subprocess.run([FF, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25:duration=0.2", "-i", str(srt),
+                    "-map", "0:v", "-map", "1:s", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:s", "srt",
+                    str(src)], check=True)
+    result = run_cli("video", src, "--out", tmp_path / "out.mp4", "--model", tiny_identity_model, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "1 subtitle stream(s) (subrip) are not copied" in result.output, result.output

@@ -116,6 +116,7 @@ class VideoInfo:
     audio: tuple[str, ...] = ()  # codec of each audio stream
     sar: tuple[int, int] = (1, 1)
     fps_guessed: bool = False  # no rate in the file: 25 assumed
+    subtitles: tuple[str, ...] = ()  # codec of each subtitle stream (not copied: `lost_in_output` says so)
 
     @property
     def frames(self) -> int | None:
@@ -173,12 +174,14 @@ def parse_probe(text: str, path: Path) -> VideoInfo:
     if m:
         duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     lines = text.splitlines()
-    video, audio = None, []
+    video, audio, subtitles = None, [], []
     for i, line in enumerate(lines):
-        s = re.match(r"\s*Stream #0:(\d+)[^:]*: (Video|Audio): (.*)", line)
+        s = re.match(r"\s*Stream #0:(\d+)[^:]*: (Video|Audio|Subtitle): (.*)", line)
         if not s:
             continue
-        if s.group(2) == "Audio":
+        if s.group(2) == "Subtitle":
+            subtitles.append(s.group(3).split()[0].rstrip(","))
+        elif s.group(2) == "Audio":
             audio.append(s.group(3).split()[0].rstrip(","))
         elif video is None and "(attached pic)" not in line and "(still image)" not in line:
             block = "\n".join(lines[i + 1 : i + 12])
@@ -206,6 +209,7 @@ def parse_probe(text: str, path: Path) -> VideoInfo:
     return VideoInfo(
         path=path, width=width, height=height, fps=fps or Fraction(25), duration=duration or None,
         stream=index, codec=codec, pix_fmt=pix_fmt, audio=tuple(audio), sar=sar, fps_guessed=fps is None,
+        subtitles=tuple(subtitles),
     )
 
 
@@ -445,6 +449,19 @@ def _thinned(items: Iterator, count: int) -> list:
 
 
 # --- encoding ---------------------------------------------------------------------------------
+
+
+def lost_in_output(info: VideoInfo, frames_dir: Path | None) -> list[str]:
+    """What of the input the H.264 output cannot hold, each as a note: samples of more than 8 bits
+    (unless --frames-dir keeps them as 16-bit PNG), subtitle streams."""
+    lost = []
+    if info.high_depth and frames_dir is None:
+        lost.append(f"{info.path.name} has samples of more than 8 bits ({info.pix_fmt}); the H.264 output holds 8 bits: "
+                    "give --frames-dir DIR to keep every enhanced frame at 16 bits as PNG")
+    if info.subtitles:
+        lost.append(f"{info.path.name}: its {len(info.subtitles)} subtitle stream(s) ({', '.join(info.subtitles)}) are not "
+                    "copied into the output; add them back with a video editor or mkvmerge")
+    return lost
 
 
 def audio_plan(info: VideoInfo, out: Path) -> tuple[str, list[str]]:

@@ -55,7 +55,8 @@ from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
 from ficli.video.ffmpeg import (PRESETS, VIDEO_SUFFIXES, FFmpeg, Section, VideoInfo, audio_plan, check_decoder, decoder_args,
-                          encoder_args, probe_video, read_frames, sample_frames_and_crops, trim_to_video, with_timing)
+                          encoder_args, lost_in_output, probe_video, read_frames, sample_frames_and_crops, trim_to_video,
+                          with_timing)
 from ficli.video.frames import (CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, scale_views,
                           video_range)
 from ficli.image.intensity import HI_PCT, LO_PCT
@@ -302,8 +303,8 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     src = Path(src)
     info = check_video(src, options) if info is None else info
     info, timing = with_timing(info)
-    if timing:
-        notice(timing)
+    for message in ([timing] if timing else []) + lost_in_output(info, options.frames_dir):
+        notice(message)
     out = output_path(src, options)
     if info.fps_guessed:
         notice(f"{src.name} states no frame rate; 25 fps assumed")
