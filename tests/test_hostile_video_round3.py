@@ -109,15 +109,42 @@ def test_high_bit_depth_video_says_the_output_holds_8_bits(run_cli, tmp_path, ti
     assert result.exit_code == 0 and "more than 8 bits" not in result.output, result.output
 
 
-@hostile
-def test_subtitle_streams_that_are_not_copied_are_named(run_cli, tmp_path, tiny_identity_model):
+def _subtitled(tmp_path: Path, codec: str) -> Path:
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n")
-    src = tmp_path / "in" / "subs.mkv"
-    src.parent.mkdir()
+    src = tmp_path / "in" / f"subs_{codec}.mkv"
+    src.parent.mkdir(exist_ok=True)
     subprocess.run([FF, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25:duration=0.2", "-i", str(srt),
-                    "-map", "0:v", "-map", "1:s", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:s", "srt",
+                    "-map", "0:v", "-map", "1:s", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:s", codec,
                     str(src)], check=True)
-    result = run_cli("video", src, "--out", tmp_path / "out.mp4", "--model", tiny_identity_model, "--device", "cpu")
-    assert result.exit_code == 0, result.output
-    assert "1 subtitle stream(s) (subrip) are not copied" in result.output, result.output
+    return src
+
+
+def _subtitle_codecs(path: Path) -> list[str]:
+    from ficli.video import ffmpeg as ff
+
+    return list(ff.probe_video(path).subtitles)
+
+
+@hostile
+@pytest.mark.parametrize("suffix, kept", [(".mkv", "subrip"), (".mp4", "mov_text")])
+def test_text_subtitles_are_carried_into_the_output(run_cli, tmp_path, tiny_identity_model, suffix, kept):
+    src = _subtitled(tmp_path, "srt")
+    out = tmp_path / f"out{suffix}"
+    result = run_cli("video", src, "--out", out, "--model", tiny_identity_model, "--device", "cpu")
+    assert result.exit_code == 0 and "subtitle stream" not in result.output, result.output
+    assert _subtitle_codecs(out) == [kept]
+
+
+@hostile
+def test_bitmap_subtitles_that_are_not_copied_are_named(tmp_path):
+    # ffmpeg cannot make bitmap subtitles from text, so a probed clip is told it holds some.
+    from dataclasses import replace
+
+    from ficli.video import ffmpeg as ff
+
+    info = replace(ff.probe_video(_subtitled(tmp_path, "srt")), subtitles=("hdmv_pgs_subtitle", "subrip"))
+    for out in (tmp_path / "out.mp4", tmp_path / "out.mkv"):
+        assert ff.subtitle_args(info, out) == []
+        notes = ff.lost_in_output(info, None, out)
+        assert any("2 subtitle stream(s) (hdmv_pgs_subtitle, subrip) are not copied" in n for n in notes), notes

@@ -451,17 +451,30 @@ def _thinned(items: Iterator, count: int) -> list:
 # --- encoding ---------------------------------------------------------------------------------
 
 
-def lost_in_output(info: VideoInfo, frames_dir: Path | None) -> list[str]:
-    """What of the input the H.264 output cannot hold, each as a note: samples of more than 8 bits
-    (unless --frames-dir keeps them as 16-bit PNG), subtitle streams."""
+def lost_in_output(info: VideoInfo, frames_dir: Path | None, out: Path) -> list[str]:
+    """What of the input the H.264 output `out` cannot hold, each as a note: samples of more than 8
+    bits (unless --frames-dir keeps them as 16-bit PNG), subtitle streams `subtitle_args` cannot carry."""
     lost = []
     if info.high_depth and frames_dir is None:
         lost.append(f"{info.path.name} has samples of more than 8 bits ({info.pix_fmt}); the H.264 output holds 8 bits: "
                     "give --frames-dir DIR to keep every enhanced frame at 16 bits as PNG")
-    if info.subtitles:
+    if info.subtitles and not subtitle_args(info, out):
         lost.append(f"{info.path.name}: its {len(info.subtitles)} subtitle stream(s) ({', '.join(info.subtitles)}) are not "
-                    "copied into the output; add them back with a video editor or mkvmerge")
+                    f"copied into {out.suffix} (only text subtitles are carried over); add them back with a video editor or mkvmerge")
     return lost
+
+
+TEXT_SUBTITLES = {"subrip", "ass", "ssa", "webvtt", "mov_text", "text"}
+
+
+def subtitle_args(info: VideoInfo, out: Path) -> list[str]:
+    """Encoder arguments that carry the input's subtitle streams (input 1) into `out`: text subtitles
+    only (copied into MKV, as mov_text into MP4/MOV); [] when there are none or some are bitmaps."""
+    if not info.subtitles or not all(c in TEXT_SUBTITLES for c in info.subtitles):
+        return []
+    if VIDEO_SUFFIXES[out.suffix.lower()] == "matroska":
+        return ["-map", "1:s?", "-c:s", "srt" if "mov_text" in info.subtitles else "copy"]
+    return ["-map", "1:s?", "-c:s", "mov_text"]
 
 
 def audio_plan(info: VideoInfo, out: Path) -> tuple[str, list[str]]:
@@ -480,16 +493,17 @@ def encoder_args(info: VideoInfo, section: Section, out: Path, pix_fmt: str, siz
     into `tmp` (H.264 at x264's `preset` and `crf`, BT.709), with the section's audio of `info`'s
     file as `out`'s container holds it (`audio_plan`)."""
     _, audio_args = audio_plan(info, out)
+    subtitles = subtitle_args(info, out)
     args = ["-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{size[0]}x{size[1]}",
             "-framerate", str(info.fps), "-i", "pipe:0"]
-    if audio_args:
-        # The audio of the same section, from the input file, packet for packet.
+    if audio_args or subtitles:
+        # The audio (and text subtitles) of the same section, from the input file, packet for packet.
         if section.start > 0:
             args += ["-ss", f"{section.start:.6f}"]
         seconds = section.seconds(info)
         if seconds is not None and (section.duration is not None or section.max_frames is not None):
             args += ["-t", f"{seconds:.6f}"]
-        args += ["-i", str(info.path), "-map", "0:v:0", "-map", "1:a?", *audio_args]
+        args += ["-i", str(info.path), "-map", "0:v:0"] + (["-map", "1:a?", *audio_args] if audio_args else []) + subtitles
     else:
         args += ["-map", "0:v:0"]
     sar = "" if info.sar == (1, 1) else f",setsar={info.sar[0]}/{info.sar[1]}"

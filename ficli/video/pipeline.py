@@ -303,9 +303,9 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     src = Path(src)
     info = check_video(src, options) if info is None else info
     info, timing = with_timing(info)
-    for message in ([timing] if timing else []) + lost_in_output(info, options.frames_dir):
-        notice(message)
     out = output_path(src, options)
+    for message in ([timing] if timing else []) + lost_in_output(info, options.frames_dir, out):
+        notice(message)
     if info.fps_guessed:
         notice(f"{src.name} states no frame rate; 25 fps assumed")
     needed = options.normalize or options.scale_for is not None or (options.channels == "auto" and not info.gray_source)
