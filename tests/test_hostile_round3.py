@@ -13,8 +13,6 @@ from safetensors.torch import load_file, save_file
 from ficli.image import io
 from ficli.model import modelfile
 from ficli.errors import ModelFileError
-from ficli.model.nets import Generator
-from conftest import TINY
 from hostile_files import good_gray
 
 hostile = pytest.mark.hostile
