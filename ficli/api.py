@@ -121,7 +121,8 @@ def enhance(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Enhance a numpy image or stack as `ficli enhance` does a file; returns a new array of the
-    same dtype and layout (sides × `upscale`).
+    same dtype (in native byte order: a big-endian array is read by its values) and layout (sides ×
+    `upscale`). float64 values float32 cannot hold are refused, as in files.
 
     `image`: (H, W); (H, W, 3) RGB or (H, W, 4) RGBA; with `stack=True` (N, H, W) or (N, H, W, C),
     the N frames mapped by one intensity range (no flicker). Unsigned 8/16/32-bit integers are read
@@ -134,15 +135,22 @@ def enhance(
     """
     from ficli.inference.enhance import enhance_frames
 
-    array = np.asarray(image)
+    array = _native(np.asarray(image))
     io.check_dtype(array.dtype)
     frames = _frames(array, stack)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("the array holds NaN or infinite values; fix or mask them before enhancing")
+    io.check_float32_range(array, "the array")
     options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
     out = enhance_frames(model.generator, [io.to_unit(f) for f in frames], options, model.config.channels)
     result = [io.from_unit(f, array.dtype) for f in out]
     return np.stack(result) if stack else result[0]
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """`array` in this machine's byte order (a big-endian array from another tool holds the same
+    values; the result comes back in native order)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def _frames(array: np.ndarray, stack: bool) -> list[np.ndarray]:
@@ -189,7 +197,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def write_image(path: str | os.PathLike, image: np.ndarray, *, stack: bool = False) -> Path:
     """Write an array atomically in the format the suffix names (.png, .tif, .jpg, .bmp); a stack
     (`stack=True`, first axis the frames) only as TIFF. Returns the path."""
-    io.write_image(path, np.asarray(image), is_stack=stack)
+    io.write_image(path, _native(np.asarray(image)), is_stack=stack)
     return Path(path)
 
 

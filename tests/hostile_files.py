@@ -90,6 +90,18 @@ def _float_with(value: float) -> bytes:
     return tiff_bytes(data)
 
 
+def _animated_png(frames: int = 3) -> bytes:
+    """An APNG of `frames` different 16×16 gray frames (a PNG decoder shows the first alone)."""
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    images = [PILImage.fromarray(good_gray(i)) for i in range(frames)]
+    buf = BytesIO()
+    images[0].save(buf, format="PNG", save_all=True, append_images=images[1:], duration=100)
+    return buf.getvalue()
+
+
 def _two_series() -> bytes:
     from io import BytesIO
 
@@ -134,6 +146,9 @@ BAD_FILES: dict[str, tuple[callable, str]] = {
     "bomb.bmp": (lambda: bmp_claiming(30_000, 30_000), "30000×30000"),
     "nan.tif": (lambda: _float_with(np.nan), "NaN"),
     "inf.tif": (lambda: _float_with(np.inf), "NaN or infinite"),
+    "animated.png": (_animated_png, "animated PNG of 3 frames"),
+    "tiny-float64.tif": (lambda: tiff_bytes(good_gray().astype(np.float64) * 1e-300), "as small as 1e-300, below what float32"),
+    "huge-float64.tif": (lambda: tiff_bytes(good_gray().astype(np.float64) * 1e37), "as large as 2.48e+39, beyond what float32"),
     "huge-stack.tif": (huge_stack, "decodes to 400 frames"),
     "two-samples.tif": (lambda: tiff_bytes(np.zeros((8, 8, 2), np.uint8), photometric="minisblack", planarconfig="contig"), "samples per pixel"),
     "two-series.tif": (_two_series, "separate images"),

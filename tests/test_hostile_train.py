@@ -132,6 +132,18 @@ def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_bad_model(run_
 
 
 @hostile
+def test_a_run_that_blows_up_with_finite_losses_is_divergence_not_a_best_model(run_cli, src, tmp_path):
+    # Issue 25 item 8: --lr 1e4 gives finite losses near 1e20 and validation far below the input's.
+    run = tmp_path / "run"
+    result = run_cli("train", "--data", src, "--val", src, "--out", run, *TRAIN_FAST, "--steps", "3", "--lr", "1e4")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    for words in ("diverged in epoch 1", "below its input's", "--lr 10000"):
+        assert words in result.output, (words, result.output)
+    assert "best val PSNR" not in result.output
+    assert not list(run.glob("*.safetensors"))
+
+
+@hostile
 def test_train_init_from_a_nan_model_is_refused(run_cli, src, tmp_path):
     bad = tmp_path / "nan.safetensors"
     modelfile.save_model(bad, Generator(TINY, spectral_norm=False), TINY, {"scale": 4})

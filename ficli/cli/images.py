@@ -215,7 +215,11 @@ def enhance(
             from ficli.image import io
 
             io.check_model_file(model)
-        # torch from here on: the paths are checked.
+        from ficli.inference.tiles import check_tiling
+
+        with usage_errors():
+            check_tiling(tile, overlap, batch or 1)
+        # torch from here on: the paths and the tile settings are checked.
         from ficli.inference.device import default_batch, resolve_device, resolve_precision
         from ficli.inference.engine import TileConfig
         from ficli.inference.enhance import EnhanceOptions, enhance_file

@@ -97,12 +97,12 @@ def export(
     from ficli.image import io
 
     with reporting_errors("interrupted: nothing was written; run it again"):
+        if model is not None:
+            io.check_model_file(model)  # before torch is imported (seconds)
         with usage_errors():
             from ficli.tools.export import check_format, check_target
 
             check_format(format_name)
-        if model is not None:
-            io.check_model_file(model)
         io.lock_output(out)
         check_target(out, overwrite, model)
         from ficli.tools.export import export_model
@@ -125,13 +125,13 @@ def info(
     validation scores. Reads the file's header only (no weights are loaded)."""
     import json
 
-    from ficli.api import model_summary
-
     with reporting_errors("interrupted"):
         if model is not None:
             from ficli.image import io
 
-            io.check_model_file(model)
+            io.check_model_file(model)  # before torch is imported (seconds)
+        from ficli.api import model_summary
+
         summary = model_summary(model)
         if json_output:
             print(json.dumps(summary, indent=2))

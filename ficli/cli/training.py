@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +27,22 @@ def _finite(value: Optional[float]) -> Optional[float]:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+def _check_paths(data: list[str] | None, val: str | None, init: Path | None, continue_from: Path | None) -> None:
+    """InputError for a data folder or model file that does not exist, with the messages training
+    would give after loading torch. A list file (@list.txt) or a pattern is left to training."""
+    from ficli.errors import InputError
+    from ficli.image import io
+
+    for folders, role in ((data or [], "training"), ([val] if val else [], "validation")):
+        for folder in folders:
+            text = str(folder)
+            if not (text.startswith("@") or glob.has_magic(text) or os.path.lexists(text)):
+                raise InputError(f"{folder}: {role} folder not found")
+    for path in (init, continue_from):
+        if path is not None:
+            io.check_model_file(path)
 
 
 def _decay(value: float) -> float:
@@ -85,6 +103,8 @@ def train(
     """
     if resume and continue_from:
         raise typer.BadParameter("give one of --resume RUN_DIR and --continue-from MODEL_FILE", param_hint="--continue-from")
+    with reporting_errors("interrupted"):
+        _check_paths(data, val, init, continue_from)  # before torch is imported (seconds)
     from ficli.image import guard
     from ficli.training import runs
     from ficli.training import train as training

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,20 @@ from ficli.console import blur_scale_value, console, err_console, note, reportin
 from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 
 # --------------------------------------------------------------------------------------------- video
+
+
+def _start_seconds(value: float) -> float:
+    """Typer callback: a finite number of seconds, 0 or more (exit 2 otherwise, before anything loads)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a finite number of seconds, 0 or more")
+    return value
+
+
+def _duration_seconds(value: Optional[float]) -> Optional[float]:
+    """Typer callback: a finite number of seconds above 0, or none (to the end)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number of seconds above 0; leave --duration out to go to the end")
+    return value
 
 
 @app.command()
@@ -27,8 +42,8 @@ def video(
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
     scale: str = typer.Option("auto", "--scale", callback=blur_scale_value, help=f"Blur scale s of the video, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated once for the whole video from the power spectrum of {SCALE_FRAMES} of the frames sampled for the range (the central {SCALE_CROP}×{SCALE_CROP} pixels of each, as the network sees them after --upscale), and printed; frames too small or flat to estimate get the model's training scale. Lossy coding (H.264) adds noise where blur removed detail, so there auto may read low: give S where known. An s above the model's training scale is told that scale. The shipped default model is conditioned; a plain one (--model paper) ignores auto and refuses S."),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
-    start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the video."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Process this many seconds (default: to the end)."),
+    start: float = typer.Option(0.0, "--start", callback=_start_seconds, help="Start this many seconds into the video."),
+    duration: Optional[float] = typer.Option(None, "--duration", callback=_duration_seconds, help="Process this many seconds (default: to the end)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Process at most this many frames."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write each enhanced frame here as NAME_000001.png, ... (16-bit PNG for high-bit-depth video)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality: 0 lossless, 18 visually lossless, 23 x264's default; lower is larger."),
@@ -76,6 +91,10 @@ def video(
         for path in (src, model):  # before torch is imported (seconds)
             if path is not None:
                 io.check_input_file(path)
+        from ficli.inference.tiles import check_tiling
+
+        with usage_errors():
+            check_tiling(tile, overlap, batch or 1)
         from ficli.inference.device import default_batch, resolve_device, resolve_precision
         from ficli.inference.engine import TileConfig
         from ficli.inference.runtime import ready_generator, scale_chooser

@@ -280,8 +280,9 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
 
 
 def seed_for(seed: int, name: str) -> np.random.Generator:
-    """A generator that depends on the run's seed and a file's name, not on the order files are met."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    """A generator that depends on the run's seed and a file's name, not on the order files are met (a
+    name that is not UTF-8, read with surrogate escapes, counts by its own bytes)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode("utf-8", "surrogateescape")).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 

@@ -179,6 +179,9 @@ def _make_folders(folder: Path) -> list[Path]:
     while not probe.exists() and probe != probe.parent:
         made.append(probe)
         probe = probe.parent
+    if not probe.is_dir():  # /dev/full/x.mp4: mkdir would say "File exists"
+        raise OutputError(f"{folder}: {probe} is not a folder (a file or a device), so nothing can be written under it; "
+                          "choose another output")
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -37,7 +37,7 @@ from ficli.image.files import (STDOUT, UMASK, atomic_write, check_writable, firs
 from ficli.image.guard import (Protected, catch_signals, check_distinct_outputs, check_output_file, exit_code, file_key,  # noqa: F401
                          lock_output, release_locks, same_file, signal_name)
 from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_input_file, check_model_file,  # noqa: F401
-                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, skipped_subfolders,
+                         check_name_suffix, check_output_dir, collect_inputs, expand_lists, output_path, refuse_existing, skipped_subfolders, special_kind,
                          split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -160,6 +160,8 @@ def read_image(path: Path | str) -> Image:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image file")
+    if not path.is_file():  # opening a FIFO would wait for a writer; its size says 0 bytes
+        raise InputError(f"{path}: is {special_kind(path)}, not an image file; ficli reads regular files: copy the data into one")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
     try:
@@ -179,8 +181,33 @@ def read_image(path: Path | str) -> Image:
         # every one means the same thing here, a file that cannot be read.
         raise InputError(f"{path}: cannot be read as an image ({first_line(exc)}); the file may be truncated or corrupt") from None
     check_dtype(image.data.dtype, path)
+    check_float32_range(image.data, path)
     _check_shape(image, path)
     return image
+
+
+def check_float32_range(data: np.ndarray, path: Path | str) -> None:
+    """Refuse float64 data that float32, ficli's working type, cannot hold: finite values past
+    ±3.4e38 would become infinite, nonzero ones under 1.2e-38 (float32's smallest normal number) zero
+    or a few bits. NaN and infinities are left to `check_finite`, which names them."""
+    if data.dtype != np.float64:
+        return
+    info = np.finfo(np.float32)
+    flat = data.reshape(-1)
+    for start in range(0, flat.size, 1 << 22):  # bounded temporaries on 400-megapixel images
+        mag = np.abs(flat[start:start + (1 << 22)])
+        huge = mag[(mag > info.max) & np.isfinite(mag)]
+        if huge.size:
+            raise InputError(
+                f"{path}: holds values as large as {huge.max():.3g}, beyond what float32 (ficli's working precision) holds "
+                f"(±{info.max:.3g}); they would become infinite. Rescale the image first (e.g. Fiji: Process > Math > Multiply)"
+            )
+        tiny = mag[(mag < info.tiny) & (mag > 0)]
+        if tiny.size:
+            raise InputError(
+                f"{path}: holds nonzero values as small as {tiny.min():.3g}, below what float32 (ficli's working precision) "
+                f"holds ({info.tiny:.3g}); they would become zero. Rescale the image first (e.g. Fiji: Process > Math > Multiply)"
+            )
 
 
 def _read_raster(path: Path) -> Image:
@@ -222,8 +249,28 @@ def _quiet_cv2():
 
 
 def _check_png_header(raw: bytes, path: Path) -> None:
-    """Refuse a PNG whose header claims an absurd size before the decoder allocates it."""
+    """Refuse a PNG whose header claims an absurd size before the decoder allocates it, and an
+    animated PNG (whose decoder would give its first frame alone)."""
     _check_pixel_count(*_png_size(raw, path), path)
+    frames = _apng_frames(raw)
+    if frames > 1:
+        raise InputError(
+            f"{path}: is an animated PNG of {frames} frames; ficli reads one image per PNG and would take the first "
+            "frame alone: split it into frames (e.g. `ffmpeg -i NAME.png NAME_%03d.png`) or save it as a TIFF stack"
+        )
+
+
+def _apng_frames(raw: bytes) -> int:
+    """The frame count of an animated PNG's acTL chunk (before its image data), else 1."""
+    at = 8
+    while at + 8 <= len(raw):
+        length, kind = struct.unpack(">I4s", raw[at : at + 8])
+        if kind == b"acTL" and length >= 4 and at + 12 <= len(raw):
+            return struct.unpack(">I", raw[at + 8 : at + 12])[0]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        at += 12 + length
+    return 1
 
 
 def _png_size(raw: bytes, path: Path) -> tuple[int, int]:

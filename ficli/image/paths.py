@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -82,6 +83,8 @@ def collect_inputs(inputs: list[str | Path], *, recursive: bool = False, stdin=N
             if not _is_image_name(path):
                 raise InputError(f"{path}: not a supported image type (use {', '.join(IMAGE_SUFFIXES)})")
             found.add(InputFile(path, Path(path.name), path.parent))
+        elif os.path.lexists(path) and path.exists():
+            raise InputError(f"{path}: is {special_kind(path)}, not an image file; ficli reads regular files: copy the data into one")
         else:
             flag = " (a flag such as --recursive takes no value: write it alone)" if text.strip().lower() in FLAG_WORDS else ""
             raise InputError(f"{path}: no such file or folder{flag}")
@@ -132,7 +135,7 @@ def expand_lists(inputs: list[str | Path], stdin=None) -> list[str]:
 def _read_list(text: str, stdin) -> list[str]:
     if text == "-":
         source, name = (sys.stdin if stdin is None else stdin), "standard input (-)"
-        raw = source.buffer.read() if hasattr(source, "buffer") else source.read()
+        raw = _read_stdin(source)
     else:
         path, name = Path(text[1:]), text[1:]
         try:
@@ -142,7 +145,8 @@ def _read_list(text: str, stdin) -> list[str]:
         except OSError as exc:
             raise InputError(f"{path}: the list of inputs given as {text} cannot be read ({first_line(exc)})") from None
     if isinstance(raw, bytes):  # names in the file system's encoding, undecodable bytes kept
-        raw = raw.decode(sys.getfilesystemencoding(), "surrogateescape")
+        raw = raw.removeprefix(b"\xef\xbb\xbf").decode(sys.getfilesystemencoding(), "surrogateescape")
+    raw = raw.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors write one) is no part of a path
     entries, missing = [], []
     for number, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
@@ -157,6 +161,18 @@ def _read_list(text: str, stdin) -> list[str]:
     if not entries:
         raise InputError(f"{name}: lists no paths (blank lines and # comments are skipped)")
     return entries
+
+
+def _read_stdin(source) -> bytes | str:
+    """What `-` names: all of standard input; InputError when there is none to read (closed with
+    `<&-`, or a daemon's None), not an AttributeError."""
+    advice = "pipe the paths in, one a line (e.g. `ls *.tif | ficli enhance - --out OUT`), or name the files"
+    if source is None or getattr(source, "closed", False):
+        raise InputError(f"standard input (-): is closed, so no paths can be read from it; {advice}")
+    try:
+        return source.buffer.read() if hasattr(source, "buffer") else source.read()
+    except (OSError, ValueError) as exc:  # EBADF on a closed descriptor; ValueError on a closed file object
+        raise InputError(f"standard input (-): cannot be read ({first_line(exc)}); {advice}") from None
 
 
 def _is_image_name(path: Path) -> bool:
@@ -268,13 +284,23 @@ def check_model_file(path: Path | str) -> None:
     check_input_file(path)
 
 
+def special_kind(path: Path) -> str:
+    """What a path that is neither a file nor a folder is, in words ("a named pipe (FIFO)")."""
+    mode = os.stat(path).st_mode
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
+
+
 def check_input_file(path: Path | str) -> None:
     """InputError naming `path` unless it is a file this process can open (a video, a model...)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    if not path.is_file():
+    if path.is_dir():
         raise InputError(f"{path}: not a file")
+    if not path.is_file():
+        raise InputError(f"{path}: is {special_kind(path)}, not a file; ficli reads regular files: copy the data into one")
     try:  # a decoder's own message for an unreadable file is vague; say it plainly first
         with open(path, "rb"):
             pass

@@ -36,6 +36,9 @@ import torch
 
 from ficli.inference.device import PRECISIONS, empty_cache, resolve_device, resolve_precision
 from ficli.errors import ConfigError, FicliError, is_out_of_memory
+from ficli.inference.tiles import check_tiling, min_tile
+from ficli.inference.tiles import round_up as _round_up
+
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -59,33 +62,12 @@ class TileConfig:
     precision: str = "fp32"
 
     def __post_init__(self):
-        if self.multiple < 1:
-            raise ConfigError(f"the tile grid multiple must be at least 1, got {self.multiple}")
-        if self.overlap < 0:
-            raise ConfigError(f"--overlap must be 0 or more pixels, got {self.overlap}")
         # Frozen, but the rounding is part of the value: config.overlap is what is used.
-        object.__setattr__(self, "overlap", _round_up(self.overlap, self.multiple))
-        if self.tile <= 0 or self.tile % self.multiple:
-            raise ConfigError(
-                f"--tile must be a positive multiple of {self.multiple}, got {self.tile}"
-            )
-        if self.tile < min_tile(self.overlap, self.multiple):
-            raise ConfigError(
-                f"--tile {self.tile} is too small for --overlap {self.overlap}: neighbouring tiles "
-                f"share 3 x overlap pixels, so the tile must be at least "
-                f"{min_tile(self.overlap, self.multiple)}; raise --tile or lower --overlap"
-            )
-        if self.batch < 1:
-            raise ConfigError(f"--batch must be at least 1, got {self.batch}")
+        object.__setattr__(self, "overlap", check_tiling(self.tile, self.overlap, self.batch, self.multiple))
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}"
             )
-
-
-def min_tile(overlap: int, multiple: int = 4) -> int:
-    """Smallest tile for an overlap: 3 x overlap shared with a neighbour, plus 4 grid steps."""
-    return 3 * overlap + 4 * multiple
 
 
 def receptive_field_overlap(radius: int, multiple: int = 4) -> int:
@@ -355,10 +337,6 @@ def _call(fn, x, device, dtype) -> torch.Tensor:
 
 
 # --- small helpers ----------------------------------------------------------------------------
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _round_down(value: int, multiple: int) -> int:

@@ -102,7 +102,31 @@ def _read_header(path: Path) -> tuple[GeneratorConfig, dict, dict[str, tuple[int
         metadata = {"scale": int(header["scale"]), **json.loads(header.get("info", "{}"))}
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path} has damaged metadata ({type(e).__name__}: {e}); use another model file") from None
+    _check_settings(path, config, metadata["scale"])
     return config, metadata, shapes
+
+
+# What a generator's settings may be (GeneratorConfig fields): whole numbers in these ranges, and
+# scale_input a true/false. Anything else cannot have been written by `ficli train`.
+SETTING_RANGES = {"channels": (1, 4), "features": (1, 4096), "growth": (1, 4096), "layers": (1, 256), "blocks": (1, 256)}
+
+
+def _check_settings(path: Path, config: GeneratorConfig, scale: int) -> None:
+    """ModelFileError naming the file and the setting when the metadata holds one no generator can
+    have (features -5, blocks 0, features "x"), before anything is built from it."""
+    for name, (low, high) in SETTING_RANGES.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ModelFileError(
+                f"{path} has an impossible setting in its metadata: {name} = {value!r} (a whole number "
+                f"{low}..{high} is expected); the file is damaged or was not written by ficli: use another model file"
+            )
+    if not isinstance(config.scale_input, bool):
+        raise ModelFileError(f"{path} has an impossible setting in its metadata: scale_input = {config.scale_input!r} "
+                             "(true or false is expected); use another model file")
+    if not 1 <= scale <= 8:
+        raise ModelFileError(f"{path} has an impossible setting in its metadata: scale = {scale} (1..8 is expected); "
+                             "use another model file")
 
 
 def _check_architecture(path: Path, config: GeneratorConfig, shapes: dict, expected: dict) -> None:
@@ -158,9 +182,13 @@ def model_info(path: str | os.PathLike) -> dict:
 
     {"format_version", "config": GeneratorConfig fields, "scale", "parameters": count from the
     tensor shapes, "info": the rest of the metadata given to save_model}. Raises ModelFileError
-    like `load_model`, except that tensor shapes are not checked against the architecture.
+    like `load_model` (tensor names and shapes are checked against the architecture; the tensors
+    themselves are not read).
     """
     config, metadata, shapes = _read_header(Path(path))
+    with torch.device("meta"):
+        expected = Generator(config, spectral_norm=False).state_dict()
+    _check_architecture(Path(path), config, shapes, expected)
     return {
         "format_version": FORMAT_VERSION,
         "config": asdict(config),

@@ -89,6 +89,10 @@ def precision_runs(precision: str, device: str | torch.device) -> bool:
         return False
 
 
+# The largest frame `bench` times: checked before any frame is allocated (100000x100000 asked for 40 GB).
+MAX_BENCH_PIXELS = 8192 * 8192
+
+
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     """"1280x720,640x360" -> ((1280, 720), (640, 360)); ConfigError unless each side is a positive
     multiple of 4 (the generator's grid)."""
@@ -100,6 +104,11 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
             raise ConfigError(f"--sizes {text!r}: give WIDTHxHEIGHT[,WIDTHxHEIGHT...], e.g. 1280x720") from None
         if w <= 0 or h <= 0 or w % 4 or h % 4:
             raise ConfigError(f"--sizes {part.strip()!r}: width and height must be positive multiples of 4")
+        if w * h > MAX_BENCH_PIXELS:
+            raise ConfigError(
+                f"--sizes {part.strip()!r}: {w * h:,} pixels a frame, more than bench's limit of {MAX_BENCH_PIXELS:,} "
+                "(8192×8192; a batch of such frames and the network's features would not fit in memory); give smaller frames"
+            )
         sizes.append((w, h))
     return tuple(sizes)
 

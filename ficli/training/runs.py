@@ -62,6 +62,11 @@ PRESETS = {
 }
 
 
+# The largest --crop: a training batch is held whole on the device (a 16×16 image padded to a
+# 40000-pixel crop asked numpy for gigabytes, after the run folder was made, before this limit).
+MAX_CROP = 4096
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: tuple[str, ...]
@@ -109,6 +114,12 @@ class TrainConfig:
             raise ConfigError(f"--ema {self.ema}: use 0 (off) or a decay in [0, 1), e.g. 0.999")
         if self.warmup_steps < 0 or self.batch < 1 or self.crop < 1 or self.steps < 1:
             raise ConfigError("--warmup-steps must be 0 or more; --batch, --crop and --steps 1 or more")
+        if self.crop > MAX_CROP or self.batch * self.crop**2 > io.MAX_PIXELS:
+            raise ConfigError(
+                f"--crop {self.crop} with --batch {self.batch} is more than training can hold (a crop side of at most "
+                f"{MAX_CROP}, and --batch × --crop² at most {io.MAX_PIXELS:,} pixels); crops of 32-64 pixels are usual "
+                "(the paper's): give a smaller --crop"
+            )
 
     @staticmethod
     def for_stage(stage: str, **overrides) -> "TrainConfig":

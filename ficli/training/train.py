@@ -181,6 +181,26 @@ def _check_finite_weights(G: torch.nn.Module, epoch: int, cfg: TrainConfig, out:
         )
 
 
+# Validation this far below the input's (the output's error 10× the bicubic input's) is divergence,
+# as NaN is: no training that works passes through it, and such a model must not be saved as best.
+DIVERGED_BELOW_INPUT_DB = 20.0
+
+
+def _check_validation(row: dict, epoch: int, cfg: TrainConfig, out: Path, saved_epoch: int) -> None:
+    psnr, given = row["val_psnr"], row.get("val_bicubic_psnr", math.nan)
+    if not math.isfinite(psnr):
+        what = f"validation PSNR is {psnr}"
+    elif math.isfinite(given) and psnr < given - DIVERGED_BELOW_INPUT_DB:
+        what = (f"validation PSNR fell to {psnr:.2f} dB, {given - psnr:.0f} dB below its input's {given:.2f} dB "
+                f"(more than {DIVERGED_BELOW_INPUT_DB:g} dB below is divergence)")
+    else:
+        return
+    raise DivergedError(
+        f"training diverged in epoch {epoch}: {what}; {_kept(out, saved_epoch)}. "
+        f"Lower the learning rate (--lr {cfg.lr:g} now; try 10× lower) and start a new run"
+    )
+
+
 def _kept(out: Path, saved_epoch: int) -> str:
     return f"{out} keeps the models of epoch {saved_epoch}, which are finite" if saved_epoch else "nothing was saved"
 
@@ -354,7 +374,9 @@ def _continue(run: _Run, path: str, progress: Progress) -> None:
     saved = read_training_state(path)
     check_data(saved.get("data"), run.fingerprint, path, None)
     run.stages = _init_from(run.G, path, run.device)[:-1]
-    run.history, run.best_psnr, run.best_epoch = saved["history"], saved["best_psnr"], saved["best_epoch"]
+    # The history goes on, but the best model is what this new folder holds: its first epoch is
+    # saved as best.safetensors, then any that beats it (the best of before is in the old folder).
+    run.history, run.best_psnr, run.best_epoch = saved["history"], -math.inf, 0
     run.sessions = saved.get("sessions", [])
     run.start_epoch = saved["epoch"] + 1
     states = saved["rng"]
@@ -448,11 +470,7 @@ def _end_epoch(run: _Run, epoch: int, row: dict, times: PartTimes, clock: _Clock
     row["steps_per_s"] = cfg.steps / seconds
     row.update({f"share_{k}": v / seconds for k, v in times.seconds.items()})
     row["eta_s"] = (cfg.epochs - epoch) * clock.seconds / max(1, epoch - run.start_epoch + 1)
-    if not math.isfinite(row["val_psnr"]):
-        raise DivergedError(
-            f"training diverged in epoch {epoch}: validation PSNR is {row['val_psnr']}; {_kept(out, run.saved_epoch)}. "
-            f"Lower the learning rate (--lr {cfg.lr:g} now; try 10× lower) and start a new run"
-        )
+    _check_validation(row, epoch, cfg, out, run.saved_epoch)
     run.history.append(row)
     improved = row["val_psnr"] > run.best_psnr
     if improved:

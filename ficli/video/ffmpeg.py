@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -116,6 +116,7 @@ class VideoInfo:
     audio: tuple[str, ...] = ()  # codec of each audio stream
     sar: tuple[int, int] = (1, 1)
     fps_guessed: bool = False  # no rate in the file: 25 assumed
+    subtitles: tuple[str, ...] = ()  # codec of each subtitle stream (not copied: `lost_in_output` says so)
 
     @property
     def frames(self) -> int | None:
@@ -173,12 +174,14 @@ def parse_probe(text: str, path: Path) -> VideoInfo:
     if m:
         duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     lines = text.splitlines()
-    video, audio = None, []
+    video, audio, subtitles = None, [], []
     for i, line in enumerate(lines):
-        s = re.match(r"\s*Stream #0:(\d+)[^:]*: (Video|Audio): (.*)", line)
+        s = re.match(r"\s*Stream #0:(\d+)[^:]*: (Video|Audio|Subtitle): (.*)", line)
         if not s:
             continue
-        if s.group(2) == "Audio":
+        if s.group(2) == "Subtitle":
+            subtitles.append(s.group(3).split()[0].rstrip(","))
+        elif s.group(2) == "Audio":
             audio.append(s.group(3).split()[0].rstrip(","))
         elif video is None and "(attached pic)" not in line and "(still image)" not in line:
             block = "\n".join(lines[i + 1 : i + 12])
@@ -206,7 +209,63 @@ def parse_probe(text: str, path: Path) -> VideoInfo:
     return VideoInfo(
         path=path, width=width, height=height, fps=fps or Fraction(25), duration=duration or None,
         stream=index, codec=codec, pix_fmt=pix_fmt, audio=tuple(audio), sar=sar, fps_guessed=fps is None,
+        subtitles=tuple(subtitles),
     )
+
+
+# The finest constant rate a variable-rate video is decoded at, relative to its average rate: every
+# frame kept (repeated where it lasted longer) costs this many times the frames to enhance at most.
+MAX_VFR_FACTOR = 4
+
+
+def frame_times(info: VideoInfo) -> list[float] | None:
+    """Presentation times in seconds, sorted, of the video stream's packets, listed by demuxing the
+    file without decoding it (fast); None where ffmpeg cannot list them."""
+    try:
+        result = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(info.path), "-map", f"0:{info.stream}",
+             "-c", "copy", "-f", "framecrc", "-"], capture_output=True, timeout=300, **_session_kwargs())
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    base = re.search(rb"#tb 0: (\d+)/(\d+)", result.stdout)
+    if result.returncode or not base:
+        return None
+    tick = Fraction(int(base.group(1)), int(base.group(2)))
+    pts = []
+    for line in result.stdout.splitlines():
+        fields = line.split(b",")
+        if not line.startswith(b"#") and len(fields) > 3 and fields[2].strip().lstrip(b"-").isdigit():
+            pts.append(int(fields[2]))
+    return [float(p * tick) for p in sorted(pts)] or None
+
+
+def with_timing(info: VideoInfo) -> tuple[VideoInfo, str | None]:
+    """`info` with the video stream's own length (not the container's, which a longer audio track
+    sets) and, for a variable frame rate, a constant rate fine enough that no frame is dropped
+    (frames that last longer are repeated, so the timing and the audio stay in step); and a note to
+    say what was done. `info` as it is where the packets cannot be listed."""
+    times = frame_times(info)
+    if times is None or len(times) < 2:
+        return info, None
+    steps = [b - a for a, b in zip(times, times[1:]) if b - a > 1e-6]
+    if not steps:
+        return info, None
+    typical = sorted(steps)[len(steps) // 2]
+    length = times[-1] - times[0] + typical
+    info = replace(info, duration=length)
+    shortest = min(steps)
+    # Only frames closer together than the constant rate's slots are lost (a longer one is repeated):
+    # a quarter of a slot covers the millisecond rounding of MKV timestamps and a camera's jitter.
+    if shortest >= 0.75 * min(typical, 1 / float(info.fps)):
+        return info, None
+    rate = Fraction(round(1 / shortest) if abs(1 / shortest - round(1 / shortest)) < 0.01 else math.ceil(1 / shortest))
+    span = f"{len(times)} frames {shortest * 1000:.1f}-{max(steps) * 1000:.1f} ms apart"
+    if rate > MAX_VFR_FACTOR * info.fps:
+        return info, (f"{info.path.name} has a variable frame rate ({span}); it is resampled to a constant "
+                      f"{float(info.fps):.3g} fps, which drops frames shown for less than {1000 / float(info.fps):.1f} ms "
+                      "and repeats long ones")
+    return replace(info, fps=rate), (f"{info.path.name} has a variable frame rate ({span}): encoded at a constant "
+                                    f"{float(rate):g} fps, every frame kept and shown at its time (repeated where it lasts longer)")
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -392,6 +451,32 @@ def _thinned(items: Iterator, count: int) -> list:
 # --- encoding ---------------------------------------------------------------------------------
 
 
+def lost_in_output(info: VideoInfo, frames_dir: Path | None, out: Path) -> list[str]:
+    """What of the input the H.264 output `out` cannot hold, each as a note: samples of more than 8
+    bits (unless --frames-dir keeps them as 16-bit PNG), subtitle streams `subtitle_args` cannot carry."""
+    lost = []
+    if info.high_depth and frames_dir is None:
+        lost.append(f"{info.path.name} has samples of more than 8 bits ({info.pix_fmt}); the H.264 output holds 8 bits: "
+                    "give --frames-dir DIR to keep every enhanced frame at 16 bits as PNG")
+    if info.subtitles and not subtitle_args(info, out):
+        lost.append(f"{info.path.name}: its {len(info.subtitles)} subtitle stream(s) ({', '.join(info.subtitles)}) are not "
+                    f"copied into {out.suffix} (only text subtitles are carried over); add them back with a video editor or mkvmerge")
+    return lost
+
+
+TEXT_SUBTITLES = {"subrip", "ass", "ssa", "webvtt", "mov_text", "text"}
+
+
+def subtitle_args(info: VideoInfo, out: Path) -> list[str]:
+    """Encoder arguments that carry the input's subtitle streams (input 1) into `out`: text subtitles
+    only (copied into MKV, as mov_text into MP4/MOV); [] when there are none or some are bitmaps."""
+    if not info.subtitles or not all(c in TEXT_SUBTITLES for c in info.subtitles):
+        return []
+    if VIDEO_SUFFIXES[out.suffix.lower()] == "matroska":
+        return ["-map", "1:s?", "-c:s", "srt" if "mov_text" in info.subtitles else "copy"]
+    return ["-map", "1:s?", "-c:s", "mov_text"]
+
+
 def audio_plan(info: VideoInfo, out: Path) -> tuple[str, list[str]]:
     """(what happens to the audio, encoder arguments for it)."""
     if not info.audio:
@@ -408,16 +493,17 @@ def encoder_args(info: VideoInfo, section: Section, out: Path, pix_fmt: str, siz
     into `tmp` (H.264 at x264's `preset` and `crf`, BT.709), with the section's audio of `info`'s
     file as `out`'s container holds it (`audio_plan`)."""
     _, audio_args = audio_plan(info, out)
+    subtitles = subtitle_args(info, out)
     args = ["-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{size[0]}x{size[1]}",
             "-framerate", str(info.fps), "-i", "pipe:0"]
-    if audio_args:
-        # The audio of the same section, from the input file, packet for packet.
+    if audio_args or subtitles:
+        # The audio (and text subtitles) of the same section, from the input file, packet for packet.
         if section.start > 0:
             args += ["-ss", f"{section.start:.6f}"]
         seconds = section.seconds(info)
         if seconds is not None and (section.duration is not None or section.max_frames is not None):
             args += ["-t", f"{seconds:.6f}"]
-        args += ["-i", str(info.path), "-map", "0:v:0", "-map", "1:a?", *audio_args]
+        args += ["-i", str(info.path), "-map", "0:v:0"] + (["-map", "1:a?", *audio_args] if audio_args else []) + subtitles
     else:
         args += ["-map", "0:v:0"]
     sar = "" if info.sar == (1, 1) else f",setsar={info.sar[0]}/{info.sar[1]}"

@@ -55,7 +55,8 @@ from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
 from ficli.video.ffmpeg import (PRESETS, VIDEO_SUFFIXES, FFmpeg, Section, VideoInfo, audio_plan, check_decoder, decoder_args,
-                          encoder_args, probe_video, read_frames, sample_frames_and_crops, trim_to_video)
+                          encoder_args, lost_in_output, probe_video, read_frames, sample_frames_and_crops, trim_to_video,
+                          with_timing)
 from ficli.video.frames import (CHANNEL_MODES, LAYOUTS, Inference, choose_channels, compose, is_gray, raw_bytes, scale_views,
                           video_range)
 from ficli.image.intensity import HI_PCT, LO_PCT
@@ -221,6 +222,9 @@ def check_output(src: Path, out: Path, overwrite: bool, frames_dir: Path | None 
         raise OutputError(f"{out}: cannot write this file type; use {', '.join(VIDEO_SUFFIXES)}")
     if io.same_file(out, src):
         raise OutputError(f"{out}: refusing to overwrite the input video; choose another --out")
+    above = next((folder for folder in out.absolute().parents if os.path.lexists(folder)), None)
+    if above is not None and not above.is_dir():  # /dev/full/x.mp4: mkdir said "File exists"
+        raise OutputError(f"{out}: {above} is not a folder (a file or a device), so nothing can be written under it; choose another --out")
     if os.path.lexists(out) and not overwrite:
         raise OutputError(f"{out}: exists already; use --overwrite to replace it, or another --out")
     io.check_output_file(out, "--out", overwrite=overwrite, keep={"the input video": [src]})
@@ -309,7 +313,10 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     notice = on_notice or (lambda message: None)
     src = Path(src)
     info = check_video(src, options) if info is None else info
+    info, timing = with_timing(info)
     out = output_path(src, options)
+    for message in ([timing] if timing else []) + lost_in_output(info, options.frames_dir, out):
+        notice(message)
     if info.fps_guessed:
         notice(f"{src.name} states no frame rate; 25 fps assumed")
     needed = options.normalize or options.scale_for is not None or (options.channels == "auto" and not info.gray_source)
