@@ -132,9 +132,11 @@ def run_files(description: str, outs: dict, process, skip_existing: bool, quiet:
         raise typer.Exit(1)
 
 
-def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
+def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None,
+               tiff_only: bool = False) -> dict:
     """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
-    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
+    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`).
+    `tiff_only` (enhance --dtype float32): an input that is not a TIFF gets a .tif output."""
     from ficli.inference import batch
     from ficli.image import io
 
@@ -145,7 +147,11 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
     items = io.collect_inputs(inputs, recursive=recursive)
     io.check_output_dir(out, items, recursive=recursive)
     mine = batch.shard(items) if share else items
-    outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
+    def out_for(item):
+        tif = not tiff_only or item.path.suffix.lower() in io.TIFF_SUFFIXES
+        return io.output_path(item, out, suffix=None if tif else ".tif", name_suffix=suffix)
+
+    outs = batch.plan_outputs(items, out_for,
                               overwrite=overwrite, skip_existing=skip_existing, share=mine)
     return {item: outs[item] for item in mine}
 

@@ -1,6 +1,6 @@
 """Image data: everything that turns files into arrays and back, and the pure operations on arrays.
 
-Belongs here: reading and writing images (`io`, `tiff`, `files`, `paths`), the intensity map
+Belongs here: reading and writing images (`io`, `tiff`, `png`, `files`, `paths`), the record of how an output was made (`provenance`), the intensity map
 (`intensity`), the degradation family and the project's one bicubic (`degrade`), the blur-scale
 estimate (`blurscale`), metrics (`metrics`) and synthetic phantoms (`phantom`): numpy (and
 OpenCV/tifffile) only.
