@@ -294,6 +294,20 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def record_table(path, record: dict):
+    """`ficli info`'s table of the record in an output ficli wrote (`ficli.image.provenance`)."""
+    import json
+
+    from rich.table import Table
+
+    table = Table(title=escape(str(path)), title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    for key, value in record.items():
+        table.add_row(escape(str(key)), escape(value if isinstance(value, str) else json.dumps(value)))
+    return table
+
+
 def info_table(summary: dict):
     """`ficli info`'s table of what a model file holds (`api.model_summary`)."""
     from rich.table import Table
