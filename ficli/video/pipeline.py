@@ -415,7 +415,7 @@ def enhance_video(
     threads: list[threading.Thread] = []
     try:
         encoder = FFmpeg(encoder_args(info, section, out, plan.encode_format, (plan.width, plan.height), options.preset, options.crf, tmp,
-                                      comment=provenance.to_text(record) if (record := video_record(plan, options)) else None), stdin=subprocess.PIPE)
+                                      provenance.to_text(record) if (record := video_record(plan, options)) else None), stdin=subprocess.PIPE)
         writer.proc = encoder
         decoder = FFmpeg(decoder_args(info, section), stdout=subprocess.PIPE)
         threads = [threading.Thread(target=_reader, args=(decoder, info, infer.prepare, q_in, stop), daemon=True, name="ficli-decode"),
