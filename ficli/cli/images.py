@@ -257,7 +257,9 @@ def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_exi
     records: list[dict] = []
 
     def one(item, dest, on_fraction):
-        records.append(process(item, dest, on_fraction, {**base, "output": printable(dest.relative_to(out) if dest.is_relative_to(out) else dest)}))
+        record = process(item, dest, on_fraction, {**base, "output": printable(dest.relative_to(out) if dest.is_relative_to(out) else dest)})
+        if record is not None:
+            records.append(record)
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     name = provenance.RUN_FILE if world == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
