@@ -237,7 +237,8 @@ def test_png_keeps_its_pixel_size_and_text_and_gray_alpha_stays_gray_alpha(tmp_p
     assert json.loads(out.info[provenance.KEY])["upscale"] == 2
     degraded = PILImage.open(tmp_path / "d" / "ga.png")
     assert degraded.mode == "LA" and degraded.info["dpi"] == pytest.approx((300, 300), abs=0.1)
-    assert provenance.KEY not in degraded.info  # degrade writes no enhance record
+    record = json.loads(degraded.info[provenance.KEY])  # degrade's record: its settings
+    assert record["command"] == "degrade" and record["degradation"]["scale"] == 4.0 and record["input"] == "ga.png"
 
 
 def test_gray_alpha_16_bit_round_trips_through_io(tmp_path):

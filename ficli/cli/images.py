@@ -83,8 +83,11 @@ def degrade(
             except ValueError:
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
             settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel)
-        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed, compression, note),
-                   skip_existing, quiet)
+        from ficli.image import provenance
+
+        base = provenance.base("degrade", degradation={**dataclasses.asdict(settings), "seed": seed})
+        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(
+            item.path, dest, settings, seed, compression, note, record={**base, "date": provenance.now()}), skip_existing, quiet)
 
 
 def _check_compression(compression: str) -> None:
@@ -257,7 +260,8 @@ def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_exi
     records: list[dict] = []
 
     def one(item, dest, on_fraction):
-        record = process(item, dest, on_fraction, {**base, "output": printable(dest.relative_to(out) if dest.is_relative_to(out) else dest)})
+        record = process(item, dest, on_fraction, {**base, "date": provenance.now(),
+                                                    "output": printable(dest.relative_to(out) if dest.is_relative_to(out) else dest)})
         if record is not None:
             records.append(record)
 

@@ -256,19 +256,22 @@ def _from_tensor(t: torch.Tensor, ndim: int) -> np.ndarray:
 
 
 def degrade_file(item_path, out_path, settings: Degradation, seed: int, compression: str = "keep",
-                 on_notice: Callable[[str], None] | None = None) -> None:
+                 on_notice: Callable[[str], None] | None = None, record: dict | None = None) -> None:
     """Read one image (or stack), degrade every frame and channel, write it with the input's dtype.
 
     Float images with NaN or infinite pixels are refused: the blur and the resize would spread them
     over their neighbours and write an image of NaN. A --scale that would pad the image beyond
-    `io.MAX_PIXELS` is refused from the header, before reading.
+    `io.MAX_PIXELS` is refused from the header, before reading. `record` (`provenance.base` with the
+    settings) gets the input's name and goes into the output (`io.write_image`).
     """
     image = io.read_checked(item_path, lambda h, w: check_working_size(item_path, h, w, settings.scale),
                             "fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]
-    for message in io.write_image(out_path, data, like=image, compression=compression):  # TIFF: --compression
+    if record is not None:
+        record = {**record, "input": io.printable(Path(item_path).name), "output_dtype": str(data.dtype)}
+    for message in io.write_image(out_path, data, like=image, compression=compression, record=record):  # TIFF: --compression
         if on_notice is not None:
             on_notice(f"{out_path}: {message}")
 
