@@ -78,7 +78,7 @@ def enhance_frames(
         if on_notice is not None:
             on_notice(f"{name + ': ' if name else ''}blur scale s = {scale:.2f} ({how})")
         if report is not None:
-            report.update(scale=round(float(scale), 4), scale_how=how)
+            report.update(scale=round(float(scale), 4), scale_how=how, scale_residual=getattr(options.scale_for, "residual", None))
     if report is not None:
         report.setdefault("ranges", []).append((float(lo), float(hi)))
     runs = sum(_colour(f).shape[2] if channels == 1 and f.ndim == 3 else 1 for f in frames)  # run_tiled calls
@@ -179,6 +179,7 @@ def provenance_fields(src: Path | str, options: EnhanceOptions, report: dict, dt
     return {
         "input": io.printable(Path(src).name) if src else None,
         "blur_scale": report.get("scale"), "blur_scale_source": source, "blur_scale_note": how,
+        "blur_scale_fit_residual": report.get("scale_residual"),
         "upscale": options.upscale,
         "normalisation": {"percentiles": [options.lo_pct, options.hi_pct],
                           "lo_hi": [[round(lo * top, 6), round(hi * top, 6)] for lo, hi in report.get("ranges", [])]}

@@ -157,12 +157,15 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
     frames are given (None), the model's training scale (metadata "scale"). An s above the training
     scale is told the training scale. Returns (s, how it was chosen; `source` is added after
     "estimated", e.g. " from 16 frames"). None for a plain model, which is told nothing. The
-    refusals are `check_scale`'s, before any image is read."""
+    refusals are `check_scale`'s, before any image is read. After each call, `choose.residual` holds
+    the estimate's fit residual (RMS misfit in decades of power: the lower, the surer; None when
+    nothing was estimated), which the record of an output keeps."""
     if not check_scale(info, requested):
         return None
     trained = float(info.get("scale", 4))
 
     def choose(frames: Iterable | None = None, source: str = "") -> tuple[float, str]:
+        choose.residual = None
         if requested is not None:
             s, how = float(requested), "given"
         elif frames is None:
@@ -170,6 +173,8 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
         else:
             estimate = blurscale.estimate_scale_pooled(frames)
             s, how = (estimate.scale, f"estimated{source}") if estimate.scale is not None else (trained, f"{estimate.note}: the model's training scale")
+            if estimate.scale is not None:
+                choose.residual = round(estimate.residual, 4)
         if s > trained:
             return trained, f"{how}: {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
         return max(s, 1.0), how

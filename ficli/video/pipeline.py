@@ -125,6 +125,7 @@ class VideoPlan:
     samples: int  # frames the range and the gray test were computed from
     scale: float | None = None  # the blur scale told a model conditioned on it (None: a plain model)
     scale_how: str = ""  # how it was chosen: "given", "estimated from 16 frames", ...
+    scale_residual: float | None = None  # the estimate's fit residual (`runtime.scale_chooser`), None if not estimated
 
     @property
     def encode_format(self) -> str:
@@ -321,7 +322,7 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     scale, how = _blur_scale(options.scale_for, crops, mode, s, info.codec, notice)
     return VideoPlan(info=info, out=out, channels=mode, range=rng, frames=options.section.frames(info),
                      width=width + width % 2, height=height + height % 2, audio=audio, samples=len(samples),
-                     scale=scale, scale_how=how)
+                     scale=scale, scale_how=how, scale_residual=getattr(options.scale_for, "residual", None))
 
 
 def _blur_scale(choose: Callable | None, crops: list[np.ndarray], mode: str, upscale: int, codec: str,
@@ -352,6 +353,7 @@ def video_record(plan: VideoPlan, options: VideoOptions) -> dict | None:
     return {**options.record, "input": io.printable(plan.info.path.name), "output": io.printable(plan.out.name),
             "blur_scale": plan.scale, "blur_scale_source": None if not how else "given" if how == "given"
             else "estimated" if how.startswith("estimated") else "training scale", "blur_scale_note": how or None,
+            "blur_scale_fit_residual": plan.scale_residual,
             "upscale": options.upscale,
             "normalisation": {"percentiles": [options.lo_pct, options.hi_pct], "lo_hi": [[round(v * top, 6) for v in plan.range]],
                               "frames_sampled": plan.samples} if plan.range else "off",
