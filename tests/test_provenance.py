@@ -155,6 +155,18 @@ def test_video_output_carries_the_record_in_its_comment_tag(tmp_path, run_cli, t
     assert shown.exit_code == 0 and json.loads(shown.stdout) == record
 
 
+def test_jpeg_output_carries_the_record_in_a_comment_segment(tmp_path, run_cli, tiny_identity_model):
+    io.write_image(tmp_path / "in" / "a.jpg", _image(48, np.uint8))
+    _enhance(run_cli, tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_identity_model)
+    with PILImage.open(tmp_path / "out" / "a.jpg") as out:
+        comment = out.info["comment"].decode()
+        assert out.size == (48, 48) and out.getexif().get(0x0112) is None  # still a plain, upright JPEG
+    assert comment.startswith(provenance.KEY + ": {")
+    assert provenance.from_text(comment) == provenance.read_image_record(tmp_path / "out" / "a.jpg")
+    assert provenance.read_image_record(tmp_path / "out" / "a.jpg")["input"] == "a.jpg"
+    np.testing.assert_array_equal(io.read_image(tmp_path / "out" / "a.jpg").data.shape, (48, 48))
+
+
 def test_info_shows_the_record_of_an_image(tmp_path, run_cli, tiny_identity_model):
     io.write_image(tmp_path / "in" / "a.png", _image(32, np.uint8))
     _enhance(run_cli, tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_identity_model)

@@ -399,6 +399,7 @@ def _encode_raster(data: np.ndarray, suffix: str, path: Path, like: Image | None
         raise OutputError(f"{path}: PNG holds 8- or 16-bit data only, not {data.dtype}; write .tif")
     if suffix == ".png" and (like is not None or record is not None):
         return _encode_png(data, path, like, record)
+    record = record if suffix in (".jpg", ".jpeg") else None
     if data.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if data.shape[2] == 4 else cv2.COLOR_RGB2BGR
         data = cv2.cvtColor(data, code)
@@ -406,6 +407,8 @@ def _encode_raster(data: np.ndarray, suffix: str, path: Path, like: Image | None
     ok, buf = cv2.imencode(suffix, data, params)
     if not ok:
         raise OutputError(f"{path}: the image could not be encoded as {suffix[1:].upper()}")
+    if record is not None and suffix in (".jpg", ".jpeg"):  # a COM segment (BMP has no place for it)
+        return provenance.jpeg_with_comment(buf.tobytes(), provenance.to_text(record))
     return buf.tobytes()
 
 

@@ -98,9 +98,31 @@ def read_image_record(path: Path | str) -> dict | None:
         text = tiff.read_record_text(path, KEY)
     elif suffix == ".png":
         text = png.texts(path.read_bytes()).get(KEY)
+    elif suffix in (".jpg", ".jpeg"):
+        text = next((c for c in jpeg_comments(path.read_bytes()) if c.startswith(KEY + ":")), None)
     else:
         return None
     return from_text(text) if text else None
+
+
+def jpeg_with_comment(raw: bytes, text: str) -> bytes:
+    """A JPEG file `raw` with a COM segment `KEY: text` after its SOI and APP0 (JFIF) segments."""
+    data = f"{KEY}: {text}".encode("ascii", "backslashreplace")[:65533]
+    at = 2
+    if raw[2:4] == b"\xff\xe0":  # JFIF's APP0 must stay first
+        at = 4 + int.from_bytes(raw[4:6], "big")
+    return raw[:at] + b"\xff\xfe" + (len(data) + 2).to_bytes(2, "big") + data + raw[at:]
+
+
+def jpeg_comments(raw: bytes) -> list[str]:
+    """The COM segments of a JPEG file before its image data, as text."""
+    found, i = [], 2
+    while i + 4 <= len(raw) and raw[i] == 0xFF and raw[i + 1] not in (0xD9, 0xDA):
+        length = int.from_bytes(raw[i + 2 : i + 4], "big")
+        if raw[i + 1] == 0xFE:
+            found.append(raw[i + 4 : i + 2 + length].decode("latin-1"))
+        i += 2 + length
+    return found
 
 
 def write_run_file(folder: Path | str, run: dict, records: list[dict], name: str = RUN_FILE) -> Path:
