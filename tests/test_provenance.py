@@ -123,6 +123,32 @@ def test_run_file_lists_every_output_and_keeps_earlier_records_on_resume(tmp_pat
     assert not list((tmp_path / "out").glob(".*.part"))
 
 
+def test_an_interrupted_or_partly_failed_batch_still_records_the_files_it_wrote(tmp_path, run_cli, tiny_identity_model, monkeypatch):
+    import ficli.inference.enhance as enhance_module
+
+    for name in ("a", "b", "c"):
+        io.write_image(tmp_path / "in" / f"{name}.png", _image(32, np.uint8, seed=ord(name)))
+    (tmp_path / "in" / "d.png").write_bytes(b"not a png")
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "failed", "--model", tiny_identity_model)
+    assert result.exit_code == 1 and "1 failed" in result.output
+    run = json.loads((tmp_path / "failed" / provenance.RUN_FILE).read_text())
+    assert [r["output"] for r in run["files"]] == ["a.png", "b.png", "c.png"]
+    (tmp_path / "in" / "d.png").unlink()
+    real, calls = enhance_module.enhance_file, []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(enhance_module, "enhance_file", interrupt_second)
+    result = run_cli("enhance", tmp_path / "in", "--out", tmp_path / "stopped", "--model", tiny_identity_model)
+    assert result.exit_code == 130
+    assert sorted(p.name for p in (tmp_path / "stopped").iterdir()) == ["a.png", provenance.RUN_FILE]
+    assert [r["output"] for r in json.loads((tmp_path / "stopped" / provenance.RUN_FILE).read_text())["files"]] == ["a.png"]
+
+
 def test_api_returns_the_record_without_changing_its_return_types(tmp_path, tiny_identity_model):
     model = api.load_model(tiny_identity_model)
     image = _image(40, np.uint8)

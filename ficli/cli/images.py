@@ -87,7 +87,7 @@ def degrade(
 
         base = provenance.base("degrade", degradation={**dataclasses.asdict(settings), "seed": seed})
         run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(
-            item.path, dest, settings, seed, compression, note, record={**base, "date": provenance.now()}), skip_existing, quiet)
+            item.path, dest, settings, seed, compression, note, {**base, "date": provenance.now()}), skip_existing, quiet)
 
 
 def _check_compression(compression: str) -> None:
@@ -267,13 +267,22 @@ def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_exi
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     name = provenance.RUN_FILE if world == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
-    try:
-        run_files("enhance", outs, one, skip_existing, quiet)
-    finally:
+    def save() -> None:
         if records:
             run = {k: v for k, v in records[0].items() if k in ("software", "version", "command", "date", "model", "model_sha256",
                                                                   "upscale", "tile", "overlap", "device", "precision")}
             provenance.write_run_file(out, run, records, name)
+
+    provenance.remove_stale_parts([Path(out) / name])  # a killed earlier run's unfinished record
+    try:
+        run_files("enhance", outs, one, skip_existing, quiet)
+    except BaseException:  # failed files, a full disk, Ctrl-C: the records of the files written are still kept
+        try:
+            save()
+        except FicliError as exc:  # the error that stopped the run is the one to report
+            note(f"{exc} (the run's record file)")
+        raise
+    save()
 
 
 

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ficli.image import png, tiff
-from ficli.image.files import printable, write_text
+from ficli.image.files import printable, remove_stale_parts, write_text  # noqa: F401 (remove_stale_parts: for callers)
 
 KEY = "ficli-provenance"  # the PNG keyword, the ImageJ Info line's prefix, the OME annotation's namespace
 RUN_FILE = "ficli-run.json"
