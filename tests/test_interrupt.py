@@ -10,6 +10,7 @@ are marked slow. The in-process tests raise KeyboardInterrupt at a chosen point 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -211,6 +212,8 @@ def test_enhance_killed_mid_folder_then_skip_existing(run_cli, tmp_path, slow_mo
     result = run_cli("enhance", tmp_path / "in", "--out", out, "--model", slow_model, "--device", "cpu", "--skip-existing")
     assert result.exit_code == 0 and f"{len(names) - len(done)} done, {len(done)} skipped" in result.output, result.output
     assert _all_valid(out, (160, 160)) == names and leftovers(out) == []
+    # the run's record lists every file, those of the interrupted run too (after a kill, read from the files)
+    assert [r["output"] for r in json.loads((out / "ficli-run.json").read_text())["files"]] == names
 
 
 @hostile

@@ -250,30 +250,37 @@ def enhance(
 def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_existing: bool, quiet: bool) -> None:
     """`run_files` for enhance: each output gets its record (`ficli.image.provenance`), and the
     records of the files written go into OUT/ficli-run.json (ficli-run.rankN.json under torchrun),
-    also when some files failed or the run was interrupted."""
+    also when some files failed or the run was interrupted; with --skip-existing, those of the files
+    left as they were too (read from the files: a killed run wrote none)."""
+    import contextlib
     import os
 
     from ficli.image import provenance
     from ficli.image.io import printable
 
     base = provenance.base("enhance", **provenance.model_fields(info["path"]))
-    records: list[dict] = []
+    names = {dest: printable(dest.relative_to(out) if dest.is_relative_to(out) else dest) for dest in outs.values()}
+    records: dict[str, dict] = {}
 
     def one(item, dest, on_fraction):
-        record = process(item, dest, on_fraction, {**base, "date": provenance.now(),
-                                                    "output": printable(dest.relative_to(out) if dest.is_relative_to(out) else dest)})
+        record = process(item, dest, on_fraction, {**base, "date": provenance.now(), "output": names[dest]})
         if record is not None:
-            records.append(record)
+            records[names[dest]] = record
 
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    name = provenance.RUN_FILE if world == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
     def save() -> None:
-        if records:
-            run = {k: v for k, v in records[0].items() if k in ("software", "version", "command", "date", "model", "model_sha256",
-                                                                  "upscale", "tile", "overlap", "device", "precision")}
-            provenance.write_run_file(out, run, records, name)
+        for dest, name in names.items():
+            if skip_existing and name not in records and dest.is_file():
+                with contextlib.suppress(Exception):  # a file without a readable record is listed by none
+                    if (found := provenance.read_image_record(dest)) is not None:
+                        records[name] = {**found, "output": name}
+        done = [records[name] for name in names.values() if name in records]
+        if done:
+            run = {k: v for k, v in done[0].items() if k in ("software", "version", "command", "date", "model", "model_sha256",
+                                                               "upscale", "tile", "overlap", "device", "precision")}
+            provenance.write_run_file(out, run, done, run_name)
 
-    provenance.remove_stale_parts([Path(out) / name])  # a killed earlier run's unfinished record
+    run_name = provenance.RUN_FILE if int(os.environ.get("WORLD_SIZE", 1)) == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
+    provenance.remove_stale_parts([Path(out) / run_name])  # a killed earlier run's unfinished record
     try:
         run_files("enhance", outs, one, skip_existing, quiet)
     except BaseException:  # failed files, a full disk, Ctrl-C: the records of the files written are still kept
@@ -283,7 +290,6 @@ def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_exi
             note(f"{exc} (the run's record file)")
         raise
     save()
-
 
 
 # ------------------------------------------------------------------------------------------- profile
