@@ -243,6 +243,26 @@ def test_compression_option_chooses_and_jpeg_input_becomes_zlib_with_a_note(tmp_
             assert tif.pages.first.compression.name == want
 
 
+def test_a_compression_this_machine_cannot_write_becomes_zlib_with_a_note(tmp_path, run_cli, tiny_identity_model, monkeypatch):
+    src = tmp_path / "in" / "a.tif"
+    src.parent.mkdir()
+    tifffile.imwrite(src, _image(), compression="lzw")
+    real = tifffile.imwrite
+
+    def without_imagecodecs(*args, compression=None, **kwargs):  # as tifffile says where imagecodecs is missing
+        if compression == "lzw":
+            raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+        return real(*args, compression=compression, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", without_imagecodecs)
+    result = _enhance(run_cli, src, "--out", tmp_path / "out", "--model", tiny_identity_model)
+    assert "LZW compression cannot be written here" in result.output and "written with zlib" in result.output
+    with tifffile.TiffFile(tmp_path / "out" / "a.tif") as tif:
+        assert tif.pages.first.compression.name == "ADOBE_DEFLATE"
+        np.testing.assert_array_equal(tif.asarray(), _image())  # the identity model: the pixels as they came
+    assert not list((tmp_path / "out").glob(".*.part"))
+
+
 @hostile
 @pytest.mark.parametrize("command, args, says", [
     ("enhance", ["--compression", "jpeg2000"], "use one of keep, none, zlib, lzw, zstd"),
