@@ -97,7 +97,7 @@ def export(
 
 @app.command()
 def info(
-    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]; or an image (.tif, .png) or video (.mp4, .mov, .mkv) that ficli wrote: its record of how it was made."),
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]; or an image (.tif, .png, .jpg) or video (.mp4, .mov, .mkv) that ficli wrote: its record of how it was made."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
 ):
     """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
