@@ -119,7 +119,8 @@ def enhance(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
-) -> np.ndarray:
+    return_record: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict]:
     """Enhance a numpy image or stack as `ficli enhance` does a file; returns a new array of the
     same dtype (in native byte order: a big-endian array is read by its values) and layout (sides ×
     `upscale`). float64 values float32 cannot hold are refused, as in files.
@@ -131,7 +132,10 @@ def enhance(
     only; None (default) estimates it from the image as `ficli enhance --scale auto` does (one s per
     image or stack, on the frames before `upscale`, times `upscale`; the training scale where the image is too small
     or flat; an s above the training scale is told the training scale). The other options are
-    those of `ficli enhance`.
+    those of `ficli enhance`. `return_record=True` returns (array, record): the record
+    (`ficli.image.provenance`) that `ficli enhance` writes into its outputs, a dict: the model and
+    its SHA-256, the blur scale told and how it was chosen, the upscale, the intensity map
+    (percentiles and lo/hi in the array's units), tiles, device, precision, date.
     """
     from ficli.inference.enhance import enhance_frames
 
@@ -142,9 +146,26 @@ def enhance(
         raise InputError("the array holds NaN or infinite values; fix or mask them before enhancing")
     io.check_float32_range(array, "the array")
     options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
-    out = enhance_frames(model.generator, [io.to_unit(f) for f in frames], options, model.config.channels)
+    report: dict = {}
+    out = enhance_frames(model.generator, [io.to_unit(f) for f in frames], options, model.config.channels, report=report)
     result = [io.from_unit(f, array.dtype) for f in out]
-    return np.stack(result) if stack else result[0]
+    result = np.stack(result) if stack else result[0]
+    if not return_record:
+        return result
+    from ficli.inference.enhance import provenance_fields
+
+    fields = provenance_fields("", options, report, array.dtype, result.dtype)
+    return result, {**_record_base(model), **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _record_base(model: Model) -> dict:
+    """The common fields of a record of `model`'s work (`provenance.base`, "api" as the command)."""
+    from ficli.image import provenance
+
+    return provenance.base("api", **provenance.model_fields(model.path, _HASHES))
+
+
+_HASHES: dict = {}  # SHA-256 of model files by path, computed once per process
 
 
 def _native(array: np.ndarray) -> np.ndarray:
@@ -178,15 +199,24 @@ def enhance_file(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
-) -> Path:
+    return_record: bool = False,
+    dtype: str | None = None,
+    compression: str = "keep",
+) -> Path | tuple[Path, dict]:
     """Enhance one image file into `dest` exactly as `ficli enhance` does (pixel type, TIFF axes,
-    calibration and OME-XML kept; the blur scale as in `enhance`; written atomically); returns
-    `dest`. Never writes over `src`."""
+    calibration, OME-XML, compression and PNG chunks kept; the blur scale as in `enhance`; the
+    record of how it was made written into it; written atomically); returns `dest`, or with
+    `return_record=True` (`dest`, the record). `dtype`, `compression`: `ficli enhance --dtype
+    float32`, `--compression`. Never writes over `src`."""
+    import dataclasses
+
     from ficli.inference.enhance import enhance_file as run
 
-    options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
-    run(Path(src), Path(dest), model.generator, options, model.config.channels)
-    return Path(dest)
+    options = dataclasses.replace(_options(model, scale, upscale, normalize, tile, overlap, batch, precision),
+                                  dtype=dtype, compression=compression)
+    record = run(Path(src), Path(dest), model.generator, options, model.config.channels,
+                 record={**_record_base(model), "output": io.printable(Path(dest).name)})
+    return (Path(dest), record) if return_record else Path(dest)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

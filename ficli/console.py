@@ -139,9 +139,11 @@ def run_files(description: str, outs: dict, process, skip_existing: bool, quiet:
         raise typer.Exit(1)
 
 
-def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None) -> dict:
+def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None,
+               tiff_only: bool = False) -> dict:
     """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
-    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`)."""
+    output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`).
+    `tiff_only` (enhance --dtype float32): an input that is not a TIFF gets a .tif output."""
     from ficli.inference import batch
     from ficli.image import io
 
@@ -154,7 +156,11 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
     io.check_output_dir(out, items, recursive=recursive)
     io.lock_output(out, folder=True)  # before the outputs are looked for: a second run into OUT is refused
     mine = batch.shard(items) if share else items
-    outs = batch.plan_outputs(items, lambda item: io.output_path(item, out, name_suffix=suffix),
+    def out_for(item):
+        tif = not tiff_only or item.path.suffix.lower() in io.TIFF_SUFFIXES
+        return io.output_path(item, out, suffix=None if tif else ".tif", name_suffix=suffix)
+
+    outs = batch.plan_outputs(items, out_for,
                               overwrite=overwrite, skip_existing=skip_existing, share=mine)
     return {item: outs[item] for item in mine}
 
@@ -352,6 +358,20 @@ def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def record_table(path, record: dict):
+    """`ficli info`'s table of the record in an output ficli wrote (`ficli.image.provenance`)."""
+    import json
+
+    from rich.table import Table
+
+    table = Table(title=escape(str(path)), title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    for key, value in record.items():
+        table.add_row(escape(str(key)), escape(value if isinstance(value, str) else json.dumps(value)))
+    return table
 
 
 def info_table(summary: dict):

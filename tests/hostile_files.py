@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -210,8 +211,14 @@ def fill_disk_after(monkeypatch, writes: int) -> None:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (hidden ones too) by relative path: to prove nothing was touched."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    """Every file under `folder` (hidden ones too) by relative path: to prove nothing was touched.
+    The record of an enhance run (ficli-run.json, ficli-run.rankN.json beside its outputs) is left
+    out: the outputs are compared; tests/test_provenance.py checks the record."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and not RUN_RECORD.fullmatch(p.name)}
+
+
+RUN_RECORD = re.compile(r"ficli-run(\.rank\d+)?\.json")
 
 
 def leftovers(folder: Path) -> list[str]:

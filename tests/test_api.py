@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import pytest
 import torch
 
 from ficli import api
-from ficli.image import io
+from ficli.image import io, provenance
 from ficli.image.blurscale import estimate_scale
 from ficli.image.degrade import Degradation, degrade
 from ficli.errors import ConfigError, FicliError, InputError
@@ -87,7 +88,12 @@ def test_enhance_file_writes_what_the_command_line_writes(model_file, tmp_path, 
     io.write_image(src, to_dtype(phantom(40, 40, seed=8), np.uint16, max_value=4095))
     assert run_cli("enhance", src, "--out", tmp_path / "out", "--model", model_file, "--device", "cpu").exit_code == 0
     dest = api.enhance_file(api.load_model(model_file), src, tmp_path / "api.tif")
-    assert dest.read_bytes() == (tmp_path / "out" / "c.tif").read_bytes()
+    with tifffile.TiffFile(dest) as ours, tifffile.TiffFile(tmp_path / "out" / "c.tif") as cli:
+        np.testing.assert_array_equal(ours.asarray(), cli.asarray())
+        assert ours.pages.first.tags["Software"].value == cli.pages.first.tags["Software"].value
+    # the same record but for what tells the two apart: the command ("api", "enhance") and the date
+    same = lambda r: {k: v for k, v in r.items() if k not in ("command", "date", "output")}  # noqa: E731
+    assert same(provenance.read_image_record(dest)) == same(provenance.read_image_record(tmp_path / "out" / "c.tif"))
 
 
 COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
@@ -126,7 +132,12 @@ def test_scale_conditioned_model_gives_the_pixels_of_the_command_line(conditione
     cli = io.read_image(tmp_path / "out" / "b.tif").data
     model = api.load_model(conditioned_file)
     np.testing.assert_array_equal(api.enhance(model, api.read_image(src)), cli)
-    assert api.enhance_file(model, src, tmp_path / "api.tif").read_bytes() == (tmp_path / "out" / "b.tif").read_bytes()
+    dest, record = api.enhance_file(model, src, tmp_path / "api.tif", return_record=True)
+    np.testing.assert_array_equal(io.read_image(dest).data, cli)
+    # the same record as the command line's, but for what tells them apart (the command, the date, the name)
+    same = lambda r: {k: v for k, v in r.items() if k not in ("command", "date", "output")}  # noqa: E731
+    assert same(record) == same(provenance.read_image_record(tmp_path / "out" / "b.tif")) == same(provenance.read_image_record(dest))
+    assert record["blur_scale_source"] == "estimated" and record["model_sha256"] == api.model_summary(conditioned_file)["sha256"]
 
 
 @pytest.mark.hostile

@@ -1,5 +1,6 @@
 """ficli enhance: the real generator through the tiled engine, pixel types, stacks, models, resume."""
 
+import json
 import os
 import pickle
 import subprocess
@@ -141,7 +142,7 @@ def test_one_bad_file_fails_alone(run_cli, identity_model, phantom_folder, tmp_p
     result = run_cli("enhance", phantom_folder, "--out", tmp_path / "out", "--model", identity_model)
     assert result.exit_code == 1
     assert "zz_broken.tif" in result.output and "3 done" in result.output and "1 failed" in result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a8.png", "b16.png", "c12.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a8.png", "b16.png", "c12.tif", "ficli-run.json"]
 
 
 def test_pickle_model_is_refused_without_running_it(run_cli, phantom_folder, tmp_path):
@@ -217,7 +218,9 @@ def test_torchrun_shards_files_across_two_processes(identity_model, phantom_fold
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len(list((tmp_path / "out").iterdir())) == 6
+    assert len([p for p in (tmp_path / "out").iterdir() if not p.name.startswith("ficli-run")]) == 6
+    runs = [json.loads((tmp_path / "out" / f"ficli-run.rank{r}.json").read_text()) for r in (0, 1)]  # one record file a process
+    assert sorted(len(run["files"]) for run in runs) == [3, 3]
     summaries = [line for line in done.stdout.splitlines() if line.startswith("enhance:")]
     assert sorted(int(s.split()[1]) for s in summaries) == [3, 3]  # each rank did its half
 

@@ -10,6 +10,7 @@ are marked slow. The in-process tests raise KeyboardInterrupt at a chosen point 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +45,7 @@ def _images(folder: Path, count: int, side: int = 16) -> list[str]:
 
 def _all_valid(folder: Path, expect_shape: tuple) -> list[str]:
     """Names of the images in `folder`, after checking that each reads back whole."""
-    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name != "ficli-run.json")  # the run's record
     for name in names:
         assert io.read_image(folder / name).data.shape == expect_shape, name
     return names
@@ -151,7 +152,7 @@ def test_rerun_removes_only_its_own_stale_temporaries(run_cli, tmp_path, command
     args = ("--model", model, "--device", "cpu") if command == "enhance" else ()
     result = run_cli(command, tmp_path / "in", "--out", out, *args)
     assert result.exit_code == 0 and "removed 2 unfinished temporary file(s)" in result.output, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([*names, *(p.name for p in foreign)])
+    assert sorted(p.name for p in out.iterdir() if p.name != "ficli-run.json") == sorted([*names, *(p.name for p in foreign)])
 
 
 @hostile
@@ -211,6 +212,8 @@ def test_enhance_killed_mid_folder_then_skip_existing(run_cli, tmp_path, slow_mo
     result = run_cli("enhance", tmp_path / "in", "--out", out, "--model", slow_model, "--device", "cpu", "--skip-existing")
     assert result.exit_code == 0 and f"{len(names) - len(done)} done, {len(done)} skipped" in result.output, result.output
     assert _all_valid(out, (160, 160)) == names and leftovers(out) == []
+    # the run's record lists every file, those of the interrupted run too (after a kill, read from the files)
+    assert [r["output"] for r in json.loads((out / "ficli-run.json").read_text())["files"]] == names
 
 
 @hostile

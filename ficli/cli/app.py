@@ -68,6 +68,7 @@ OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder; the
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist already. Without it (or --skip-existing) a run that finds any refuses before starting. Inputs are never overwritten.")]
 SkipOption = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist already untouched and do the rest (resume an interrupted batch). An existing output that is empty or cannot be read whole is made again, with a note.")]
 SuffixOption = Annotated[str, typer.Option("--suffix", help="Text added to each output name before its extension: --suffix _sr writes x_sr.png for x.png (x_sr.ome.tif for x.ome.tif) [default: none].")]
+CompressionOption = Annotated[str, typer.Option("--compression", help="Compression of TIFF outputs: 'keep' (default: the input's; LZW, zlib, zstd and PackBits are written again, JPEG and schemes ficli cannot write become zlib, with a note), 'none', 'zlib', 'lzw' or 'zstd' (the last two need the imagecodecs package, else zlib with a note). PNG is always compressed losslessly.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; failures, errors and notes still go to stderr.")]
 ResultQuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status line; the result itself (table, JSON) is still shown, and errors and notes still go to stderr.")]
 # Options that enhance, video and bench share.

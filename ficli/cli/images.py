@@ -10,6 +10,7 @@ import typer
 
 from ficli.cli.app import (
     CompileOption,
+    CompressionOption,
     DeviceOption,
     InputsHelp,
     ModelOption,
@@ -60,6 +61,7 @@ def degrade(
     overwrite: OverwriteOption = False,
     skip_existing: SkipOption = False,
     suffix: SuffixOption = "",
+    compression: CompressionOption = "keep",
     quiet: QuietOption = False,
 ):
     """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise), rounded with --levels.
@@ -74,6 +76,7 @@ def degrade(
     Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
     with reporting_errors():
+        _check_compression(compression)
         outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
         from ficli.image.degrade import (  # torch: after the paths are checked
             SCALE_RANGE,
@@ -89,8 +92,18 @@ def degrade(
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
             settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel,
                                    levels=levels, quantize_small=levels_small)
-        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(item.path, dest, settings, seed),
-                   skip_existing, quiet)
+        from ficli.image import provenance
+
+        base = provenance.base("degrade", degradation={**dataclasses.asdict(settings), "seed": seed})
+        run_files("degrade", outs, lambda item, dest, on_fraction: degrade_file(
+            item.path, dest, settings, seed, compression, note, {**base, "date": provenance.now()}), skip_existing, quiet)
+
+
+def _check_compression(compression: str) -> None:
+    from ficli.image.io import COMPRESSION_CHOICES
+
+    if compression not in COMPRESSION_CHOICES:
+        raise typer.BadParameter(f"{compression!r}: use one of {', '.join(COMPRESSION_CHOICES)}", param_hint="--compression")
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -187,6 +200,8 @@ def enhance(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     compile_model: CompileOption = False,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32: write float32 TIFFs in the input's intensity units (values × the type's maximum, neither rounded nor clipped), for measuring; a PNG, JPEG or BMP input then gives NAME.tif [default: the input's pixel type]."),
+    compression: CompressionOption = "keep",
     no_normalize: bool = typer.Option(False, "--no-normalize", help=f"Feed [0, 1]-scaled intensities as they are, without the {LO_PCT:g}/{HI_PCT:g}-percentile mapping (for data already spanning [0, 1])."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     overwrite: OverwriteOption = False,
@@ -210,7 +225,10 @@ def enhance(
     written) or outputs exist already; 2 for an option value that cannot work here.
     """
     with reporting_errors():
-        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True)
+        _check_compression(compression)
+        if dtype not in (None, "float32"):
+            raise typer.BadParameter(f"{dtype!r}: use float32, or leave --dtype out to keep each input's pixel type", param_hint="--dtype")
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True, tiff_only=dtype is not None)
         if model is not None:
             from ficli.image import io
 
@@ -229,7 +247,7 @@ def enhance(
             dev = resolve_device(device)
             options = EnhanceOptions(
                 upscale=upscale,
-                normalize=not no_normalize,
+                normalize=not no_normalize, dtype=dtype, compression=compression,
                 tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
             )
             resolve_precision(precision, dev)
@@ -245,9 +263,53 @@ def enhance(
         with usage_errors():
             options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
 
-        run_files("enhance", outs,
-                   lambda item, dest, on_fraction: enhance_file(item.path, dest, generator, options, channels, notice, on_fraction),
-                   skip_existing, quiet)
+        _enhance_batch(outs, out, info, options, lambda item, dest, on_fraction, record: enhance_file(
+            item.path, dest, generator, options, channels, notice, on_fraction, record=record), skip_existing, quiet)
+
+
+def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_existing: bool, quiet: bool) -> None:
+    """`run_files` for enhance: each output gets its record (`ficli.image.provenance`), and the
+    records of the files written go into OUT/ficli-run.json (ficli-run.rankN.json under torchrun),
+    also when some files failed or the run was interrupted; with --skip-existing, those of the files
+    left as they were too (read from the files: a killed run wrote none)."""
+    import contextlib
+    import os
+
+    from ficli.image import provenance
+    from ficli.image.io import printable
+
+    base = provenance.base("enhance", **provenance.model_fields(info["path"]))
+    names = {dest: printable(dest.relative_to(out) if dest.is_relative_to(out) else dest) for dest in outs.values()}
+    records: dict[str, dict] = {}
+
+    def one(item, dest, on_fraction):
+        record = process(item, dest, on_fraction, {**base, "date": provenance.now(), "output": names[dest]})
+        if record is not None:
+            records[names[dest]] = record
+
+    def save() -> None:
+        for dest, name in names.items():
+            if skip_existing and name not in records and dest.is_file():
+                with contextlib.suppress(Exception):  # a file without a readable record is listed by none
+                    if (found := provenance.read_image_record(dest)) is not None:
+                        records[name] = {**found, "output": name}
+        done = [records[name] for name in names.values() if name in records]
+        if done:
+            run = {k: v for k, v in done[0].items() if k in ("software", "version", "command", "date", "model", "model_sha256",
+                                                               "upscale", "tile", "overlap", "device", "precision")}
+            provenance.write_run_file(out, run, done, run_name)
+
+    run_name = provenance.RUN_FILE if int(os.environ.get("WORLD_SIZE", 1)) == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
+    provenance.remove_stale_parts([Path(out) / run_name])  # a killed earlier run's unfinished record
+    try:
+        run_files("enhance", outs, one, skip_existing, quiet)
+    except BaseException:  # failed files, a full disk, Ctrl-C: the records of the files written are still kept
+        try:
+            save()
+        except FicliError as exc:  # the error that stopped the run is the one to report
+            note(f"{exc} (the run's record file)")
+        raise
+    save()
 
 
 # ------------------------------------------------------------------------------------------- profile

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ficli.cli.app import DeviceOption, ModelOption, QuietOption, ResultQuietOption, app
-from ficli.console import console, err_console, info_table, reporting_errors, stdout_console, usage_errors
+from ficli.console import console, err_console, info_table, record_table, reporting_errors, stdout_console, usage_errors
 from ficli.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------- bench
@@ -117,15 +117,26 @@ def export(
 
 @app.command()
 def info(
-    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]."),
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]; or an image (.tif, .png, .jpg) or video (.mp4, .mov, .mkv) that ficli wrote: its record of how it was made."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
     quiet: ResultQuietOption = False,  # noqa: ARG001 (info shows no progress; taken so that every command takes -q)
 ):
     """What a model file holds: architecture, blur scale, training stages (data, settings, time) and
-    validation scores. Reads the file's header only (no weights are loaded)."""
+    validation scores. Reads the file's header only (no weights are loaded).
+
+    Given an output of `ficli enhance` or `ficli video` (told by its suffix), shows the record written
+    into it: ficli's version, the model and its SHA-256, the blur scale and how it was chosen, the
+    upscale, the intensity map, tiles, device, precision, date and the input's name."""
     import json
 
     with reporting_errors("interrupted"):
+        if model is not None and _is_output(model):
+            record = _read_record(model)
+            if json_output:
+                print(json.dumps(record, indent=2))
+                return
+            console.print(record_table(model, record))
+            return
         if model is not None:
             from ficli.image import io
 
@@ -137,3 +148,37 @@ def info(
             print(json.dumps(summary, indent=2))
             return
         console.print(info_table(summary))
+
+
+def _is_output(path: Path) -> bool:
+    """An image or video (by its suffix): `info` reads its record, not a model."""
+    from ficli.image.io import IMAGE_SUFFIXES
+    from ficli.video.ffmpeg import VIDEO_SUFFIXES
+
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _read_record(path: Path) -> dict:
+    """The record ficli wrote into an image or video (`ficli.image.provenance`); FicliError naming the
+    file when it is missing or holds none."""
+    from ficli.errors import InputError
+    from ficli.image import io, provenance
+    from ficli.video.ffmpeg import VIDEO_SUFFIXES
+
+    io.check_input_file(path)
+    try:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            from ficli.video.ffmpeg import read_comment
+
+            text = read_comment(path)
+            record = provenance.from_text(text) if text else None
+        else:
+            record = provenance.read_image_record(path)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot be read ({io.first_line(exc)}); the file may be truncated or corrupt") from None
+    if record is None:
+        raise InputError(f"{path}: holds no ficli record (it was not written by ficli enhance or ficli video, or a program "
+                         "that rewrote it dropped its metadata)")
+    return record

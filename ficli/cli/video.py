@@ -118,6 +118,9 @@ def video(
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
                 options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
+            from ficli.image import provenance
+
+            options = dataclasses.replace(options, record=provenance.base("video", **provenance.model_fields(info["path"])))
             with video_display(quiet) as (on_start, on_progress, on_done):
                 report = enhance_video(src, generator, options, info["config"].channels, info=source,
                                        on_start=on_start, on_progress=on_progress, on_notice=note)

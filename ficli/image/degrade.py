@@ -20,6 +20,8 @@ back after U, so Y and X pair pixel for pixel. For whole-number `s` the padding 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import math
 from pathlib import Path
@@ -298,19 +300,25 @@ def _from_tensor(t: torch.Tensor, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(a[0] if ndim == 2 else a.transpose(1, 2, 0))
 
 
-def degrade_file(item_path, out_path, settings: Degradation, seed: int) -> None:
+def degrade_file(item_path, out_path, settings: Degradation, seed: int, compression: str = "keep",
+                 on_notice: Callable[[str], None] | None = None, record: dict | None = None) -> None:
     """Read one image (or stack), degrade every frame and channel, write it with the input's dtype.
 
     Float images with NaN or infinite pixels are refused: the blur and the resize would spread them
     over their neighbours and write an image of NaN. A --scale that would pad the image beyond
-    `io.MAX_PIXELS` is refused from the header, before reading.
+    `io.MAX_PIXELS` is refused from the header, before reading. `record` (`provenance.base` with the
+    settings) gets the input's name and goes into the output (`io.write_image`).
     """
     image = io.read_checked(item_path, lambda h, w: check_working_size(item_path, h, w, settings.scale),
                             "fix or mask them before degrading")
     rng = seed_for(seed, Path(item_path).name)
     frames = [io.from_unit(degrade(io.to_unit(f), settings, rng), image.data.dtype) for f in image.frames]
     data = np.stack(frames) if image.is_stack else frames[0]
-    io.write_image(out_path, data, like=image)
+    if record is not None:
+        record = {**record, "input": io.printable(Path(item_path).name), "output_dtype": str(data.dtype)}
+    for message in io.write_image(out_path, data, like=image, compression=compression, record=record):  # TIFF: --compression
+        if on_notice is not None:
+            on_notice(f"{out_path}: {message}")
 
 
 def check_working_size(path, height: int, width: int, scale: int) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ficli.image import tiff
+from ficli.image import png, provenance, tiff
 from ficli.errors import InputError, OutputError
 # The names callers have always taken from io: writing files (`ficli.image.files`) and finding inputs and
 # naming outputs (`ficli.image.paths`) live in their own modules and are re-exported here.
@@ -41,6 +41,7 @@ from ficli.image.paths import (IMAGE_SUFFIXES, SHIPPED_MODELS, InputFile, check_
                          split_extension)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+COMPRESSION_CHOICES = tiff.COMPRESSION_CHOICES  # --compression of enhance and degrade
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 # Refuse images whose header claims more pixels than this before decoding them (decompression bombs).
 MAX_PIXELS = 20_000 * 20_000
@@ -60,6 +61,8 @@ class Image:
     stack_axes: str = ""  # the TIFF axes a stack's frames run over, slowest first: "Z", "T", "TZC", ...
     stack_shape: tuple[int, ...] = ()  # their sizes; the product is the number of frames
     ome_xml: str | None = None  # an OME-TIFF's OME-XML, written back (sizes updated) with the pixels
+    png_chunks: list = field(default_factory=list)  # a PNG's pixel size, colour and text chunks, written back
+    gray_alpha: bool = False  # a gray+alpha PNG (read as RGBA with R = G = B), written back as gray+alpha
 
     @property
     def frames(self) -> list[np.ndarray]:
@@ -230,6 +233,8 @@ def _read_raster(path: Path) -> Image:
     if data.ndim == 3:
         code = cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB
         data = cv2.cvtColor(data, code)
+    if suffix == ".png":
+        return Image(data, path, png_chunks=png.kept_chunks(raw), gray_alpha=png.is_gray_alpha(raw) and data.ndim == 3)
     return Image(data, path)
 
 
@@ -407,11 +412,16 @@ def _check_shape(image: Image, path: Path) -> None:
 # --------------------------------------------------------------------------------------------- writing
 
 
-def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None) -> None:
-    """Write `data` atomically (see `atomic_write`) in the format its suffix names.
+def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None, is_stack: bool | None = None,
+                record: dict | None = None, compression: str = "keep") -> list[str]:
+    """Write `data` atomically (see `atomic_write`) in the format its suffix names; returns notes for
+    the user (what of `like` could not be kept).
 
-    A TIFF gets `like`'s axes, planar layout and metadata (pixel size, ImageJ calibration, OME-XML),
-    with the pixel size following a change of size (see `tiff.write_tiff`); a stack must be a TIFF.
+    A TIFF gets `like`'s axes, planar layout and metadata (pixel size, ImageJ calibration, OME-XML,
+    free-text description, date), with the pixel size following a change of size (see
+    `tiff.write_tiff`), and `compression` ("keep": `like`'s); a stack must be a TIFF. A PNG keeps
+    `like`'s pixel size (pHYs, scaled likewise), colour and text chunks, and gray+alpha stays gray+alpha.
+    `record` (`provenance`) is written into the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -422,18 +432,24 @@ def write_image(path: Path | str, data: np.ndarray, *, like: Image | None = None
     stack = like.is_stack if is_stack is None and like is not None else bool(is_stack)
     if stack and suffix not in TIFF_SUFFIXES:
         raise OutputError(f"{path}: a stack can only be written as TIFF")
+    notes: list[str] = []
     with atomic_write(path) as tmp:
         if suffix in TIFF_SUFFIXES:
-            tiff.write_tiff(tmp, data, like, stack)
+            notes = tiff.write_tiff(tmp, data, like, stack, record=record, record_key=provenance.KEY, compression=compression,
+                                    software=provenance.software())
         else:
-            tmp.write_bytes(_encode_raster(data, suffix, path))
+            tmp.write_bytes(_encode_raster(data, suffix, path, like, record))
+    return notes
 
 
-def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:
+def _encode_raster(data: np.ndarray, suffix: str, path: Path, like: Image | None = None, record: dict | None = None) -> bytes:
     if suffix in (".jpg", ".jpeg", ".bmp") and data.dtype != np.uint8:
         raise OutputError(f"{path}: {suffix[1:].upper()} holds 8-bit data only, not {data.dtype}; write .png or .tif")
     if suffix == ".png" and data.dtype not in (np.uint8, np.uint16):
         raise OutputError(f"{path}: PNG holds 8- or 16-bit data only, not {data.dtype}; write .tif")
+    if suffix == ".png" and (like is not None or record is not None):
+        return _encode_png(data, path, like, record)
+    record = record if suffix in (".jpg", ".jpeg") else None
     if data.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if data.shape[2] == 4 else cv2.COLOR_RGB2BGR
         data = cv2.cvtColor(data, code)
@@ -441,4 +457,24 @@ def _encode_raster(data: np.ndarray, suffix: str, path: Path) -> bytes:
     ok, buf = cv2.imencode(suffix, data, params)
     if not ok:
         raise OutputError(f"{path}: the image could not be encoded as {suffix[1:].upper()}")
+    if record is not None and suffix in (".jpg", ".jpeg"):  # a COM segment (BMP has no place for it)
+        return provenance.jpeg_with_comment(buf.tobytes(), provenance.to_text(record))
     return buf.tobytes()
+
+
+def _encode_png(data: np.ndarray, path: Path, like: Image | None, record: dict | None) -> bytes:
+    """A PNG of `data` with `like`'s chunks (`png.kept_chunks`; pHYs scaled with a change of size) and
+    `record` as an iTXt chunk; gray+alpha when `like` was (the mean of R, G, B, equal as read)."""
+    if like is not None and like.gray_alpha and data.ndim == 3 and data.shape[2] == 4:
+        gray = np.rint(data[..., :3].astype(np.float32).mean(axis=-1)).astype(data.dtype)
+        encoded = png.encode_gray_alpha(gray, data[..., 3])
+    else:
+        encoded = _encode_raster(data, ".png", path)
+    extra = list(like.png_chunks) if like is not None else []
+    if record is not None:
+        extra.append(png.text_chunk(provenance.KEY, provenance.to_text(record)))
+    zoom = (1.0, 1.0)
+    if like is not None:
+        (h0, w0), (h1, w1) = like.data.shape[int(like.is_stack):][:2], data.shape[:2]
+        zoom = (h1 / h0, w1 / w0)
+    return png.splice(encoded, extra, zoom)

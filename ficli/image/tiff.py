@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import json
 import math
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -134,22 +136,102 @@ def _tiff_kwargs(tif: tifffile.TiffFile, axes: str) -> dict:
     if tif.is_imagej and tif.imagej_metadata:
         # Display ranges are left out: the intensities change. Channel colours and the composite
         # display matter only with a C axis (tifffile reads "grayscale" into every file).
-        names = ("spacing", "unit", "finterval") + (("mode", "LUTs") if "C" in axes else ())
+        names = ("spacing", "unit", "finterval", "Info") + (("mode", "LUTs") if "C" in axes else ())
         keep = {k: v for k, v in tif.imagej_metadata.items() if k in names}
         kwargs["imagej"] = True
         kwargs["metadata"] = keep
+    kwargs["compression"] = _COMPRESSION_NAMES.get(page.compression.name, page.compression.name.lower())
+    if "DateTime" in tags and isinstance(tags["DateTime"].value, str) and _DATETIME.fullmatch(tags["DateTime"].value.strip()):
+        kwargs["datetime"] = tags["DateTime"].value.strip()
+    if "Software" in tags and isinstance(tags["Software"].value, str):
+        kwargs["software"] = tags["Software"].value
+    description = page.description
+    shaped = description.lstrip().startswith(('{"shape"', "shape=("))  # tifffile's own description
+    if description and not (tif.is_imagej or tif.is_ome or shaped) and description.isascii():
+        kwargs["description"] = description  # free text, e.g. a microscope's settings
     return kwargs
 
 
-def write_tiff(tmp: Path, data: np.ndarray, like: TiffLayout | None, stack: bool) -> None:
-    """`data` (a frame or a stack of N frames) as a TIFF laid out and described like `like`.
+# tifffile's names of the compression schemes, as `--compression` names them.
+_COMPRESSION_NAMES = {"NONE": "none", "ADOBE_DEFLATE": "zlib", "DEFLATE": "zlib", "LZW": "lzw", "ZSTD": "zstd", "JPEG": "jpeg",
+                      "PACKBITS": "packbits", "LZMA": "lzma"}
+# Lossless schemes written again as they came (where tifffile and imagecodecs can); others become zlib.
+_REWRITABLE = ("zlib", "lzw", "zstd", "packbits", "lzma")
+COMPRESSION_CHOICES = ("keep", "none", "zlib", "lzw", "zstd")
+_DATETIME = re.compile(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d")
+
+
+def write_tiff(tmp: Path, data: np.ndarray, like: TiffLayout | None, stack: bool, *, record: dict | None = None,
+               record_key: str = "", compression: str = "keep", software: str = "") -> list[str]:
+    """`data` (a frame or a stack of N frames) as a TIFF laid out and described like `like`; returns
+    notes for the user (a compression that could not be kept).
 
     The stack's axes are `like`'s (a T stack stays T, a TZCYX hyperstack is folded back), planar RGB
     stays planar, and an OME-TIFF keeps its OME-XML. When `data` has another height and width than
     `like` (enhance --upscale), the pixel size follows: resolution tags (pixels per unit) × the factor,
-    OME PhysicalSizeX/Y ÷ the factor; ImageJ's Z spacing and frame interval stay.
+    OME PhysicalSizeX/Y ÷ the factor; ImageJ's Z spacing and frame interval stay. The input's free-text
+    ImageDescription and DateTime are kept; Software names `software` (and the input's software).
+    `record` (a dict) goes under `record_key` into the shaped JSON description of a plain TIFF, as a
+    line `record_key: {json}` of an ImageJ file's Info, or as an OME CommentAnnotation of that
+    namespace. `compression`: "keep" (`like`'s, see `_compression`), "none", "zlib", "lzw", "zstd".
     """
     kwargs = dict(like.tiff_kwargs) if like is not None else {}
+    extra = {k: kwargs.pop(k) for k in ("compression", "datetime", "software", "description") if k in kwargs}
+    notes: list[str] = []
+    codec = _compression(compression, extra.get("compression"), notes)
+    tags = {"software": _software(software, extra.get("software")), "datetime": extra.get("datetime")}
+    text = json.dumps(record, ensure_ascii=True) if record is not None else None
+    pixels, kwargs, ome = _layout(data, like, stack, kwargs, text, record_key)
+    if ome is None and text is not None and kwargs.get("imagej"):
+        info = "\n".join(line for line in str(kwargs["metadata"].get("Info", "")).splitlines() if not line.startswith(record_key + ":"))
+        kwargs["metadata"]["Info"] = (info + "\n" if info else "") + f"{record_key}: {text}"
+    elif ome is None and text is not None:
+        kwargs["metadata"][record_key] = record
+    if ome is None and "description" in extra and not kwargs.get("imagej"):
+        kwargs["description"] = extra["description"]
+    if ome is not None:
+        kwargs.pop("imagej", None), kwargs.pop("metadata", None)
+        kwargs.update(description=ome, metadata=None)
+    try:
+        tifffile.imwrite(tmp, pixels, compression=codec, **tags, **kwargs)
+    except OSError:
+        raise
+    except Exception as exc:  # a codec this machine lacks (imagecodecs) or one that refuses this pixel type
+        if codec in (None, "zlib"):
+            raise
+        notes.append(f"{codec.upper()} compression cannot be written here ({str(exc).strip()[:100]}); written with zlib")
+        tifffile.imwrite(tmp, pixels, compression="zlib", **tags, **kwargs)
+    return notes
+
+
+def _compression(choice: str, found: str | None, notes: list[str]) -> str | None:
+    """tifffile's `compression` for a `--compression` choice; "keep" takes the input's (`found`):
+    the lossless schemes as they came, others (JPEG, which would blur the result again; schemes
+    tifffile cannot write) as zlib, with a note."""
+    if choice not in COMPRESSION_CHOICES:
+        raise ValueError(f"unknown compression {choice!r}; use one of {', '.join(COMPRESSION_CHOICES)}")
+    name = (found or "none") if choice == "keep" else choice
+    if name == "none":
+        return None
+    if name not in _REWRITABLE and name not in COMPRESSION_CHOICES:
+        why = "lossy; zlib loses nothing more" if name == "jpeg" else "not one ficli writes"
+        notes.append(f"the input's {name.upper()} compression is {why}: written with zlib (choose with --compression)")
+        return "zlib"
+    return name
+
+
+def _software(name: str, found: str | None) -> str:
+    """The Software tag: ficli, then the input's software when it was another's ("ficli 0.1.0; input: X")."""
+    name = name or "ficli"
+    if found and found.isascii() and not found.startswith("ficli") and found != "tifffile.py":
+        return f"{name}; input: {found.strip()[:200]}"
+    return name
+
+
+def _layout(data: np.ndarray, like: TiffLayout | None, stack: bool, kwargs: dict, record: str | None, key: str
+            ) -> tuple[np.ndarray, dict, bytes | None]:
+    """(the pixels as tifffile writes them, imwrite's keyword arguments, the OME-XML or None): the
+    axes, planar layout, resolution and ImageJ/OME metadata of `like` for `data`."""
     frames = data.shape[0] if stack else 1
     if like is not None and like.stack_axes and math.prod(like.stack_shape) == frames and stack:
         lead_axes, lead_shape = like.stack_axes, like.stack_shape
@@ -172,18 +254,34 @@ def write_tiff(tmp: Path, data: np.ndarray, like: TiffLayout | None, stack: bool
     pixels = data.reshape(lead_shape + data.shape[int(stack):])
     if planar:
         pixels = np.moveaxis(pixels, -1, -3)
-    photometric = "rgb" if rgb else "minisblack"
-    ome = _ome_for_output(like.ome_xml, data.shape[int(stack):][:2], (zoom_y, zoom_x), frames, planar) if like and like.ome_xml else None
-    if ome is not None:
-        kwargs.pop("imagej", None), kwargs.pop("metadata", None)
-        tifffile.imwrite(tmp, pixels, photometric=photometric, planarconfig="separate" if planar else None,
-                         description=ome, metadata=None, **kwargs)
-        return
-    # The axes, written down: tifffile would otherwise guess them, and reads a stack of one-pixel-wide
-    # frames back as one image.
-    axes = lead_axes + ("SYX" if planar else "YX" + ("S" if rgb else ""))
-    kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": axes}
-    tifffile.imwrite(tmp, pixels, photometric=photometric, planarconfig="separate" if planar else None, **kwargs)
+    kwargs.update(photometric="rgb" if rgb else "minisblack", planarconfig="separate" if planar else None)
+    ome = None
+    if like is not None and like.ome_xml:
+        ome = _ome_for_output(like.ome_xml, data.shape[int(stack):][:2], (zoom_y, zoom_x), frames, planar, record, key)
+    if ome is None:
+        # The axes, written down: tifffile would otherwise guess them, and reads a stack of one-pixel-wide
+        # frames back as one image.
+        axes = lead_axes + ("SYX" if planar else "YX" + ("S" if rgb else ""))
+        kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": axes}
+    return pixels, kwargs, ome
+
+
+def read_record_text(path: Path, key: str) -> str | None:
+    """The text of a record written by `write_tiff(record_key=key)`, or None."""
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            with contextlib.suppress(ET.ParseError):
+                for el in ET.fromstring(tif.ome_metadata).iter():
+                    if _local(el.tag) == "CommentAnnotation" and el.get("Namespace") == key:
+                        value = [v for v in el if _local(v.tag) == "Value"]
+                        return value[0].text if value else None
+        if tif.is_imagej and tif.imagej_metadata:
+            info = str(tif.imagej_metadata.get("Info", ""))
+            return info if key in info else None
+        for shaped in tif.shaped_metadata or ():
+            if isinstance(shaped, dict) and isinstance(shaped.get(key), dict):
+                return json.dumps(shaped[key])
+    return None
 
 
 def _zoom(like: TiffLayout | None, data: np.ndarray, stack: bool) -> tuple[float, float]:
@@ -198,11 +296,13 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _ome_for_output(xml: str, size: tuple[int, int], zoom: tuple[float, float], planes: int, planar: bool) -> bytes | None:
+def _ome_for_output(xml: str, size: tuple[int, int], zoom: tuple[float, float], planes: int, planar: bool,
+                    record: str | None = None, key: str = "") -> bytes | None:
     """An input's OME-XML for the pixels written: SizeY/SizeX are `size`, PhysicalSizeY/X are divided
     by `zoom`, one TiffData covers the `planes` pages in file order, the document gets a new UUID;
-    the rest (channels, planes, instrument, annotations) stays. None when it describes anything but
-    one image or cannot be parsed (the output is then a plain TIFF)."""
+    the rest (channels, planes, instrument, annotations) stays. `record` becomes a CommentAnnotation of
+    namespace `key` (replacing one of an earlier run). None when it describes anything but one image
+    or cannot be parsed (the output is then a plain TIFF)."""
     try:
         for _, (prefix, uri) in ET.iterparse(StringIO(xml), events=("start-ns",)):
             with contextlib.suppress(ValueError):  # prefixes ElementTree reserves for itself
@@ -235,4 +335,23 @@ def _ome_for_output(xml: str, size: tuple[int, int], zoom: tuple[float, float], 
     pixels.insert(tiffdata[0], ET.Element(namespace + "TiffData", {"IFD": "0", "PlaneCount": str(planes)}))
     if "UUID" in root.attrib:
         root.set("UUID", f"urn:uuid:{uuid.uuid4()}")
+    if record is not None:
+        _annotate(root, namespace, record, key)
     return ('<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")).encode()
+
+
+def _annotate(root: ET.Element, namespace: str, text: str, key: str) -> None:
+    """Put `text` into the OME document `root` as a CommentAnnotation of namespace `key`, in its
+    StructuredAnnotations (made where missing, before any ROI, as the schema orders them)."""
+    found = [el for el in root if _local(el.tag) == "StructuredAnnotations"]
+    if found:
+        annotations = found[0]
+    else:
+        annotations = ET.Element(namespace + "StructuredAnnotations")
+        rois = [i for i, el in enumerate(root) if _local(el.tag) == "ROI"]
+        root.insert(rois[0] if rois else len(root), annotations)
+    for el in list(annotations):
+        if _local(el.tag) == "CommentAnnotation" and el.get("Namespace") == key:
+            annotations.remove(el)
+    comment = ET.SubElement(annotations, namespace + "CommentAnnotation", {"ID": f"Annotation:{key}", "Namespace": key})
+    ET.SubElement(comment, namespace + "Value").text = text

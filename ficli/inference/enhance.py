@@ -33,10 +33,16 @@ class EnhanceOptions:
     tile: TileConfig = TileConfig()
     # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
     scale_for: Callable[[list], tuple[float, str]] | None = None
+    compression: str = "keep"  # of a TIFF output: keep (the input's), none, zlib, lzw, zstd
+    dtype: str | None = None  # None: the input's pixel type; "float32": float32 in the input's units
 
     def __post_init__(self):
         if self.upscale < 1:
             raise ConfigError(f"--upscale must be 1 or more, got {self.upscale}")
+        if self.dtype not in (None, "float32"):
+            raise ConfigError(f"--dtype {self.dtype!r}: use float32, or leave it out to keep the input's pixel type")
+        if self.compression not in io.COMPRESSION_CHOICES:
+            raise ConfigError(f"--compression {self.compression!r}: use one of {', '.join(io.COMPRESSION_CHOICES)}")
 
 
 def enhance_frames(
@@ -48,6 +54,7 @@ def enhance_frames(
     on_progress: Callable[[float], None] | None = None,
     *,
     name: str = "",
+    report: dict | None = None,
 ) -> list[np.ndarray]:
     """Enhance the frames of one image or stack: float (H, W) or (H, W, C) arrays on the [0, 1] scale.
 
@@ -56,7 +63,9 @@ def enhance_frames(
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
     A model conditioned on the blur scale is told the s of `options.scale_for`, one for all the
-    frames, and `on_notice` hears which (prefixed by `name`).
+    frames, and `on_notice` hears which (prefixed by `name`). `report`, a dict, gets the (lo, hi)
+    of the intensity map appended to "ranges" (on the [0, 1] scale) and the blur scale told, with
+    how it was chosen ("scale", "scale_how").
     """
     flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
     if options.scale_for is not None:  # estimated at the native size, where a file's grey levels are still on their grid
@@ -64,10 +73,14 @@ def enhance_frames(
         generator = functools.partial(generator, scale=scale)
         if on_notice is not None:
             on_notice(f"{name + ': ' if name else ''}blur scale s = {scale:.2f} ({how})")
+        if report is not None:
+            report.update(scale=round(float(scale), 4), scale_how=how, scale_residual=getattr(options.scale_for, "residual", None))
     if options.upscale > 1:
         h, w = frames[0].shape[:2]
         frames = [resize_array(f, (h * options.upscale, w * options.upscale)) for f in frames]
     lo, hi = percentile_range(np.stack([_colour(f) for f in frames]), options.lo_pct, options.hi_pct) if options.normalize else (0.0, 1.0)
+    if report is not None:
+        report.setdefault("ranges", []).append((float(lo), float(hi)))
     runs = sum(_colour(f).shape[2] if channels == 1 and f.ndim == 3 else 1 for f in frames)  # run_tiled calls
     started = 0
 
@@ -114,27 +127,66 @@ def enhance_file(
     channels: int = 1,
     on_notice: Callable[[str], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
-) -> None:
-    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type and layout.
+    *,
+    record: dict | None = None,
+) -> dict | None:
+    """Read `src`, enhance it (every frame of a stack), write `dest` with `src`'s pixel type and layout
+    (or float32 in `src`'s units: `options.dtype`).
 
     A hyperstack goes channel by channel: each channel's planes (all its T and Z) share one intensity
     map, and each channel has its own (dyes and exposures differ). The output keeps the axes and the
     calibration, the pixel size divided by `options.upscale` (`io.write_image`).
     An output over `io.MAX_PIXELS` (a large --upscale) is refused from the header, before reading.
     `on_progress(fraction)`: the share of this file's tiles done, after each batch of them.
+    `record` (`provenance.base`: the command, the model): completed with what was done to this file
+    (`provenance_fields`), written into `dest` and returned; None: no record, None returned.
     """
     image = io.read_checked(src, lambda h, w: check_output_size(src, h, w, options.upscale), "fix or mask them before enhancing")
     units = [io.to_unit(f) for f in image.frames]
     frames: list = [None] * len(units)
     groups = image.channel_groups()
+    report: dict = {}
     for k, group in enumerate(groups):
         tick = None if on_progress is None else (lambda f, k=k: on_progress((k + f) / len(groups)))
-        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice, tick, name=str(src))):
-            frames[i] = io.from_unit(frame, image.data.dtype)
+        for i, frame in zip(group, enhance_frames(generator, [units[i] for i in group], options, channels, on_notice, tick,
+                                                  name=str(src), report=report)):
+            frames[i] = to_output(frame, image.data.dtype, options.dtype)
     data = np.stack(frames) if image.is_stack else frames[0]
-    io.write_image(dest, data, like=image)
+    if record is not None:
+        record = {**record, **provenance_fields(src, options, report, image.data.dtype, data.dtype)}
+    for message in io.write_image(dest, data, like=image, record=record, compression=options.compression):
+        if on_notice is not None:
+            on_notice(f"{dest}: {message}")
+    return record
 
 
+def to_output(frame: np.ndarray, dtype: np.dtype, wanted: str | None) -> np.ndarray:
+    """An enhanced frame on the [0, 1] scale in the pixel type written: the input's `dtype` (rounded and
+    clipped), or with `wanted` "float32" float32 in the input's units (× the type's maximum), as it is."""
+    if wanted == "float32":
+        return (frame * np.float32(io.dtype_max(dtype))).astype(np.float32, copy=False)
+    return io.from_unit(frame, dtype)
+
+
+def provenance_fields(src: Path | str, options: EnhanceOptions, report: dict, dtype: np.dtype, out_dtype: np.dtype) -> dict:
+    """What a record (`ficli.image.provenance`) says of one enhanced image: the input's name, the blur
+    scale told (and how it was chosen), the upscale, the intensity map (percentiles, lo/hi in the
+    input's units, one pair per channel), the tiles, device and precision, the pixel types."""
+    top = io.dtype_max(dtype)
+    how = report.get("scale_how")
+    source = None if how is None else "given" if how == "given" else "estimated" if how.startswith("estimated") else "training scale"
+    tile = options.tile
+    return {
+        "input": io.printable(Path(src).name) if src else None,
+        "blur_scale": report.get("scale"), "blur_scale_source": source, "blur_scale_note": how,
+        "blur_scale_fit_residual": report.get("scale_residual"),
+        "upscale": options.upscale,
+        "normalisation": {"percentiles": [options.lo_pct, options.hi_pct],
+                          "lo_hi": [[round(lo * top, 6), round(hi * top, 6)] for lo, hi in report.get("ranges", [])]}
+        if options.normalize else "off",
+        "tile": tile.tile, "overlap": tile.overlap, "device": tile.device, "precision": tile.precision,
+        "input_dtype": str(np.dtype(dtype)), "output_dtype": str(np.dtype(out_dtype)),
+    }
 
 
 def check_output_size(src: Path, height: int, width: int, upscale: int) -> None:

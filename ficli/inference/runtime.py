@@ -166,20 +166,26 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
     estimate of the blur that remains on the small grid. An s above the training scale is told the
     training scale. Returns (s, how it was chosen; `source` is added after "estimated", e.g.
     " from 16 frames"). None for a plain model, which is told nothing. The refusals are
-    `check_scale`'s, before any image is read."""
+    `check_scale`'s, before any image is read. After each call, `choose.residual` holds the
+    estimate's spread (the learned estimate's σ of log s, or the template fit's RMS misfit in
+    decades; the lower, the surer; None when nothing was estimated), which the record of an output
+    keeps."""
     if not check_scale(info, requested):
         return None
     trained = float(info.get("scale", 4))
 
     def choose(frames: Iterable | None = None, source: str = "", upscale: int = 1) -> tuple[float, str]:
+        choose.residual = None
         if requested is not None:
             s, how = float(requested), "given"
         elif frames is None:
             s, how = trained, "the model's training scale"
         else:
             frames = list(frames)
-            s, how = _estimated(blurscale.estimate_scale_pooled(frames), source, upscale, trained,
-                                lambda: blurscale.estimate_scale_template_pooled(frames))
+            estimate = blurscale.estimate_scale_pooled(frames)
+            s, how = _estimated(estimate, source, upscale, trained, lambda: blurscale.estimate_scale_template_pooled(frames))
+            if estimate.scale is not None:
+                choose.residual = round(estimate.residual, 4)
         if s > trained:
             return trained, f"{how}: {s:.2f}, above the {trained:g} the model was trained for: told {trained:g}"
         return max(s, 1.0), how

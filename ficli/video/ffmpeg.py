@@ -488,10 +488,11 @@ def audio_plan(info: VideoInfo, out: Path) -> tuple[str, list[str]]:
 
 
 def encoder_args(info: VideoInfo, section: Section, out: Path, pix_fmt: str, size: tuple[int, int], preset: str, crf: int,
-                 tmp: Path) -> list[str]:
+                 tmp: Path, comment: str | None = None) -> list[str]:
     """ffmpeg arguments that encode `pix_fmt` rawvideo frames of `size` (width, height) from stdin
     into `tmp` (H.264 at x264's `preset` and `crf`, BT.709), with the section's audio of `info`'s
-    file as `out`'s container holds it (`audio_plan`)."""
+    file as `out`'s container holds it (`audio_plan`), and `comment` as the file's comment tag
+    (ficli's record, `read_comment`)."""
     _, audio_args = audio_plan(info, out)
     subtitles = subtitle_args(info, out)
     args = ["-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{size[0]}x{size[1]}",
@@ -517,7 +518,25 @@ def encoder_args(info: VideoInfo, section: Section, out: Path, pix_fmt: str, siz
     container = VIDEO_SUFFIXES[out.suffix.lower()]
     if container in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
+    if comment is not None:
+        args += ["-metadata", f"comment={comment}"]
     return args + ["-f", container, str(tmp)]
+
+
+def read_comment(path: Path | str) -> str | None:
+    """The comment tag of a video file (what `encoder_args(comment=...)` wrote), from ffmpeg's
+    ffmetadata output; None when it has none. InputError when ffmpeg cannot read the file."""
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+                          capture_output=True, check=False, **_session_kwargs())
+    if proc.returncode != 0:
+        first = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise InputError(f"{path}: not a video ffmpeg can read ({first[-1][:160] if first else 'no message'})")
+    lines = re.split(r"(?<!\\)\n", proc.stdout.decode("utf-8", "replace"))
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "comment":
+            return re.sub(r"\\(.)", r"\1", value, flags=re.DOTALL)
+    return None
 
 
 def trim_to_video(path: Path, frames: int, fps: Fraction) -> None:

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli.image import io
+from ficli.image import io, provenance
 from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
@@ -90,6 +90,9 @@ class VideoOptions:
     batch: int = 4  # frames per network call (one tile position of each)
     # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
     scale_for: Callable[..., tuple[float, str]] | None = None
+    # `provenance.base` fields (command, model): completed per video (`VideoPlan.record`) and written
+    # into the output's `comment` tag; None: no record.
+    record: dict | None = None
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -122,6 +125,8 @@ class VideoPlan:
     audio: str  # "copied", "re-encoded to AAC" or "none"
     samples: int  # frames the range and the gray test were computed from
     scale: float | None = None  # the blur scale told a model conditioned on it (None: a plain model)
+    scale_how: str = ""  # how it was chosen: "given", "estimated from 16 frames", ...
+    scale_residual: float | None = None  # the estimate's fit residual (`runtime.scale_chooser`), None if not estimated
 
     @property
     def encode_format(self) -> str:
@@ -332,25 +337,46 @@ def plan_video(src: str | os.PathLike, options: VideoOptions, model_channels: in
     if audio == "re-encoded to AAC":
         notice(f"the audio ({', '.join(info.audio)}) cannot be stored unchanged in {out.suffix}; re-encoded to AAC "
                "192 kb/s (write .mkv or .mov to keep it as it is)")
+    scale, how = _blur_scale(options.scale_for, crops, mode, s, info.codec, notice)
     return VideoPlan(info=info, out=out, channels=mode, range=rng, frames=options.section.frames(info),
                      width=width + width % 2, height=height + height % 2, audio=audio, samples=len(samples),
-                     scale=_blur_scale(options.scale_for, crops, mode, s, info.codec, notice))
+                     scale=scale, scale_how=how, scale_residual=getattr(options.scale_for, "residual", None))
 
 
 def _blur_scale(choose: Callable | None, crops: list[np.ndarray], mode: str, upscale: int, codec: str,
-                notice: Callable[[str], None]) -> float | None:
+                notice: Callable[[str], None]) -> tuple[float | None, str]:
     """The one blur scale told a model conditioned on it (None for a plain model: `choose` None),
     from up to SCALE_FRAMES of the sampled crops, evenly spread, as the network sees them; said once.
     An estimate from lossy-compressed frames says that it may read low (H.264's coding noise fills
     the spectrum the blur emptied: docs/DEGRADATIONS.md)."""
     if choose is None:
-        return None
+        return None, ""
     picked = [crops[i] for i in np.unique(np.linspace(0, len(crops) - 1, min(len(crops), SCALE_FRAMES)).round().astype(int))]
     scale, how = choose(scale_views(picked, mode), source=f" from {len(picked)} frames", upscale=upscale)
     if how.startswith("estimated") and codec not in LOSSLESS_CODECS:
         how += f"; {codec} compression hides blur, so this may read low: give --scale S if you know it"
     notice(f"blur scale s = {scale:g} ({how})")
-    return scale
+    return scale, how
+
+
+def video_record(plan: VideoPlan, options: VideoOptions) -> dict | None:
+    """The record (`ficli.image.provenance`) of one video: `options.record` completed with the input's
+    name, the blur scale and how it was chosen, the upscale, the intensity map (percentiles, lo/hi in
+    the decoded frames' units), the tiles, device, precision, channels and encoder settings."""
+    if options.record is None:
+        return None
+    top = io.dtype_max(plan.info.decode_format[2])
+    how = plan.scale_how
+    tile = options.tile
+    return {**options.record, "input": io.printable(plan.info.path.name), "output": io.printable(plan.out.name),
+            "blur_scale": plan.scale, "blur_scale_source": None if not how else "given" if how == "given"
+            else "estimated" if how.startswith("estimated") else "training scale", "blur_scale_note": how or None,
+            "blur_scale_fit_residual": plan.scale_residual,
+            "upscale": options.upscale,
+            "normalisation": {"percentiles": [options.lo_pct, options.hi_pct], "lo_hi": [[round(v * top, 6) for v in plan.range]],
+                              "frames_sampled": plan.samples} if plan.range else "off",
+            "tile": tile.tile, "overlap": tile.overlap, "device": tile.device, "precision": tile.precision,
+            "channels": plan.channels, "layout": options.layout, "crf": options.crf, "preset": options.preset}
 
 
 def enhance_video(
@@ -408,8 +434,8 @@ def enhance_video(
     writer = _Writer(None, options, left, options.frames_dir, src.stem, info.decode_format[2], plan.encode_format)
     threads: list[threading.Thread] = []
     try:
-        encoder = FFmpeg(encoder_args(info, section, out, plan.encode_format, (plan.width, plan.height), options.preset, options.crf, tmp),
-                         stdin=subprocess.PIPE)
+        encoder = FFmpeg(encoder_args(info, section, out, plan.encode_format, (plan.width, plan.height), options.preset, options.crf, tmp,
+                                      provenance.to_text(record) if (record := video_record(plan, options)) else None), stdin=subprocess.PIPE)
         writer.proc = encoder
         decoder = FFmpeg(decoder_args(info, section), stdout=subprocess.PIPE)
         threads = [threading.Thread(target=_reader, args=(decoder, info, infer.prepare, q_in, stop), daemon=True, name="ficli-decode"),
