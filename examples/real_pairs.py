@@ -73,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="../shared/data/real_pairs/tagan")
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--model", action="append", default=[], help="another model file to score with --scale auto (repeatable)")
     args = parser.parse_args()
     folder = Path(args.folder)
     pairs = sorted(folder.glob("*_confocal_lr.tif"))
@@ -87,6 +88,9 @@ def main() -> None:
         "default, --scale 3": lambda x: api.enhance(default, x, scale=3),
         "paper model": lambda x: api.enhance(paper, x),
     }
+    for path in args.model:
+        other = api.load_model(path)
+        methods[f"{Path(path).parent.name}/{Path(path).name}, --scale auto"] = lambda x, m=other: api.enhance(m, x)
     rows = []
     for lr_path in pairs:
         hr_path = lr_path.with_name(lr_path.name.replace("_confocal_lr", "_sted_hr"))
