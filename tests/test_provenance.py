@@ -74,7 +74,7 @@ def test_scale_conditioned_model_records_the_scale_and_how_it_was_chosen(tmp_pat
     estimated = json.loads(PILImage.open(tmp_path / "est" / "a.png").info[provenance.KEY])
     given = json.loads(PILImage.open(tmp_path / "given" / "a.png").info[provenance.KEY])
     assert estimated["blur_scale_source"] == "estimated" and 1 <= estimated["blur_scale"] <= 4
-    assert estimated["blur_scale_fit_residual"] >= 0 and given["blur_scale_fit_residual"] is None  # the estimate's fit
+    assert estimated["blur_scale_spread"] >= 0 and given["blur_scale_spread"] is None  # the estimate's fit
     assert given["blur_scale_source"] == "given" and given["blur_scale"] == 2.5 and given["upscale"] == 2
     assert estimated["model"] == "ficli-default.safetensors"
 

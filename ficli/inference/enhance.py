@@ -179,7 +179,7 @@ def provenance_fields(src: Path | str, options: EnhanceOptions, report: dict, dt
     return {
         "input": io.printable(Path(src).name) if src else None,
         "blur_scale": report.get("scale"), "blur_scale_source": source, "blur_scale_note": how,
-        "blur_scale_fit_residual": report.get("scale_residual"),
+        "blur_scale_spread": report.get("scale_residual"),
         "upscale": options.upscale,
         "normalisation": {"percentiles": [options.lo_pct, options.hi_pct],
                           "lo_hi": [[round(lo * top, 6), round(hi * top, 6)] for lo, hi in report.get("ranges", [])]}

@@ -130,15 +130,7 @@ def _plot(paths, distance, profiles, line, out_png: Path, title: str | None) -> 
     for path, values in zip(paths, profiles):
         label = path.parent.name + "/" + path.name if path.parent.name else path.name
         ax.plot(distance, values, label=io.printable(label), lw=1.4)  # the font cannot draw a non-UTF-8 name's bytes
-    ax.set_xlabel("distance along the line (pixels)")
-    ax.set_ylabel("intensity (file units)")
-    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with io.atomic_write(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format=plot_format(out_png))
-    plt.close(fig)
+    _save_profile_figure(plt, fig, ax, line, title, out_png, plot_format(out_png), 10, 7)
 
 
 def default_line(height: int, width: int) -> tuple[float, float, float, float]:
@@ -186,12 +178,17 @@ def _plot_panel(paths, frames, profiles, line, out_png: Path, title: str | None)
     ax = fig.add_subplot(grid[1, :])
     for label, (distance, values) in zip(("before", "after"), profiles):
         ax.plot(distance, values, label=label, lw=1.3)
+    _save_profile_figure(plt, fig, ax, line, title, out_png, "png", 9, 8)
+
+
+def _save_profile_figure(plt, fig, ax, line, title: str | None, out: Path, fmt: str, title_size: int, legend_size: int) -> None:
+    """Label the profile axes (`title`, or the line's ends), and write the figure atomically as `fmt`."""
     ax.set_xlabel("distance along the line (pixels)")
     ax.set_ylabel("intensity (file units)")
-    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(io.printable(title) if title else "line ({:g}, {:g}) → ({:g}, {:g})".format(*line), fontsize=title_size)
+    ax.legend(fontsize=legend_size)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with io.atomic_write(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    with io.atomic_write(out) as tmp:
+        fig.savefig(tmp, dpi=110, format=fmt)
     plt.close(fig)

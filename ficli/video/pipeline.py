@@ -126,7 +126,7 @@ class VideoPlan:
     samples: int  # frames the range and the gray test were computed from
     scale: float | None = None  # the blur scale told a model conditioned on it (None: a plain model)
     scale_how: str = ""  # how it was chosen: "given", "estimated from 16 frames", ...
-    scale_residual: float | None = None  # the estimate's fit residual (`runtime.scale_chooser`), None if not estimated
+    scale_residual: float | None = None  # the estimate's spread (`runtime.scale_chooser`), None if not estimated
 
     @property
     def encode_format(self) -> str:
@@ -371,7 +371,7 @@ def video_record(plan: VideoPlan, options: VideoOptions) -> dict | None:
     return {**options.record, "input": io.printable(plan.info.path.name), "output": io.printable(plan.out.name),
             "blur_scale": plan.scale, "blur_scale_source": None if not how else "given" if how == "given"
             else "estimated" if how.startswith("estimated") else "training scale", "blur_scale_note": how or None,
-            "blur_scale_fit_residual": plan.scale_residual,
+            "blur_scale_spread": plan.scale_residual,
             "upscale": options.upscale,
             "normalisation": {"percentiles": [options.lo_pct, options.hi_pct], "lo_hi": [[round(v * top, 6) for v in plan.range]],
                               "frames_sampled": plan.samples} if plan.range else "off",
