@@ -149,9 +149,9 @@ def fixed_scale(info: dict, requested: float | None) -> float | None:
     return float(info.get("scale", 4) if requested is None else requested)
 
 
-# An estimate whose 68 % interval spans more than this ratio (high / low) is unsure: the model is
-# told the interval's lower end, which sharpens less (a blur told too small is left partly undone;
-# one told too large is over-sharpened, the harm the default must not do).
+# An estimate whose 68 % interval spans more than this ratio (high / low) is unsure: its lower end
+# is taken, which sharpens less (a blur told too small is left partly undone; one told too large is
+# over-sharpened, the harm the default must not do).
 UNSURE_RATIO = 1.6
 
 
@@ -159,8 +159,8 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
     """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
     picks the s to tell it for one image's frames (float arrays at their native size, any affine
     intensity scale; any iterable, read once): `requested` (--scale S), else the estimate pooled
-    over the frames (`blurscale.estimate_scale_pooled`, with its 68 % interval; for an unsure one,
-    wider than UNSURE_RATIO, `told_scale`'s cautious choice), else, when the image is too small or flat to estimate
+    over the frames (`blurscale.estimate_scale_pooled`, with its 68 % interval; `told_scale`: the
+    smaller of it and the template fit), else, when the image is too small or flat to estimate
     or no frames are given (None), the model's training scale (metadata "scale"). With
     `upscale` k > 1 the frames are the small ones and the resampling part is known: s = k × the
     estimate of the blur that remains on the small grid. An s above the training scale is told the
@@ -208,16 +208,20 @@ def _estimated(estimate: blurscale.ScaleEstimate, source: str, upscale: int, tra
 
 def told_scale(estimate: blurscale.ScaleEstimate, fallback: Callable[[], blurscale.ScaleEstimate]) -> tuple[float, str]:
     """The s told for a learned `estimate` and the words after "estimated": its value with its
-    68 % interval; where the interval is wider than UNSURE_RATIO, the smaller of its lower end and
-    `fallback()`'s (the template fit, which reads too low rather than too high)."""
+    68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or `fallback()`'s
+    (the template fit) where that reads lower. The learned estimate reads saved files right
+    (docs/DEGRADATIONS.md), but told that s the default model over-sharpens images that are smooth
+    as they are (sources never trained on: −4.2 dB at s = 1.5 against −1.5 with the smaller
+    reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings."""
     if estimate.low is None:
         return estimate.scale, ""
-    how = f", {estimate.confidence}"
-    if estimate.high / max(estimate.low, 1e-6) <= UNSURE_RATIO:
-        return estimate.scale, how
+    s, how = estimate.scale, f", {estimate.confidence}"
+    if estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
+        s, how = estimate.low, how + f"; unsure, so its lower end {estimate.low:.2f}"
     other = fallback().scale
-    s = estimate.low if other is None else min(estimate.low, other)
-    return s, how + f"; unsure, so {s:.2f} is told, the lower of its interval's end and the template fit (give --scale S if you know the blur)"
+    if other is not None and other < s:
+        s, how = other, how + f"; the template fit reads {other:.2f}, the smaller, which is told"
+    return s, how
 
 
 def told(generator: Callable, scale: float | None) -> Callable:
