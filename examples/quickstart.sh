@@ -7,5 +7,5 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-/tmp/ficli-quickstart}"
 ficli degrade "$here/phantoms" --out "$out/bicubic" --scale 4 --overwrite
 ficli enhance "$out/bicubic" --out "$out/ficli" --overwrite
-ficli evaluate "$here/phantoms" "$out/bicubic" "$out/ficli" --data-range hr --csv "$out/scores.csv"
+ficli evaluate "$here/phantoms" "$out/bicubic" "$out/ficli" --data-range hr --csv "$out/scores.csv" --overwrite
 echo "images and scores.csv are in $out"

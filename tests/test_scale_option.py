@@ -60,7 +60,7 @@ def test_auto_tells_the_estimate_of_a_known_blur(run_cli, tmp_path, conditioned_
     result = run_cli("enhance", _image(tmp_path, s=3, side=256), "--out", tmp_path / "o", "--model", conditioned_model)
     assert result.exit_code == 0, result.output
     told = float(result.output.split("blur scale s = ")[1].split()[0])
-    assert abs(told - 3) <= 0.5 and "(estimated, 68 % interval" in result.output
+    assert abs(told - 3) <= 0.5 and "(estimated: learned " in result.output
 
 
 def test_image_too_small_to_estimate_gets_the_training_scale(run_cli, tmp_path, conditioned_model):
@@ -101,7 +101,7 @@ def test_video_tells_a_conditioned_model_one_scale(run_cli, tmp_path, conditione
     result = run_cli("video", src, "--out", tmp_path / "b.mp4", "--model", conditioned_model, "--device", "cpu")
     assert result.exit_code == 0, result.output
     text = _flat(result.output)
-    assert "(estimated from 3 frames, 68 % interval" in text and "; h264 compression hides blur" in text  # said once
+    assert "(estimated from 3 frames: learned " in text and "; h264 compression hides blur" in text  # said once
     assert result.output.count("blur scale s =") == 1
 
 
@@ -166,7 +166,7 @@ def test_video_auto_tells_the_estimate_of_a_known_blur(run_cli, tmp_path, condit
     result = run_cli("video", src, "--out", tmp_path / "o.mp4", "--model", conditioned_model, "--device", "cpu", *layout)
     assert result.exit_code == 0, result.output
     s, how = _told(result.output)
-    assert how.startswith("estimated from 8 frames, 68 % interval"), (s, how)
+    assert how.startswith("estimated from 8 frames: learned "), (s, how)
     assert abs(s - 3) <= 0.5 or ("unsure" in how and 1.5 <= s <= 3), (s, how)  # unsure: told less, never more
 
 
@@ -174,7 +174,7 @@ def test_video_network_is_told_the_noted_estimate_in_every_call(tmp_path, condit
     seen, planned, notes = _recorded(_video(tmp_path / "x3.mkv", s=3), conditioned_model)
     assert seen == {planned} and 1.5 <= planned <= 3.5
     told = [n for n in notes if "blur scale" in n]
-    assert len(told) == 1 and told[0].startswith(f"blur scale s = {planned:g} (estimated from 8 frames, 68 % interval"), told
+    assert len(told) == 1 and told[0].startswith(f"blur scale s = {planned:g} (estimated from 8 frames: learned "), told
 
 
 def test_sharp_video_reads_near_one_and_upscale_is_seen_as_the_network_sees_it(run_cli, tmp_path, conditioned_model):

@@ -76,8 +76,9 @@ class ScaleEstimate:
 
     @property
     def confidence(self) -> str:
-        """The interval in words, e.g. "68 % interval 2.7-3.4" ("" without one)."""
-        return "" if self.low is None else f"68 % interval {self.low:.2f}-{self.high:.2f}"
+        """The learned estimate and its interval in words, e.g. "learned 3.02, 68 % interval
+        2.70-3.40" ("" without one)."""
+        return "" if self.low is None else f"learned {self.scale:.2f}, 68 % interval {self.low:.2f}-{self.high:.2f}"
 
 
 def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> np.ndarray | None:

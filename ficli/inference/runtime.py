@@ -215,7 +215,7 @@ def told_scale(estimate: blurscale.ScaleEstimate, fallback: Callable[[], blursca
     reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings."""
     if estimate.low is None:
         return estimate.scale, ""
-    s, how = estimate.scale, f", {estimate.confidence}"
+    s, how = estimate.scale, f": {estimate.confidence}"
     if estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
         s, how = estimate.low, how + f"; unsure, so its lower end {estimate.low:.2f}"
     other = fallback().scale
