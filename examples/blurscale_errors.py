@@ -3,7 +3,8 @@
     python examples/blurscale_errors.py ../shared/data/fluorescence/test [--poisson-peak 200]
 
 Each image (its central 512² at most) is degraded with each kernel of `ficli degrade` at each s, and
-`ficli.image.blurscale.estimate_scale` is asked for s. Prints a Markdown table of mean |error| / max
+`ficli.image.blurscale.estimate_scale_template` (the template fit) is asked for s;
+examples/blurscale_saved.py measures the learned estimate on saved files. Prints a Markdown table of mean |error| / max
 |error| per cell, the share of estimates within ±0.5, and the estimates for the images as they are.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 from calibrate_blurscale import load_gray  # the example beside this one (its folder is on sys.path)
 
 from ficli.image import io
-from ficli.image.blurscale import estimate_scale
+from ficli.image.blurscale import estimate_scale_template as estimate_scale  # the template fit, whose table docs/DEGRADATIONS.md keeps
 from ficli.image.degrade import KERNELS, Degradation, degrade
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
