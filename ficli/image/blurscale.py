@@ -7,7 +7,9 @@ whose white rounding noise fills the top of the spectrum and made the template f
 blurred files as sharp), and how large that noise is; a small MLP
 (`blurscale_mlp.npz`, trained by examples/train_blurscale.py on the training sources only) gives
 log s with its own uncertainty: the estimate comes with a 68 % interval. The template fit
-(`estimate_scale_template`), described next, is the fallback when that file is missing.
+(`estimate_scale_template`), described next, answers where that file is missing, and
+`runtime.told_scale` tells the smaller of the two readings (the default model over-sharpens images
+that are smooth as they are when told the learned one: docs/DEGRADATIONS.md).
 
 An image made as Y = U(K_s(X)) (shrunk by s, enlarged back with a bicubic) carries the resampling's
 mark in its radially averaged power spectrum P(f): frequencies up to about 0.5/s pass, those above
@@ -64,7 +66,8 @@ TEMPLATE = (
 class ScaleEstimate:
     """The estimate `scale` (None when it could not be made), the fit's quality and a note.
 
-    `residual` is the RMS misfit of the fit in decades; `note` says why there is no estimate (image
+    `residual` is the template fit's RMS misfit in decades, or the learned estimate's σ of log s
+    (its interval is [`low`, `high`]); `note` says why there is no estimate (image
     too small or too flat: the caller then uses the model's training scale) or that it is at a limit.
     """
 
