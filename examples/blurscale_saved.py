@@ -71,7 +71,7 @@ def main() -> None:
                     for kind in KINDS:
                         saved = save_as(y, kind, rng, fraction=None, own=(levels, top))
                         learned, template = estimate_scale(saved), estimate_scale_template(saved)
-                        told = told_scale(learned, lambda: template)[0] if learned.scale is not None else np.nan
+                        told = told_scale(learned, template)[0] if learned.scale is not None else np.nan
                         rec.append((kind, kernel, s, peak, learned.scale or np.nan, learned.low or np.nan,
                                     learned.high or np.nan, template.scale or np.nan, told, item.path.name))
         print(f"{item.path.name}: {time.time() - started:.0f} s", flush=True)

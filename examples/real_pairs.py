@@ -23,13 +23,15 @@ import numpy as np
 
 from ficli import api
 from ficli.image import io
+from ficli.image.intensity import percentile_range
 
 SHIFT = 3
 
 
 def unit_percentiles(x: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(x, [0.1, 99.9])
-    return (x - lo) / max(hi - lo, 1e-9)
+    """x mapped by its 0.1/99.9 percentiles to about [0, 1] (`intensity.percentile_range`), in float64."""
+    lo, hi = percentile_range(x)
+    return (x - lo) / (hi - lo)
 
 
 def best_shift(src: np.ndarray, target: np.ndarray) -> tuple[int, int]:

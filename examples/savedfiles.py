@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ficli.image import io
+from ficli.image.intensity import percentile_range
 from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, blur_scale, degrade
 
 # name: (grey levels of the image's range, as a fraction of the type's, drawn log-uniform), type maximum
@@ -37,8 +38,8 @@ def load_unit(path: Path, side: int = 512, own: bool = False):
     h, w = x.shape
     top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
     x = x[top : top + side, left : left + side]
-    lo, hi = np.percentile(x, [0.1, 99.9])
-    unit = np.ascontiguousarray((x - lo) / max(hi - lo, 1e-6), np.float32)
+    lo, hi = percentile_range(x)
+    unit = np.ascontiguousarray((x - lo) / (hi - lo), np.float32)
     if not own:
         return unit
     top_value = io.dtype_max(image.data.dtype)

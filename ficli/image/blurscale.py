@@ -87,6 +87,14 @@ class ScaleEstimate:
 def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> np.ndarray | None:
     """Radially averaged power spectrum (BINS,) of a float (H, W) or (H, W, C) image, normalised to
     unit total power; None when the image is smaller than MIN_SIDE or has no variation."""
+    rings = _ring_means(image, tile, max_tiles)
+    return None if rings is None else rings[1] / rings[2]
+
+
+def _ring_means(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(the gray float64 image, its Welch power per ring (BINS,) with empty rings filled, the sum
+    that normalises it to unit power); None when the image is smaller than MIN_SIDE or has no
+    variation."""
     x = np.asarray(image, np.float64)
     if x.ndim == 3:
         x = x.mean(axis=2)
@@ -94,12 +102,11 @@ def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> n
     if min(h, w) < MIN_SIDE or np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())):
         return None
     total, count = ring_power(x, tile, max_tiles)
-    profile = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    profile = _fill_gaps(profile)
-    s = np.nansum(profile[1:])
-    if not np.isfinite(s) or s <= 0:
+    ring = _fill_gaps(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+    norm = float(np.nansum(ring[1:]))
+    if not np.isfinite(norm) or norm <= 0:
         return None
-    return profile / s
+    return x, ring, norm
 
 
 def ring_power(x: np.ndarray, tile: int = TILE, max_tiles: int = 16, full_plane: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -154,16 +161,19 @@ def estimate_scale(image: np.ndarray) -> ScaleEstimate:
 
 def estimate_scale_pooled(images) -> ScaleEstimate:
     """One s for the planes of a stack or sampled frames of a video: their spectra pooled."""
-    images = list(images)
-    weights = mlp_weights()
-    if weights is None:
-        return estimate_scale_template_pooled(images)
+    return readings(images)[0]
+
+
+def readings(images) -> tuple[ScaleEstimate, ScaleEstimate]:
+    """(the learned estimate, the template fit) of one or more images, from one pass over their
+    spectra (the template fit's pooled profile is the one the features are made from). The first
+    is the template fit too where the MLP's file is missing."""
     feats = features(images)
-    if feats is None:
-        return estimate_from_profile(None)
-    if feats[0] is None:
-        return estimate_from_profile(feats[1])  # too flat: the template's note
-    return predict(feats[0], weights)
+    template = estimate_from_profile(None if feats is None else feats[1])
+    weights = mlp_weights()
+    if weights is None or feats is None or feats[0] is None:  # too small or flat: the template's note
+        return template, template
+    return predict(feats[0], weights), template
 
 
 def estimate_scale_template(image: np.ndarray) -> ScaleEstimate:
@@ -210,15 +220,10 @@ def features(images) -> tuple[np.ndarray | None, np.ndarray | None] | None:
     spectrum), both relative to the image's power, and the log of that noise's share of the variance."""
     raws, cleans, shares = [], [], []
     for im in images:
-        x = np.asarray(im, np.float64)
-        x = x.mean(axis=2) if x.ndim == 3 else x
-        if min(x.shape) < MIN_SIDE or np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())):
+        rings = _ring_means(im)
+        if rings is None:
             continue
-        total, count = ring_power(x)
-        ring = _fill_gaps(np.where(count > 0, total / np.maximum(count, 1), np.nan))
-        norm = np.nansum(ring[1:])
-        if not np.isfinite(norm) or norm <= 0:
-            continue
+        x, ring, norm = rings
         step, var = lattice_step(x), float(x.var())
         floor = white_power(*x.shape) * step * step / 12
         raws.append(ring / norm)

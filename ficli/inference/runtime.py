@@ -159,7 +159,7 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
     """For a model conditioned on the blur scale (`GeneratorConfig.scale_input`), the function that
     picks the s to tell it for one image's frames (float arrays at their native size, any affine
     intensity scale; any iterable, read once): `requested` (--scale S), else the estimate pooled
-    over the frames (`blurscale.estimate_scale_pooled`, with its 68 % interval; `told_scale`: the
+    over the frames (`blurscale.readings`, with its 68 % interval; `told_scale`: the
     smaller of it and the template fit), else, when the image is too small or flat to estimate
     or no frames are given (None), the model's training scale (metadata "scale"). With
     `upscale` k > 1 the frames are the small ones and the resampling part is known: s = k × the
@@ -181,9 +181,8 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
         elif frames is None:
             s, how = trained, "the model's training scale"
         else:
-            frames = list(frames)
-            estimate = blurscale.estimate_scale_pooled(frames)
-            s, how = _estimated(estimate, source, upscale, trained, lambda: blurscale.estimate_scale_template_pooled(frames))
+            estimate, template = blurscale.readings(frames)
+            s, how = _estimated(estimate, template, source, upscale, trained)
             if estimate.scale is not None:
                 choose.residual = round(estimate.residual, 4)
         if s > trained:
@@ -193,12 +192,12 @@ def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[fl
     return choose
 
 
-def _estimated(estimate: blurscale.ScaleEstimate, source: str, upscale: int, trained: float,
-               fallback: Callable[[], blurscale.ScaleEstimate]) -> tuple[float, str]:
+def _estimated(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate, source: str, upscale: int,
+               trained: float) -> tuple[float, str]:
     """(s, how) from an estimate on the native grid, told `upscale`× for an enlargement."""
     if estimate.scale is None:
         return trained, f"{estimate.note}: the model's training scale"
-    s, how = told_scale(estimate, fallback)
+    s, how = told_scale(estimate, template)
     how = f"estimated{source}{how}"
     if upscale > 1:
         how += f"; {s:.2f} on the native grid × --upscale {upscale}"
@@ -206,10 +205,10 @@ def _estimated(estimate: blurscale.ScaleEstimate, source: str, upscale: int, tra
     return s, how
 
 
-def told_scale(estimate: blurscale.ScaleEstimate, fallback: Callable[[], blurscale.ScaleEstimate]) -> tuple[float, str]:
+def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate) -> tuple[float, str]:
     """The s told for a learned `estimate` and the words after "estimated": its value with its
-    68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or `fallback()`'s
-    (the template fit) where that reads lower. The learned estimate reads saved files right
+    68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or the
+    `template` fit's where that reads lower. The learned estimate reads saved files right
     (docs/DEGRADATIONS.md), but told that s the default model over-sharpens images that are smooth
     as they are (sources never trained on: −4.2 dB at s = 1.5 against −1.5 with the smaller
     reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings."""
@@ -218,7 +217,7 @@ def told_scale(estimate: blurscale.ScaleEstimate, fallback: Callable[[], blursca
     s, how = estimate.scale, f": {estimate.confidence}"
     if estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
         s, how = estimate.low, how + f"; unsure, so its lower end {estimate.low:.2f}"
-    other = fallback().scale
+    other = template.scale
     if other is not None and other < s:
         s, how = other, how + f"; the template fit reads {other:.2f}, the smaller, which is told"
     return s, how
