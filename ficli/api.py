@@ -18,7 +18,6 @@ Arrays: a 2-D image is (H, W); colour is (H, W, C) with C = 3 (RGB, each channel
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ficli.image import io
+from ficli.image import io, provenance
 from ficli.model import modelfile
 from ficli.inference.device import default_batch, resolve_device
 from ficli.inference.engine import TileConfig
@@ -160,8 +159,6 @@ def enhance(
 
 def _record_base(model: Model) -> dict:
     """The common fields of a record of `model`'s work (`provenance.base`, "api" as the command)."""
-    from ficli.image import provenance
-
     return provenance.base("api", **provenance.model_fields(model.path, _HASHES))
 
 
@@ -238,8 +235,4 @@ def model_summary(path: str | os.PathLike | None = None) -> dict:
 
     path = resolve_model_path(path)
     info = modelfile.model_info(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest(), **info}
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": provenance.sha256(path), **info}
