@@ -71,7 +71,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "video.frames": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade", "video.ffmpeg"},
     "video.pipeline": {"errors", "image.io", "defaults", "image.intensity", "inference.engine", "video.ffmpeg",
                        "video.frames", "image.provenance"},
-    "training.runs": {"errors", "image.io", "image.intensity", "inference.device", "model.nets", "model.losses",
+    "training.runs": {"errors", "image.io", "image.intensity", "image.degrade", "inference.device", "model.nets", "model.losses",
                       "model.modelfile"},
     "training.pairs": {"errors", "image.io", "image.intensity", "image.degrade", "training.runs"},
     "training.train": {"errors", "image.io", "inference.device", "inference.engine", "model.nets", "model.losses",

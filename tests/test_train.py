@@ -324,3 +324,30 @@ def test_data_from_a_list_file_and_patterns(dataset, tmp_path):
     with pytest.raises(InputError, match="missing.png"):
         listing.write_text(f"{dataset[0]}/missing.png\n")
         load_images([f"@{listing}"], 1, "training")
+
+
+def test_kernels_choose_the_family_kernels_of_training_and_validation(dataset, tmp_path):
+    """--kernels area: every validation pair is made by the area kernel (checked against `degrade`
+    called directly), the training ranges hold only it, and --kernels is refused where there is no
+    family or with an unknown kernel."""
+    from ficli.errors import ConfigError
+    from ficli.image.degrade import Degradation, degrade
+    from ficli.training.pairs import family_ranges, validation_pairs
+    from ficli.training.runs import differing_settings, kernel_list
+
+    cfg = _config(dataset, tmp_path / "k", generator=TINY_COND, degradations="family", kernels=("area",))
+    assert family_ranges(cfg).kernels == ("area",)
+    for lr, hr, s in validation_pairs(cfg):
+        want = degrade(hr[0], Degradation(scale=s, kernel="area"), np.random.default_rng(0))
+        np.testing.assert_array_equal(lr[0], want)
+        other = degrade(hr[0], Degradation(scale=s, kernel="cv2"), np.random.default_rng(0))
+        assert not np.array_equal(lr[0], other)
+    assert kernel_list(" pil, area ") == ("pil", "area")
+    assert differing_settings(cfg, {"kernels": "area"}) == []
+    assert differing_settings(cfg, {"kernels": "pil,area"}) == ["--kernels pil,area (the run's: ('area',))"]
+    with pytest.raises(ConfigError, match="--kernels"):
+        _config(dataset, tmp_path / "x", generator=TINY_COND, degradations="family", kernels=("lanczos",))
+    with pytest.raises(ConfigError, match="--kernels"):
+        _config(dataset, tmp_path / "x", generator=TINY_COND, degradations="family", kernels=("pil", "pil"))
+    with pytest.raises(ConfigError, match="--degradations family"):
+        _config(dataset, tmp_path / "x", kernels=("pil",))

@@ -11,6 +11,7 @@ noise-free ×scale degradations of centre crops (`validation_pairs`).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli.image import io
-from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, DegradationRanges, bicubic_resize, degrade
+from ficli.image.degrade import PSF_S_PER_SIGMA, Degradation, DegradationRanges, bicubic_resize, degrade
 from ficli.image.degrade import degrade_batch as family_batch
 from ficli.errors import ConfigError, InputError
 from ficli.image.intensity import normalize, percentile_range
@@ -183,7 +184,12 @@ def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
     """(lr, s) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
     (`degrade.DegradationRanges` defaults; `CHAIN` for --degradations chain) with its own kernel,
     s, PSF and noise; s (B,) goes to the generator as its condition."""
-    return family_batch(hr, CHAIN if cfg.degradations == "chain" else FAMILY, rng)
+    return family_batch(hr, family_ranges(cfg), rng)
+
+
+def family_ranges(cfg: TrainConfig) -> DegradationRanges:
+    """The ranges of --degradations family or chain, with the run's --kernels."""
+    return dataclasses.replace(CHAIN if cfg.degradations == "chain" else FAMILY, kernels=tuple(cfg.kernels))
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":
@@ -196,7 +202,7 @@ def crop_margin(cfg: TrainConfig) -> int:
     interior: the reach of the shrink and enlarge kernels (2 px of the small image each side) plus
     three PSF sigmas."""
     if cfg.degradations in CONDITIONED:
-        ranges = CHAIN if cfg.degradations == "chain" else FAMILY
+        ranges = family_ranges(cfg)
         sigma = max(ranges.psf_sigma_max, ranges.scale_max / PSF_S_PER_SIGMA if ranges.native_p else 0.0)
         return int(math.ceil(2 * ranges.scale_max + 3 * sigma))
     return cfg.scale
@@ -256,7 +262,7 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
     """(lr, hr, s) of the validation images (C, H, W), centre-cropped to `val_size`, noise-free.
 
     --degradations paper: ×scale PIL bicubic, s None (the generator is not told). family: a fixed
-    blur scale and kernel per image (VAL_SCALES and KERNELS in turn), s the one it was made with.
+    blur scale and kernel per image (VAL_SCALES and the run's --kernels in turn), s the one it was made with.
     """
     if 0 < cfg.val_size < MIN_VAL_SIDE:
         raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
@@ -271,7 +277,8 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
         if cfg.degradations in CONDITIONED:
             scale = VAL_SCALES[i % len(VAL_SCALES)]
-            settings = Degradation(scale=scale, kernel=KERNELS[(i + i // len(VAL_SCALES)) % len(KERNELS)])
+            kernels = tuple(cfg.kernels)
+            settings = Degradation(scale=scale, kernel=kernels[(i + i // len(VAL_SCALES)) % len(kernels)])
         else:
             scale, settings = None, Degradation(scale=cfg.scale)
         lr = degrade(img[..., 0] if img.shape[2] == 1 else img, settings, np.random.default_rng(0))

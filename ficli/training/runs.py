@@ -27,6 +27,7 @@ from ficli.image import io
 from ficli.model import modelfile
 from ficli.inference.device import cpu_name
 from ficli.errors import ConfigError, FicliError, InputError, ModelFileError, OutputError
+from ficli.image.degrade import KERNELS
 from ficli.image.intensity import HI_PCT, LO_PCT
 from ficli.model.losses import FINETUNE, PRETRAIN, LossWeights
 from ficli.model.nets import GeneratorConfig
@@ -100,10 +101,15 @@ class TrainConfig:
     channels_last: bool = True  # channels-last tensors in training: 1.39× per step at crop 64 on AMD EPYC (docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the generator and critic for training
     degradations: str = "paper"  # how inputs are made: one of DEGRADATIONS
+    kernels: tuple[str, ...] = KERNELS  # family/chain: the resampling kernels crops are drawn from (and validated on)
 
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
             raise ConfigError(f"--degradations {self.degradations!r}: use {' or '.join(DEGRADATIONS)}")
+        if not self.kernels or any(k not in KERNELS for k in self.kernels) or len(set(self.kernels)) != len(self.kernels):
+            raise ConfigError(f"--kernels {','.join(self.kernels)!r}: a comma-separated list of distinct kernels from {','.join(KERNELS)}")
+        if tuple(self.kernels) != KERNELS and self.degradations not in CONDITIONED:
+            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family or chain")
         if self.generator.scale_input != (self.degradations in CONDITIONED):
             raise ConfigError("a generator conditioned on the blur scale trains with --degradations family or chain, and only such a one")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -145,6 +151,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"the run's settings hold {sorted(unknown)}, unknown to this ficli: update ficli")
         d["data"] = tuple(d["data"])
+        d["kernels"] = tuple(d.get("kernels", KERNELS))
         d["weights"] = LossWeights(**d["weights"])
         d["generator"] = GeneratorConfig(**d["generator"])
         return TrainConfig(**d)
@@ -189,7 +196,8 @@ RUN_MAY_CHANGE = {"data", "val", "out", "resume", "continue_from", "epochs", "de
 # Options whose name or value differs from the setting they make: option -> (setting, value as stored).
 _OPTION_SETTINGS = {"no_gan": ("gan", lambda v: not v), "tg_weight": ("tg", None), "adv_weight": ("adv", None), "mse_weight": ("mse", None),
                     "l1_weight": ("smooth_l1", None), "vgg_weight": ("vgg", None), "resnet_weight": ("resnet", None),
-                    "init": ("init", lambda v: str(v) if v else None), "k_max": ("k_max", lambda v: int(v) if str(v).isdigit() else v)}
+                    "init": ("init", lambda v: str(v) if v else None),
+                    "kernels": ("kernels", lambda v: kernel_list(v)), "k_max": ("k_max", lambda v: int(v) if str(v).isdigit() else v)}
 
 
 def continued_config(*, resume=None, continue_from=None, out=None, data=None, val=None, epochs: int | None = None,
@@ -216,6 +224,11 @@ def continued_config(*, resume=None, continue_from=None, out=None, data=None, va
             "a new run with --out NEWDIR (--init FILE to start from its weights)"
         )
     return cfg
+
+
+def kernel_list(text: str) -> tuple[str, ...]:
+    """--kernels "pil, area" as the tuple TrainConfig holds."""
+    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def differing_settings(cfg: TrainConfig, given: dict) -> list[str]:
