@@ -96,12 +96,12 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
 
 
 def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
-             precision: str):
+             precision: str, keep_coarse: bool = True):
     """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
     from ficli.inference.enhance import EnhanceOptions
 
     return EnhanceOptions(
-        upscale=upscale, normalize=normalize, scale_for=model.chooser(scale),
+        upscale=upscale, normalize=normalize, scale_for=model.chooser(scale), keep_coarse=keep_coarse,
         tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(model.device), device=str(model.device), precision=precision),
     )
 
@@ -118,6 +118,7 @@ def enhance(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
+    keep_coarse: bool = True,
     return_record: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Enhance a numpy image or stack as `ficli enhance` does a file; returns a new array of the
@@ -130,8 +131,8 @@ def enhance(
     as floats, not clipped. `scale`: the input's blur scale (1..8), for a scale-conditioned model
     only; None (default) estimates it from the image as `ficli enhance --scale auto` does (one s per
     image or stack, on the frames before `upscale`, times `upscale`; the training scale where the image is too small
-    or flat; an s above the training scale is told the training scale). The other options are
-    those of `ficli enhance`. `return_record=True` returns (array, record): the record
+    or flat; an s above the training scale is told the training scale). `keep_coarse=False` is
+    `ficli enhance --free-coarse`. The other options are those of `ficli enhance`. `return_record=True` returns (array, record): the record
     (`ficli.image.provenance`) that `ficli enhance` writes into its outputs, a dict: the model and
     its SHA-256, the blur scale told and how it was chosen, the upscale, the intensity map
     (percentiles and lo/hi in the array's units), tiles, device, precision, date.
@@ -144,7 +145,7 @@ def enhance(
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError("the array holds NaN or infinite values; fix or mask them before enhancing")
     io.check_float32_range(array, "the array")
-    options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision)
+    options = _options(model, scale, upscale, normalize, tile, overlap, batch, precision, keep_coarse)
     report: dict = {}
     out = enhance_frames(model.generator, [io.to_unit(f) for f in frames], options, model.config.channels, report=report)
     result = [io.from_unit(f, array.dtype) for f in out]
@@ -196,6 +197,7 @@ def enhance_file(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
+    keep_coarse: bool = True,
     return_record: bool = False,
     dtype: str | None = None,
     compression: str = "keep",
@@ -203,13 +205,13 @@ def enhance_file(
     """Enhance one image file into `dest` exactly as `ficli enhance` does (pixel type, TIFF axes,
     calibration, OME-XML, compression and PNG chunks kept; the blur scale as in `enhance`; the
     record of how it was made written into it; written atomically); returns `dest`, or with
-    `return_record=True` (`dest`, the record). `dtype`, `compression`: `ficli enhance --dtype
-    float32`, `--compression`. Never writes over `src`."""
+    `return_record=True` (`dest`, the record). `dtype`, `compression`, `keep_coarse`: `ficli enhance
+    --dtype float32`, `--compression`, `--keep-coarse/--free-coarse`. Never writes over `src`."""
     import dataclasses
 
     from ficli.inference.enhance import enhance_file as run
 
-    options = dataclasses.replace(_options(model, scale, upscale, normalize, tile, overlap, batch, precision),
+    options = dataclasses.replace(_options(model, scale, upscale, normalize, tile, overlap, batch, precision, keep_coarse),
                                   dtype=dtype, compression=compression)
     record = run(Path(src), Path(dest), model.generator, options, model.config.channels,
                  record={**_record_base(model), "output": io.printable(Path(dest).name)})

@@ -20,6 +20,7 @@ from ficli.cli.app import (
     PrecisionOption,
     QuietOption,
     ResultQuietOption,
+    KeepCoarseOption,
     ScaleOption,
     SkipOption,
     SuffixOption,
@@ -193,6 +194,7 @@ def enhance(
     out: OutOption = ...,
     model: ModelOption = None,
     scale: ScaleOption = "auto",
+    keep_coarse: KeepCoarseOption = True,
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge each image by this factor before enhancing (the paper's re-up-scaling): use it for images at their native resolution. 1 = same size, for images already enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     tile: TileOption = 512,
     overlap: OverlapOption = 32,
@@ -246,7 +248,7 @@ def enhance(
         with usage_errors():  # once, not once per file
             dev = resolve_device(device)
             options = EnhanceOptions(
-                upscale=upscale,
+                upscale=upscale, keep_coarse=keep_coarse,
                 normalize=not no_normalize, dtype=dtype, compression=compression,
                 tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev), precision=precision),
             )

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ficli.image import io
-from ficli.image.degrade import resize_array
+from ficli.image.degrade import keep_coarse_array, resize_array
 from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError
 from ficli.image.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
@@ -35,6 +35,7 @@ class EnhanceOptions:
     scale_for: Callable[[list], tuple[float, str]] | None = None
     compression: str = "keep"  # of a TIFF output: keep (the input's), none, zlib, lzw, zstd
     dtype: str | None = None  # None: the input's pixel type; "float32": float32 in the input's units
+    keep_coarse: bool = True  # a model told s: its correction loses what a blur of s passes (`degrade.keep_coarse`)
 
     def __post_init__(self):
         if self.upscale < 1:
@@ -63,11 +64,13 @@ def enhance_frames(
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
     A model conditioned on the blur scale is told the s of `options.scale_for`, one for all the
-    frames, and `on_notice` hears which (prefixed by `name`). `report`, a dict, gets the (lo, hi)
+    frames, and `on_notice` hears which (prefixed by `name`); with `options.keep_coarse` each
+    plane's correction then loses what a blur of that s passes (`degrade.keep_coarse`). `report`, a dict, gets the (lo, hi)
     of the intensity map appended to "ranges" (on the [0, 1] scale) and the blur scale told, with
     how it was chosen ("scale", "scale_how").
     """
     flat = [flat_values(_planes(f)) for f in frames]  # before enlarging, which may add rounding
+    scale = None
     if options.scale_for is not None:  # estimated at the native size, where a file's grey levels are still on their grid
         scale, how = options.scale_for([_colour(f) for f in frames], upscale=options.upscale)
         generator = functools.partial(generator, scale=scale)
@@ -88,7 +91,12 @@ def enhance_frames(
         nonlocal started
         tick = None if on_progress is None else (lambda done, total, k=started: on_progress((k + done / total) / runs))
         started += 1
-        return run_tiled(generator, x, options.tile, on_notice=on_notice, on_progress=tick)
+        y = run_tiled(generator, x, options.tile, on_notice=on_notice, on_progress=tick)
+        return keep_coarse_array(y, x, scale) if coarse else y
+
+    coarse = options.keep_coarse and scale is not None
+    if report is not None and scale is not None:
+        report.update(keep_coarse=coarse)
 
     out = []
     for frame, constants in zip(frames, flat):
@@ -180,6 +188,7 @@ def provenance_fields(src: Path | str, options: EnhanceOptions, report: dict, dt
         "input": io.printable(Path(src).name) if src else None,
         "blur_scale": report.get("scale"), "blur_scale_source": source, "blur_scale_note": how,
         "blur_scale_spread": report.get("scale_residual"),
+        "keep_coarse": report.get("keep_coarse"),
         "upscale": options.upscale,
         "normalisation": {"percentiles": [options.lo_pct, options.hi_pct],
                           "lo_hi": [[round(lo * top, 6), round(hi * top, 6)] for lo, hi in report.get("ranges", [])]}

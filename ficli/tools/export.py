@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from ficli import __version__
 from ficli.image import io
 from ficli.model import modelfile, nets
+from ficli.image.degrade import COARSE_RADIUS, COARSE_SCALE_MAX, PSF_S_PER_SIGMA, gaussian_taps, keep_coarse
 from ficli.tools import modelzoo
 from ficli.tools.modelzoo import PAPER, PAPER_DOI
 from ficli.defaults import HI_PCT, LO_PCT
@@ -64,25 +65,34 @@ class ExportGraph(nn.Module):
     normalised scale. Pads to multiples of 4 by reflection (as ficli's engine), crops back. A
     scale-conditioned generator runs at the fixed blur scale `scale` (bioimage.io) or, with
     `scale` None, at the s given as the second input, a (1,) or (B,) float32 tensor told as
-    `ficli enhance` tells it: at least 1, at most the model's training scale `trained`. Uses only
-    torch, so this class travels with nets.py as the architecture source of a bioimage.io package."""
+    `ficli enhance` tells it: at least 1, at most the model's training scale `trained`; with
+    `coarse` (default, as `ficli enhance --keep-coarse`) the output then keeps the input's coarse
+    content (`keep_coarse`). Uses only torch, so this class travels with nets.py as the
+    architecture source of a bioimage.io package."""
 
-    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0):
+    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True):
         super().__init__()
         self.generator = generator
         self.scale = scale
         self.trained = float(trained)
+        self.coarse = coarse
 
     def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         padded = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
+        told: Optional[torch.Tensor] = None
         if self.scale is not None:
+            told = torch.full((1,), float(self.scale))
             y = self.generator(padded, self.scale)
         elif scale is not None:
-            y = self.generator(padded, scale.clamp(1.0, self.trained))
+            told = scale.clamp(1.0, self.trained)
+            y = self.generator(padded, told)
         else:
             y = self.generator(padded)
-        return y[:, :, :h, :w]
+        y = y[:, :, :h, :w]
+        if self.coarse and told is not None:
+            y = keep_coarse(y, x, told)
+        return y
 
 
 def build_export_graph(channels: int, features: int, growth: int, layers: int, blocks: int,
@@ -330,11 +340,14 @@ def _write_onnx(graph: ExportGraph, config, tmp: Path, settings: dict, default: 
 
 def architecture_source() -> str:
     """The Python source a bioimage.io package's state dict is built with: nets.py (torch only),
-    then ExportGraph and build_export_graph, which use its names."""
+    then `degrade.keep_coarse` with its constants, ExportGraph and build_export_graph, which use their names."""
     return "\n\n".join([
         inspect.getsource(nets),
         "# --- added by ficli export: the generator as exported ---\n",
         "import torch.nn.functional as F\nfrom typing import Optional\n",
+        f"PSF_S_PER_SIGMA = {PSF_S_PER_SIGMA!r}\nCOARSE_SCALE_MAX = {COARSE_SCALE_MAX!r}\nCOARSE_RADIUS = {COARSE_RADIUS!r}\n",
+        inspect.getsource(gaussian_taps),
+        inspect.getsource(keep_coarse),
         inspect.getsource(ExportGraph),
         inspect.getsource(build_export_graph),
     ])

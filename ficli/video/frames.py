@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ficli.image import io
-from ficli.image.degrade import resize_array
+from ficli.image.degrade import keep_coarse_array, resize_array
 from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError, InputError
 from ficli.video.ffmpeg import VideoInfo
@@ -238,6 +238,7 @@ class Inference:
     tile: TileConfig
     keep_original: bool = False  # for side-by-side and compare layouts
     on_notice: Callable[[str], None] | None = None
+    coarse_scale: float | None = None  # the s told: each plane's correction loses what a blur of s passes (`degrade.keep_coarse`)
 
     def prepare(self, frame: np.ndarray) -> Prepared:
         """A decoded uint frame (H, W, C) as the network's normalised planes."""
@@ -268,6 +269,8 @@ class Inference:
         """
         stack = frames[0].planes if len(frames) == 1 else np.concatenate([f.planes for f in frames])
         y = run_tiled(_per_image(self.generator, self.model_channels), stack, self.tile, on_notice=self.on_notice)
+        if self.coarse_scale is not None:
+            y = keep_coarse_array(y, stack, self.coarse_scale)
         per = frames[0].planes.shape[0]
         return [y[i * per : (i + 1) * per] for i in range(len(frames))]
 

@@ -1,0 +1,121 @@
+"""Keeping the input's coarse content (issue 24, never harm): `degrade.keep_coarse` and its numpy
+form against a Gaussian blur written out here, what it keeps and drops, and `--keep-coarse` /
+`--free-coarse` through enhance, the API and video."""
+
+import functools
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from ficli.image import io, provenance
+from ficli.image.degrade import COARSE_RADIUS, PSF_S_PER_SIGMA, keep_coarse, keep_coarse_array
+from ficli.image.phantom import phantom, to_dtype
+from ficli.inference.enhance import EnhanceOptions, enhance_frames
+from ficli.model import modelfile
+from ficli.model.nets import Generator, GeneratorConfig
+
+COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
+
+
+def _reference(y: np.ndarray, x: np.ndarray, s: float) -> np.ndarray:
+    """y − G_σ(y − x) for one (H, W) plane: σ = s/2.4 px, taps out to COARSE_RADIUS, edges repeated,
+    as two explicit 1-D convolutions."""
+    sigma = min(max(s, 1.0), 6.0) / 2.4
+    offsets = np.arange(-COARSE_RADIUS, COARSE_RADIUS + 1)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    taps /= taps.sum()
+    d = np.pad((y - x).astype(np.float64), COARSE_RADIUS, mode="edge")
+    d = np.apply_along_axis(lambda r: np.convolve(r, taps, mode="valid"), 1, d)
+    d = np.apply_along_axis(lambda c: np.convolve(c, taps, mode="valid"), 0, d)
+    return y - d
+
+
+@pytest.mark.parametrize("s", [1.0, 1.7, 3.0, 4.0, 8.0])
+def test_keep_coarse_equals_a_gaussian_written_out(s):
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 37, 52)).astype(np.float32)
+    y = x + rng.normal(0, 0.2, x.shape).astype(np.float32)
+    want = np.stack([_reference(a, b, s) for a, b in zip(y, x)])
+    torch_form = keep_coarse(torch.from_numpy(y)[:, None], torch.from_numpy(x)[:, None], s)[:, 0].numpy()
+    np.testing.assert_allclose(torch_form, want, atol=2e-6)
+    np.testing.assert_allclose(keep_coarse_array(y, x, s), want, atol=2e-6)
+    assert PSF_S_PER_SIGMA == 2.4
+
+
+def test_one_scale_per_image_of_a_batch():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.random((2, 1, 30, 41)).astype(np.float32))
+    y = x + 0.1
+    y[:, :, ::2, ::2] += 0.3
+    both = keep_coarse(y, x, torch.tensor([1.5, 4.0]))
+    torch.testing.assert_close(both[:1], keep_coarse(y[:1], x[:1], 1.5))
+    torch.testing.assert_close(both[1:], keep_coarse(y[1:], x[1:], 4.0))
+
+
+def test_a_brightness_change_is_dropped_and_pixel_detail_kept():
+    """A correction that shifts the brightness (an offset and a glow 20 px wide: coarse) is taken off
+    (to 1 % of it); one that alternates pixel by pixel (finer than a blur of s = 4 passes) is kept."""
+    x = phantom(64, 64, seed=2, peak_photons=None)[None].astype(np.float32)
+    r2 = (np.arange(64)[:, None] - 30.0) ** 2 + (np.arange(64)[None] - 34.0) ** 2
+    glow = (0.05 + 0.1 * np.exp(-r2 / (2 * 20.0**2))).astype(np.float32)
+    np.testing.assert_allclose(keep_coarse_array(x + glow, x, 2.0), x, atol=1.5e-3)
+    checker = np.where((np.arange(64)[:, None] + np.arange(64)[None]) % 2 == 0, 0.05, -0.05).astype(np.float32)
+    kept = (keep_coarse_array(x + checker, x, 4.0) - x)[0]
+    inner = (slice(COARSE_RADIUS, -COARSE_RADIUS),) * 2  # the repeated edges break the alternation
+    np.testing.assert_allclose(kept[inner], checker[inner], atol=1e-4)
+    assert np.abs(keep_coarse_array(x + checker, x, 1.0) - x).max() < 0.05  # at s = 1 a blur passes some of it
+
+
+@pytest.fixture(scope="module")
+def conditioned_model(tmp_path_factory):
+    torch.manual_seed(0)
+    g = Generator(COND, spectral_norm=False)
+    with torch.no_grad():
+        g.out_scale.fill_(0.05)
+    return modelfile.save_model(tmp_path_factory.mktemp("m") / "cond.safetensors", g, COND, {"scale": 4})
+
+
+def test_enhance_keeps_the_coarse_content_by_default_and_frees_it_when_asked(run_cli, tmp_path, conditioned_model):
+    src = tmp_path / "in" / "a.tif"
+    io.write_image(src, to_dtype(phantom(96, 96, seed=3, peak_photons=None), np.uint16))
+    frame = io.to_unit(io.read_image(src).data)
+    g = modelfile.load_model(conditioned_model)[0]
+    with torch.no_grad():
+        free = enhance_frames(functools.partial(g, scale=3.0), [frame], EnhanceOptions(keep_coarse=False))[0]
+    outputs = {}
+    for flag in ("--keep-coarse", "--free-coarse", None):
+        out = tmp_path / str(flag)
+        args = ["enhance", src, "--out", out, "--model", conditioned_model, "--scale", "3", "-q"] + ([flag] if flag else [])
+        assert run_cli(*args).exit_code == 0
+        outputs[flag] = io.read_image(out / "a.tif").data.astype(np.float64) / 65535
+        assert provenance.read_image_record(out / "a.tif")["keep_coarse"] is (flag != "--free-coarse")
+    assert np.array_equal(outputs[None], outputs["--keep-coarse"])
+    assert np.abs(outputs["--free-coarse"] - np.clip(free, 0, 1)).max() <= 1 / 65535
+    lo, hi = np.percentile(frame, [0.1, 99.9])
+    want = keep_coarse_array((free[None] - lo) / (hi - lo), (frame[None] - lo) / (hi - lo), 3.0)[0] * (hi - lo) + lo
+    assert np.abs(outputs[None] - np.clip(want, 0, 1)).max() <= 1 / 65535
+    assert np.abs(outputs[None] - frame).mean() < np.abs(outputs["--free-coarse"] - frame).mean()
+
+
+def test_api_and_video_take_it_too(run_cli, tmp_path, conditioned_model):
+    from ficli import api
+    from ficli.video.ffmpeg import ffmpeg_exe
+
+    model = api.load_model(conditioned_model, device="cpu")
+    image = to_dtype(phantom(64, 64, seed=4, peak_photons=None), np.uint16)
+    kept, record = api.enhance(model, image, scale=2.0, return_record=True)
+    free = api.enhance(model, image, scale=2.0, keep_coarse=False)
+    assert record["keep_coarse"] is True and not np.array_equal(kept, free)
+    src = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
+                    "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
+    frames = {}
+    for flag in ("--keep-coarse", "--free-coarse"):
+        out = tmp_path / f"{flag}.mp4"
+        result = run_cli("video", src, "--out", out, "--model", conditioned_model, "--device", "cpu", "--scale", "2", "-q",
+                         "--frames-dir", tmp_path / flag, flag)
+        assert result.exit_code == 0, result.output
+        frames[flag] = io.read_image(sorted((tmp_path / flag).glob("*.png"))[0]).data
+    assert not np.array_equal(frames["--keep-coarse"], frames["--free-coarse"])
