@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,3 +302,52 @@ def describe(image: NgffImage) -> str:
 
 def plane_count(image: NgffImage) -> int:
     return math.prod(image.shape[:-2])
+
+
+# --- an output store's life: refused or replaced or resumed, blocks marked done, finished ------------
+
+
+def check_store_output(src: Path, dest: Path, *, overwrite: bool, skip_existing: bool) -> str:
+    """What to do with `dest`: "new", "replace" (--overwrite, a zarr store), "resume" or "complete"
+    (--skip-existing, a store ficli wrote). OutputError when `dest` is the input or inside it (or
+    it inside `dest`), exists without either option, or is not a store ficli may replace."""
+    a, b = Path(os.path.abspath(src)).resolve(), Path(os.path.abspath(dest)).resolve()
+    if a == b or b.is_relative_to(a) or a.is_relative_to(b):
+        raise OutputError(f"{dest}: is the input store {src} or lies inside it (or it inside this); choose another --out")
+    if not os.path.lexists(dest):
+        return "new"
+    is_zarr = dest.is_dir() and any((dest / n).exists() for n in ("zarr.json", ".zgroup"))
+    if overwrite:
+        if not is_zarr:
+            raise OutputError(f"{dest}: exists and is not a zarr store; ficli replaces only a store it can recognise: "
+                              "remove it yourself or choose another --out")
+        return "replace"
+    if skip_existing:
+        record = read_record(dest) if is_zarr else None
+        if record is None:
+            raise OutputError(f"{dest}: exists and is not a store ficli wrote (no ficli record); --skip-existing "
+                              "resumes only ficli's own runs: use --overwrite or choose another --out")
+        return "complete" if record.get("complete") else "resume"
+    raise OutputError(f"{dest}: exists already; use --overwrite to replace it, --skip-existing to finish an "
+                      "interrupted run into it (or leave a finished one), or choose another --out")
+
+
+def mark_done(dest: Path, block_id: str) -> None:
+    """Mark one block (or plane) of the output store `dest` written (after its chunks are)."""
+    marker = Path(dest) / PROGRESS_DIR / block_id
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("done\n")
+
+
+def done_ids(dest: Path) -> set[str]:
+    """The blocks an earlier run into `dest` finished."""
+    folder = Path(dest) / PROGRESS_DIR
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def finish_store(dest: Path, pyramid: int, record: dict) -> None:
+    """Every block written: rebuild the lower levels, state the record complete, drop the markers."""
+    if pyramid:
+        build_pyramid(dest, pyramid)
+    set_record(dest, {**record, "complete": True})
+    shutil.rmtree(Path(dest) / PROGRESS_DIR, ignore_errors=True)

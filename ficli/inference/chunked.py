@@ -26,7 +26,6 @@ the next block's input read by a second thread while the network runs.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -230,9 +229,7 @@ def write_block(job: StoreJob, block: Block, result: np.ndarray, out=None) -> No
     """Write `result` into the output's full-resolution level and mark the block done."""
     out = _open(job.dest, "s0", mode="r+") if out is None else out
     out[block.plane + (slice(block.y0, block.y1), slice(block.x0, block.x1))] = result
-    marker = Path(job.dest) / ngff.PROGRESS_DIR / block.id
-    marker.parent.mkdir(exist_ok=True)
-    marker.write_text("done\n")
+    ngff.mark_done(Path(job.dest), block.id)
 
 
 def run_block(job: StoreJob, block: Block) -> str:
@@ -289,11 +286,6 @@ class StoreReport:
     @property
     def remaining(self) -> int:
         return self.total - len(self.done) - self.skipped
-
-
-def done_blocks(dest: Path) -> set[str]:
-    folder = Path(dest) / ngff.PROGRESS_DIR
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
 
 
 def run_blocks(job: StoreJob, blocks: list[Block], generator: Callable | None, *, scheduler: str | None = None,
@@ -364,39 +356,6 @@ def _run_on_cluster(job: StoreJob, blocks: list[Block], scheduler: str, finished
             raise
 
 
-def finish(dest: Path, pyramid: int, record: dict) -> None:
-    """Every block written: rebuild the lower levels, state the record complete, drop the markers."""
-    if pyramid:
-        ngff.build_pyramid(dest, pyramid)
-    ngff.set_record(dest, {**record, "complete": True})
-    shutil.rmtree(Path(dest) / ngff.PROGRESS_DIR, ignore_errors=True)
-
-
-def check_store_output(src: Path, dest: Path, *, overwrite: bool, skip_existing: bool) -> str:
-    """What to do with `dest`: "new", "replace" (--overwrite, a zarr store), "resume" or "complete"
-    (--skip-existing, a store ficli wrote). OutputError when `dest` is the input or inside it (or
-    it inside `dest`), exists without either option, or is not a store ficli may replace."""
-    a, b = Path(os.path.abspath(src)).resolve(), Path(os.path.abspath(dest)).resolve()
-    if a == b or b.is_relative_to(a) or a.is_relative_to(b):
-        raise OutputError(f"{dest}: is the input store {src} or lies inside it (or it inside this); choose another --out")
-    if not os.path.lexists(dest):
-        return "new"
-    is_zarr = dest.is_dir() and any((dest / n).exists() for n in ("zarr.json", ".zgroup"))
-    if overwrite:
-        if not is_zarr:
-            raise OutputError(f"{dest}: exists and is not a zarr store; ficli replaces only a store it can recognise: "
-                              "remove it yourself or choose another --out")
-        return "replace"
-    if skip_existing:
-        record = ngff.read_record(dest) if is_zarr else None
-        if record is None:
-            raise OutputError(f"{dest}: exists and is not a store ficli wrote (no ficli record); --skip-existing "
-                              "resumes only ficli's own runs: use --overwrite or choose another --out")
-        return "complete" if record.get("complete") else "resume"
-    raise OutputError(f"{dest}: exists already; use --overwrite to replace it, --skip-existing to finish an "
-                      "interrupted run into it (or leave a finished one), or choose another --out")
-
-
 def record_fields(job: StoreJob, image: ngff.NgffImage, how_ranges: str, scale_how: str | None, pyramid: int,
                   scheduler: str | None) -> dict:
     """What the output store's record says of the run (beside `provenance.base`)."""
@@ -458,7 +417,7 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
 
     src, dest = Path(src), Path(dest)
     image = ngff.open_image(src)
-    state = check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
+    state = ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     if state == "complete":
         return StoreReport(total=0)
     if options.dtype not in (None, "float32"):
@@ -490,7 +449,7 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
                          overwrite=state == "replace")
     out_shape = tuple(ngff.level_array(ngff.open_image(dest), 0).shape)
     blocks = plan_blocks(out_shape, ngff.output_chunks(image, options.upscale), options.block)
-    todo = [b for b in blocks if b.id not in done_blocks(dest)]
+    todo = [b for b in blocks if b.id not in ngff.done_ids(dest)]
     report = run_blocks(job, todo, generator if options.scheduler is None else None, scheduler=options.scheduler,
                         on_block=None if on_block is None else (lambda b, m: on_block(b, m, len(blocks))))
     report.total, report.skipped = len(blocks), len(blocks) - len(todo)
@@ -499,7 +458,7 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
         raise FicliError(f"{len(report.failed)} block(s) failed: {names}{' …' if len(report.failed) > 5 else ''}; "
                          f"{report.remaining} of {report.total} blocks of {dest} remain unwritten: fix the input and rerun "
                          "with --skip-existing, which does only those")
-    finish(dest, pyramid, {**(ngff.read_record(dest) or record)})
+    ngff.finish_store(dest, pyramid, {**(ngff.read_record(dest) or record)})
     return report
 
 
