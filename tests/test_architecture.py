@@ -92,7 +92,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli.stores": {"console", "errors", "image.io", "image.ngff", "image.paths", "image.provenance", "image.degrade",
                    "inference.chunked", "inference.device", "inference.runtime"},
     "cli.app": {"console", "defaults", "errors", "image.guard"},
-    "cli.images": {"cli.app", "cli.stores", "console", "defaults", "image.paths", "errors", "image.io", "image.degrade", "inference.device",
+    "cli.images": {"cli.app", "cli.stores", "console", "defaults", "image.paths", "inference.chunked", "errors", "image.io", "image.degrade", "inference.device",
                    "inference.engine", "inference.tiles", "inference.runtime", "inference.enhance", "tools.evaluate", "tools.profile", "api",
                    "image.provenance"},
     "cli.training": {"cli.app", "console", "errors", "image.guard", "image.io", "training.runs", "training.train"},
