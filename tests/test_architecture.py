@@ -66,7 +66,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "inference.batch": {"errors", "image.io"},
     "inference.chunked": {"errors", "defaults", "image.io", "image.ngff", "image.intensity", "image.degrade", "inference.engine",
                           "inference.device", "inference.runtime"},
-    "tools.evaluate": {"errors", "image.io", "image.metrics"},
+    "tools.evaluate": {"errors", "image.io", "image.metrics", "image.ngff"},
     "tools.profile": {"errors", "image.io", "defaults"},
     "tools.timing": {"errors", "inference.device", "model.nets"},
     "inference.enhance": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade"},

@@ -351,3 +351,16 @@ def finish_store(dest: Path, pyramid: int, record: dict) -> None:
         build_pyramid(dest, pyramid)
     set_record(dest, {**record, "complete": True})
     shutil.rmtree(Path(dest) / PROGRESS_DIR, ignore_errors=True)
+
+
+def read_whole(path: Path | str, limit: int) -> np.ndarray:
+    """The full-resolution level of the OME-Zarr image at `path` as one (planes, H, W) array (a
+    single plane: (H, W)); InputError when it holds more than `limit` values (checked from the
+    metadata, before reading)."""
+    image = open_image(path)
+    if math.prod(image.shape) > limit:
+        raise InputError(f"{path}: {describe(image)} holds {math.prod(image.shape):,} values, more than the {limit:,} "
+                         "ficli reads whole; score a part of it (e.g. one level down, or a crop written as its own store)")
+    data = np.asarray(level_array(image, 0)[...])
+    data = data.reshape((-1,) + data.shape[-2:])
+    return data[0] if data.shape[0] == 1 else data
