@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from ficli.console import console, note, progress_bar, shard_name, usage_errors
 from ficli.errors import ConfigError, FicliError
 
@@ -81,7 +83,7 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
             def on_block(block, message, total, task=task):
                 progress.update(task, advance=1, total=total)
                 if message is not None:
-                    progress.console.print(f"[red]failed:[/] {message}", highlight=False, markup=False, soft_wrap=True)
+                    progress.console.print(f"[red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
             report = enhance_store(src, dest, options, loaded=loaded, record={**base, "output": dest.name},
                                    on_notice=note, on_block=on_block)

@@ -215,7 +215,7 @@ def create_like(dest: Path, image: NgffImage, *, upscale: int = 1, dtype=None, p
     base = image.levels[0]
     for k in range(pyramid + 1):
         level_shape = shape[:-2] + [max(1, -(-shape[-2] // 2**k)), max(1, -(-shape[-1] // 2**k))]
-        extra = {"dimension_names": list(image.axes)} if fmt == 3 else {"dimension_separator": "/"}
+        extra = {"dimension_names": list(image.axes)} if fmt == 3 else {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
         group.create_array(f"s{k}", shape=tuple(level_shape), chunks=tuple(min(c, s) for c, s in zip(chunks, level_shape)),
                            dtype=dtype, fill_value=0, **extra)
         scale, translation = scaled_level(base, upscale / 2**k, image.axes)

@@ -172,10 +172,22 @@ def read_region(array, index: tuple) -> np.ndarray:
             array[sub]
         except Exception:
             bad.append(key)
-    where = str(getattr(array, "store_path", "")) or "the input store"
-    names = ", ".join(f"{where}/{'/'.join(map(str, k))}" for k in bad[:6]) or f"a chunk of {where}"
+    names = ", ".join(chunk_file(array, k) for k in bad[:6]) or f"a chunk of {chunk_file(array, None)}"
     more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
     raise InputError(f"chunk{'s' if len(bad) > 1 else ''} {names}{more} cannot be read ({first})")
+
+
+def chunk_file(array, key: tuple[int, ...] | None) -> str:
+    """Where one chunk of `array` lies on disk (the array itself for None), as a user finds it."""
+    store_path = getattr(array, "store_path", None)
+    root = getattr(getattr(store_path, "store", None), "root", None)
+    where = f"{root}/{store_path.path}" if root is not None else str(store_path or "the input array")
+    if key is None:
+        return where
+    try:
+        return f"{where}/{array.metadata.encode_chunk_key(tuple(key))}"
+    except Exception:
+        return f"{where}/{'/'.join(map(str, key))}"
 
 
 def _chunks_of(array, index: tuple) -> list[tuple[int, ...]]:
@@ -436,7 +448,11 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
                    in_dtype=str(image.dtype), out_dtype="float32" if options.dtype else str(image.dtype),
                    float_out=options.dtype == "float32", ranges=None if ranges is None else tuple(ranges),
                    scales=None if scales is None else tuple(scales))
-    record = {**(record or {}), **record_fields(job, image, how_ranges, scale_how, options.pyramid, options.scheduler)}
+    if record is None or "model_sha256" not in record:
+        from ficli.image import provenance
+
+        record = {**provenance.base("enhance", **provenance.model_fields(info["path"])), **(record or {})}
+    record = {**record, **record_fields(job, image, how_ranges, scale_how, options.pyramid, options.scheduler)}
     if ranges is not None:
         say(f"{src}: intensity map from {how_ranges}: " + ", ".join(f"{lo:.6g}..{hi:.6g}" for lo, hi in record["normalisation"]["lo_hi"]))
     if scales is not None:
