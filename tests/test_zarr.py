@@ -264,6 +264,7 @@ def test_scheduler_that_does_not_answer(tmp_path, cond_model, run_cli):
     result = run_cli("enhance", src, "--out", tmp_path / "o.ome.zarr", "--model", cond_model, "--scale", "2",
                      "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 1 and "no dask scheduler answers" in result.output
+    assert not (tmp_path / "o.ome.zarr").exists()
 
 
 # --- shards of a folder ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ the next block's input read by a second thread while the network runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -300,9 +301,9 @@ class StoreReport:
         return self.total - len(self.done) - self.skipped
 
 
-def run_blocks(job: StoreJob, blocks: list[Block], generator: Callable | None, *, scheduler: str | None = None,
+def run_blocks(job: StoreJob, blocks: list[Block], generator: Callable | None, *, client=None,
                on_block: Callable[[Block, str | None], None] | None = None) -> StoreReport:
-    """Run `blocks` (those not yet done) here or on the cluster at `scheduler`; a block that fails
+    """Run `blocks` (those not yet done) here or on the cluster of the dask `client`; a block that fails
     with a FicliError (an unreadable chunk) is reported through `on_block(block, message)` and the
     others go on; `on_block(block, None)` after each block written."""
     report = StoreReport(total=len(blocks))
@@ -312,8 +313,8 @@ def run_blocks(job: StoreJob, blocks: list[Block], generator: Callable | None, *
         if on_block is not None:
             on_block(block, message)
 
-    if scheduler is not None:
-        _run_on_cluster(job, blocks, scheduler, finished)
+    if client is not None:
+        _run_on_cluster(job, blocks, client, finished)
     else:
         _run_here(job, blocks, generator, finished)
     return report
@@ -341,31 +342,37 @@ def _run_here(job: StoreJob, blocks: list[Block], generator: Callable | None, fi
             finished(block, None)
 
 
-def _run_on_cluster(job: StoreJob, blocks: list[Block], scheduler: str, finished) -> None:
+def connect(scheduler: str):
+    """A dask.distributed Client of the scheduler at `scheduler` (an address, or a scheduler file);
+    FicliError when the package is missing or nothing answers there (within 20 s)."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         ngff.require_zarr()
         raise FicliError("--scheduler needs the distributed package of ficli[zarr]: pip install 'ficli[zarr]'") from None
     try:
-        client = Client(scheduler_file=scheduler, timeout="20s") if os.path.isfile(scheduler) else Client(scheduler, timeout="20s")
+        return Client(scheduler_file=scheduler, timeout="20s") if os.path.isfile(scheduler) else Client(scheduler, timeout="20s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise FicliError(f"--scheduler {scheduler}: no dask scheduler answers there ({exc}); start one "
                          "(dask scheduler, dask-jobqueue's SLURMCluster, dask-kubernetes) and give its address") from None
-    with client:
-        futures = {client.submit(run_block, job, block, pure=False, key=f"ficli-{block.id}-{os.getpid()}"): block for block in blocks}
-        try:
-            for future in as_completed(futures):
-                block = futures[future]
-                try:
-                    future.result()
-                except FicliError as exc:
-                    finished(block, f"{block.words(job.axes)}: {exc}")
-                    continue
-                finished(block, None)
-        except BaseException:
-            client.cancel(list(futures))
-            raise
+
+
+def _run_on_cluster(job: StoreJob, blocks: list[Block], client, finished) -> None:
+    from distributed import as_completed
+
+    futures = {client.submit(run_block, job, block, pure=False, key=f"ficli-{block.id}-{os.getpid()}"): block for block in blocks}
+    try:
+        for future in as_completed(futures):
+            block = futures[future]
+            try:
+                future.result()
+            except FicliError as exc:
+                finished(block, f"{block.words(job.axes)}: {exc}")
+                continue
+            finished(block, None)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
 
 
 def record_fields(job: StoreJob, image: ngff.NgffImage, how_ranges: str, scale_how: str | None, pyramid: int,
@@ -424,14 +431,44 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
 
     `loaded`: (generator, info) of `runtime.ready_generator` (loaded here when None); `record`: the
     provenance record's common part. `on_block(block, message, total)` after each block (message
-    None when written). FicliError at the end when blocks failed, naming them and how many remain."""
-    from ficli.inference.runtime import ready_generator, scale_chooser
-
+    None when written). FicliError at the end when blocks failed, naming them and how many remain.
+    A --scheduler is connected to before the output store is made (one that does not answer leaves
+    nothing behind)."""
     src, dest = Path(src), Path(dest)
     image = ngff.open_image(src)
     state = ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     if state == "complete":
         return StoreReport(total=0)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(connect(options.scheduler)) if options.scheduler is not None else None
+        generator, job, record = prepare_job(src, dest, image, options, loaded, record, on_notice or (lambda message: None))
+        pyramid = options.pyramid
+        if state == "resume":
+            pyramid = _check_resume(dest, record)
+        else:
+            ngff.create_like(dest, image, upscale=options.upscale, dtype=job.out_dtype, pyramid=pyramid, record=record,
+                             overwrite=state == "replace")
+        out_shape = tuple(ngff.level_array(ngff.open_image(dest), 0).shape)
+        blocks = plan_blocks(out_shape, ngff.output_chunks(image, options.upscale), options.block)
+        todo = [b for b in blocks if b.id not in ngff.done_ids(dest)]
+        report = run_blocks(job, todo, generator, client=client,
+                            on_block=None if on_block is None else (lambda b, m: on_block(b, m, len(blocks))))
+    report.total, report.skipped = len(blocks), len(blocks) - len(todo)
+    if report.failed:
+        names = "; ".join(message for _, message in report.failed[:5])
+        raise FicliError(f"{len(report.failed)} block(s) failed: {names}{' …' if len(report.failed) > 5 else ''}; "
+                         f"{report.remaining} of {report.total} blocks of {dest} remain unwritten: fix the input and rerun "
+                         "with --skip-existing, which does only those")
+    ngff.finish_store(dest, pyramid, {**(ngff.read_record(dest) or record)})
+    return report
+
+
+def prepare_job(src: Path, dest: Path, image: ngff.NgffImage, options: StoreOptions, loaded: tuple | None, record: dict | None,
+                say: Callable[[str], None]) -> tuple[Callable, StoreJob, dict]:
+    """(the generator, the job, the record): the model loaded (unless `loaded`), the intensity map
+    and blur scale estimated once (and said), the halo from the model's receptive field."""
+    from ficli.inference.runtime import ready_generator, scale_chooser
+
     if options.dtype not in (None, "float32"):
         raise ConfigError(f"--dtype {options.dtype!r}: use float32, or leave it out to keep the input's pixel type")
     generator, info = loaded if loaded is not None else ready_generator(options.model, _device(options))
@@ -439,7 +476,6 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
         raise ConfigError(f"{src}: the model takes {info['config'].channels} channels; OME-Zarr is enhanced channel "
                           "by channel with a 1-channel model")
     array = ngff.level_array(image, 0)
-    say = on_notice or (lambda message: None)
     ranges, how_ranges = sample_ranges(array, image, options.lo_pct, options.hi_pct) if options.normalize else (None, "off")
     scales, scale_how = _scales(scale_chooser(info, options.scale), array, image, options.upscale, options.scale is None)
     job = StoreJob(src=str(src), src_level=image.levels[0].path, dest=str(dest), model=info["path"],
@@ -457,25 +493,7 @@ def enhance_store(src: Path, dest: Path, options: StoreOptions, *, loaded: tuple
         say(f"{src}: intensity map from {how_ranges}: " + ", ".join(f"{lo:.6g}..{hi:.6g}" for lo, hi in record["normalisation"]["lo_hi"]))
     if scales is not None:
         say(f"{src}: blur scale s = {', '.join(f'{s:.2f}' for s in scales)} ({scale_how})")
-    pyramid = options.pyramid
-    if state == "resume":
-        pyramid = _check_resume(dest, record)
-    else:
-        ngff.create_like(dest, image, upscale=options.upscale, dtype=job.out_dtype, pyramid=pyramid, record=record,
-                         overwrite=state == "replace")
-    out_shape = tuple(ngff.level_array(ngff.open_image(dest), 0).shape)
-    blocks = plan_blocks(out_shape, ngff.output_chunks(image, options.upscale), options.block)
-    todo = [b for b in blocks if b.id not in ngff.done_ids(dest)]
-    report = run_blocks(job, todo, generator if options.scheduler is None else None, scheduler=options.scheduler,
-                        on_block=None if on_block is None else (lambda b, m: on_block(b, m, len(blocks))))
-    report.total, report.skipped = len(blocks), len(blocks) - len(todo)
-    if report.failed:
-        names = "; ".join(message for _, message in report.failed[:5])
-        raise FicliError(f"{len(report.failed)} block(s) failed: {names}{' …' if len(report.failed) > 5 else ''}; "
-                         f"{report.remaining} of {report.total} blocks of {dest} remain unwritten: fix the input and rerun "
-                         "with --skip-existing, which does only those")
-    ngff.finish_store(dest, pyramid, {**(ngff.read_record(dest) or record)})
-    return report
+    return generator, job, record
 
 
 def _device(options: StoreOptions):
