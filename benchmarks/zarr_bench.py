@@ -10,7 +10,8 @@ its time the wall clock from start to exit (model loading included). The inputs 
 of tiled phantoms, chunks 512², NGFF 0.5, written plane-band by band so that making them needs
 little memory. The cluster row runs the same store through `--scheduler` on a LocalCluster of 2
 worker processes with 1 thread each (the local run: one process, torch's threads on every core),
-and checks that both outputs are equal. Prints one table (Markdown).
+and checks that both outputs are equal. Prints one table (Markdown). `--work-only` prints instead how many pixels the network runs on, in
+memory and block by block (exact; the halo's cost without timing anything).
 """
 
 from __future__ import annotations
@@ -110,9 +111,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ficli-zarr-bench"))
     parser.add_argument("--scale", default="2", help="--scale told (fixed, so that no estimate differs between runs)")
     parser.add_argument("--model", help="a model file instead of the default model (say so beside the figures)")
+    parser.add_argument("--block", type=int, help="--block for the OME-Zarr runs [default: enhance's]")
+    parser.add_argument("--work-only", action="store_true", help="print only the table of pixels the network runs on")
     args = parser.parse_args()
+    if args.work_only:
+        return work_table()
     if args.model:
         MODEL[:] = ["--model", str(Path(args.model).resolve())]
+    block = ["--block", str(args.block)] if args.block else []
     import zarr
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -120,8 +126,8 @@ def main() -> None:
     for side in [int(s) for s in args.sizes.split(",")]:
         src = args.work / f"in{side}.ome.zarr"
         make_store(src, side)
-        seconds, peak = measure(enhance_args(src, args.work / f"out{side}.ome.zarr", args.scale))
-        rows.append((f"OME-Zarr {side}², blocks of 2048", side, seconds, peak))
+        seconds, peak = measure(enhance_args(src, args.work / f"out{side}.ome.zarr", args.scale, block))
+        rows.append((f"OME-Zarr {side}², --block {args.block or 'default'}", side, seconds, peak))
         if side == args.memory_size:
             tif = args.work / f"in{side}.tif"
             make_tiff(src, tif)
@@ -146,6 +152,42 @@ def main() -> None:
     for name, side, seconds, peak in rows:
         print(f"| {name} | {side}² | {seconds:.1f} | {side * side / seconds / 1e6:.2f} | {peak:.0f} |")
     shutil.rmtree(args.work / f"tif{args.memory_size}", ignore_errors=True)
+
+
+
+def network_pixels(side: int, block: int | None, tile: int = 512, overlap: int = 32, halo: int = 136, chunk: int = 512) -> int:
+    """Pixels the network runs on for a side² single-channel image: the tiles of the in-memory engine
+    (block None), or of every block's haloed region (`chunked.input_window`), each tiled the same way.
+    Exact and load-independent: the throughput cost of the halo, without timing anything."""
+    from ficli.inference.chunked import Block, StoreJob, input_window
+    from ficli.inference.engine import TileConfig, balanced_tile, padded_size, tile_starts
+
+    def tiled(h: int, w: int) -> int:
+        ph, pw = padded_size(h, 4), padded_size(w, 4)
+        if ph * pw <= tile * tile:
+            return ph * pw
+        th, tw = balanced_tile(ph, tile, overlap), balanced_tile(pw, tile, overlap)
+        return len(tile_starts(ph, th, overlap)) * th * len(tile_starts(pw, tw, overlap)) * tw
+
+    if block is None:
+        return tiled(side, side)
+    job = StoreJob("", "", "", None, "cpu", TileConfig(), 1, halo, block, "yx", "uint16", "uint16", False, None, None)
+    size = -(-block // chunk) * chunk
+    total = 0
+    for y in range(0, side, size):
+        for x in range(0, side, size):
+            y0, y1, x0, x1 = input_window(job, Block((), y, min(y + size, side), x, min(x + size, side)), side, side)
+            total += tiled(y1 - y0, x1 - x0)
+    return total
+
+
+def work_table(sides=(2048, 4096, 8192, 32768), blocks=(2048, 4096, 8192)) -> None:
+    print("| side | in memory: network Mpx | " + " | ".join(f"--block {b}: Mpx (× in memory)" for b in blocks) + " |")
+    print("|---|---|" + "---|" * len(blocks))
+    for side in sides:
+        whole = network_pixels(side, None)
+        cells = [f"{network_pixels(side, b) / 1e6:.1f} ({network_pixels(side, b) / whole:.3f}×)" for b in blocks]
+        print(f"| {side}² | {whole / 1e6:.1f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

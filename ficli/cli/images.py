@@ -228,7 +228,7 @@ def enhance(
     suffix: SuffixOption = "",
     shard: ShardOption = None,
     pyramid: PyramidOption = 0,
-    block: int = typer.Option(2048, "--block", min=64, max=16384, help="OME-Zarr input: side in output pixels of the region enhanced at once (rounded up to whole output chunks). Each is read with a halo of the network's receptive field (130 px for the default model) and only its interior written; memory grows with its square (about 1 GB at 2048 with the default --tile), not with the image's size."),
+    block: int = typer.Option(4096, "--block", min=64, max=16384, help="OME-Zarr input: side in output pixels of the region enhanced at once (rounded up to whole output chunks). Each is read with a halo of the network's receptive field (130 px for the default model) and only its interior written, so memory grows with the block's square, not with the image's size; a smaller block costs more recomputed halo (the network runs on 3 % more pixels than in memory at 8192² with 4096, 18 % with 2048; docs/BENCHMARKS.md)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="OME-Zarr input: the address of a running dask.distributed scheduler (tcp://HOST:8786; local, SLURM via dask-jobqueue, Kubernetes) or its scheduler file; the blocks run on its workers, each loading the model once (the model file and stores must be on a disk they share). The result equals a run here [default: here, one block after another, the next one read by a second thread]."),
     quiet: QuietOption = False,
 ):
@@ -267,7 +267,7 @@ def enhance(
         if stores:
             return _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype,
                                    no_normalize, overwrite, skip_existing, part, pyramid, block, scheduler, quiet)
-        refuse_store_options(**{"--pyramid": pyramid, "--scheduler": scheduler, "--block": block != 2048})
+        refuse_store_options(**{"--pyramid": pyramid, "--scheduler": scheduler, "--block": block != 4096})
         outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True, tiff_only=dtype is not None, shard=part)
         if model is not None:
             from ficli.image import io

@@ -416,7 +416,7 @@ class StoreOptions:
     lo_pct: float = LO_PCT
     hi_pct: float = HI_PCT
     tile: TileConfig = TileConfig()
-    block: int = 2048
+    block: int = 4096
     pyramid: int = 0
     dtype: str | None = None
     scheduler: str | None = None
