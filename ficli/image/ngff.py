@@ -287,21 +287,11 @@ def half(block: np.ndarray, dtype) -> np.ndarray:
     return mean.astype(dtype)
 
 
-def chunk_key(image_path: Path, level: Level, index: tuple[int, ...], version: str) -> str:
-    """The path of one chunk's file, as a user finds it on disk (for messages)."""
-    key = "/".join(str(i) for i in index)
-    return f"{image_path}/{level.path}/" + ("c/" + key if version == "0.5" else key)
-
-
 def describe(image: NgffImage) -> str:
     """"NGFF 0.5, axes czyx, 2×30×4096×4096 uint16, chunks 1×1×512×512, 3 levels" for messages."""
     dims = "×".join(str(s) for s in image.shape)
     return (f"NGFF {image.version}, axes {image.axes}, {dims} {image.dtype}, chunks "
             f"{'×'.join(str(c) for c in image.chunks)}, {len(image.levels)} level{'s' if len(image.levels) > 1 else ''}")
-
-
-def plane_count(image: NgffImage) -> int:
-    return math.prod(image.shape[:-2])
 
 
 # --- an output store's life: refused or replaced or resumed, blocks marked done, finished ------------
