@@ -98,7 +98,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli.training": {"cli.app", "console", "errors", "image.guard", "image.io", "training.runs", "training.train"},
     "cli.video": {"cli.app", "console", "defaults", "errors", "image.io", "inference.device", "inference.engine", "inference.tiles",
                   "inference.runtime", "video.pipeline", "image.provenance"},
-    "cli.tools": {"cli.app", "console", "defaults", "errors", "image.io", "inference.device", "tools.timing",
+    "cli.tools": {"cli.app", "console", "defaults", "errors", "image.io", "image.ngff", "inference.device", "tools.timing",
                   "tools.bench", "api", "tools.export", "image.provenance", "video.ffmpeg"},
     "__main__": {"cli"},
     "__init__": set(),

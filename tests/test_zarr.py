@@ -120,20 +120,23 @@ def test_enhance_round_trip_is_read_by_ome_zarr(run_cli, tmp_path, cond_model, v
     assert record["complete"] is True and record["upscale"] == 2 and record["blur_scale"] == [2.0, 2.0]
     assert len(record["normalisation"]["lo_hi"]) == 2 and "percentiles of all" in record["normalisation"]["estimated_from"]
     assert not (out / ngff.PROGRESS_DIR).exists()
+    shown = run_cli("info", out, "--json")
+    assert shown.exit_code == 0 and json.loads(shown.output)["blur_scale"] == [2.0, 2.0]
     full = np.asarray(group["s0"][...]).astype(np.float64)  # level 1 is level 0's 2×2 means, rounded
     expect = (full[:, 0::2, 0::2] + full[:, 1::2, 0::2] + full[:, 0::2, 1::2] + full[:, 1::2, 1::2]) / 4
     assert np.array_equal(np.asarray(group["s1"][...]), np.rint(expect).astype(np.uint16))
 
 
 def test_axes_tczyx_and_yx(tmp_path, cond_model, run_cli):
-    """A 5-D store (t, c, z planes each their own blocks) and a bare 2-D one are enhanced plane by plane."""
+    """A 5-D store (t, c, z planes each their own blocks) and a bare 2-D one are enhanced plane by
+    plane, into --out FOLDER under their names with --suffix before .ome.zarr."""
     five = pixels(2, 100, 140).reshape(1, 2, 1, 100, 140)
     src5 = ome_store(tmp_path / "five.ome.zarr", five, "0.5", axes="tczyx")
     two = ome_store(tmp_path / "two.ome.zarr", pixels(1, 100, 140)[0], "0.4", axes="yx")
-    result = run_cli("enhance", src5, two, "--out", tmp_path / "o", "--model", cond_model, "--scale", "2", *TILE)
+    result = run_cli("enhance", src5, two, "--out", tmp_path / "o", "--model", cond_model, "--scale", "2", *TILE, "--suffix", "_sr")
     assert result.exit_code == 0, result.output
-    assert level0(tmp_path / "o" / "five.ome.zarr").shape == five.shape
-    assert level0(tmp_path / "o" / "two.ome.zarr").shape == (100, 140)
+    assert level0(tmp_path / "o" / "five_sr.ome.zarr").shape == five.shape
+    assert level0(tmp_path / "o" / "two_sr.ome.zarr").shape == (100, 140)
 
 
 # --- chunk by chunk equals the in-memory engine -----------------------------------------------------
@@ -259,7 +262,8 @@ def test_local_cluster_equals_the_local_run(tmp_path, cond_model, monkeypatch):
 
 
 @pytest.mark.hostile
-def test_scheduler_that_does_not_answer(tmp_path, cond_model, run_cli):
+def test_scheduler_that_does_not_answer(tmp_path, cond_model, run_cli, monkeypatch):
+    monkeypatch.setattr(chunked, "CONNECT_TIMEOUT", "1s")
     src = ome_store(tmp_path / "in.ome.zarr", pixels(1, 64, 64))
     result = run_cli("enhance", src, "--out", tmp_path / "o.ome.zarr", "--model", cond_model, "--scale", "2",
                      "--scheduler", "tcp://127.0.0.1:9")

@@ -110,7 +110,7 @@ def degrade(
                                    levels=levels, quantize_small=levels_small)
         if stores:
             return degrade_stores(stores, out, settings, seed, overwrite=overwrite, skip_existing=skip_existing,
-                                  pyramid=pyramid, quiet=quiet, shard=part)
+                                  pyramid=pyramid, quiet=quiet, shard=part, suffix=suffix)
         from ficli.image import provenance
 
         base = provenance.base("degrade", degradation={**dataclasses.asdict(settings), "seed": seed})
@@ -266,7 +266,7 @@ def enhance(
         stores = store_inputs(inputs)
         if stores:
             return _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype,
-                                   no_normalize, overwrite, skip_existing, part, pyramid, block, scheduler, quiet)
+                                   no_normalize, overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix)
         refuse_store_options(**{"--pyramid": pyramid, "--scheduler": scheduler, "--block": block != 4096})
         outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True, tiff_only=dtype is not None, shard=part)
         if model is not None:
@@ -308,7 +308,7 @@ def enhance(
 
 
 def _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype, no_normalize,
-                    overwrite, skip_existing, part, pyramid, block, scheduler, quiet) -> None:
+                    overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix="") -> None:
     """`enhance` for OME-Zarr inputs: the options checked as for files, then `stores.enhance_stores`."""
     if model is not None:
         from ficli.image import io
@@ -330,7 +330,7 @@ def _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, de
                                                precision=precision),
                                block=block, pyramid=pyramid, dtype=dtype, scheduler=scheduler, overwrite=overwrite,
                                skip_existing=skip_existing)
-    enhance_stores(stores, out, options, model, quiet=quiet, shard=part, compile_model=compile_model)
+    enhance_stores(stores, out, options, model, quiet=quiet, shard=part, compile_model=compile_model, suffix=suffix)
 
 
 def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_existing: bool, quiet: bool, part=None) -> None:

@@ -43,25 +43,35 @@ def refuse_store_options(**given) -> None:
                               "whole (--tile bounds their memory)")
 
 
-def store_outputs(stores: list[Path], out: Path, shard: tuple[int, int] | None) -> dict[Path, Path]:
+def store_outputs(stores: list[Path], out: Path, shard: tuple[int, int] | None, suffix: str = "") -> dict[Path, Path]:
     """Each store's output store: --out itself when it names a store (.zarr) and one input is given,
-    else OUT/NAME; only the --shard part of the stores. Locks each output (beside it) for this run."""
+    else OUT/NAME (with --suffix before .ome.zarr or .zarr); only the --shard part of the stores.
+    Locks each output (beside it) for this run."""
     from ficli.image import io
     from ficli.image.paths import shard_part
 
     if str(out).rstrip("/").lower().endswith(".zarr") and len(stores) > 1:
         raise FicliError(f"--out {out}: names one store, but {len(stores)} stores are given; give a folder")
-    names = [s.name for s in stores]
+    names = [with_suffix(s.name, suffix) for s in stores]
     if len(set(n.casefold() for n in names)) != len(names):
         raise FicliError("two input stores have the same name; their outputs would clash: enhance them in separate runs")
-    outs = {s: (out if str(out).rstrip("/").lower().endswith(".zarr") else out / s.name) for s in stores}
+    outs = {s: (out if str(out).rstrip("/").lower().endswith(".zarr") else out / name) for s, name in zip(stores, names)}
     mine = shard_part(list(outs), shard, key=lambda s: (s.name, str(s)))
     for src in mine:
         io.lock_output(outs[src], part=shard_name(shard))
     return {src: outs[src] for src in mine}
 
 
-def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool, shard=None, compile_model: bool = False) -> None:
+def with_suffix(name: str, suffix: str) -> str:
+    """cells.ome.zarr with --suffix _sr: cells_sr.ome.zarr."""
+    for ext in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)] + suffix + name[-len(ext):]
+    return name + suffix
+
+
+def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool, shard=None, compile_model: bool = False,
+                   suffix: str = "") -> None:
     """Enhance each store (`chunked.enhance_store` with `options`, a `StoreOptions`), the model loaded
     once here (and once per worker on a cluster); a progress bar moves by block."""
     from ficli.image import ngff, provenance
@@ -70,9 +80,10 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
     from ficli.inference.runtime import ready_generator
 
     ngff.require_zarr()
-    outs = store_outputs(stores, out, shard)
-    for src in outs:
-        ngff.open_image(src)  # every store checked before the model loads
+    outs = store_outputs(stores, out, shard, suffix)
+    for src, dest in outs.items():  # every store and output checked before the model loads
+        ngff.open_image(src)
+        ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     loaded = ready_generator(model, resolve_device(options.tile.device), compile_model=compile_model, on_notice=note)
     base = provenance.base("enhance", **provenance.model_fields(loaded[1]["path"]))
     start = time.perf_counter()
@@ -94,13 +105,13 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
 
 
 def degrade_stores(stores: list[Path], out: Path, settings, seed: int, *, overwrite: bool, skip_existing: bool,
-                   pyramid: int, quiet: bool, shard=None) -> None:
+                   pyramid: int, quiet: bool, shard=None, suffix: str = "") -> None:
     """Degrade each store plane by plane (`degrade.degrade_store`)."""
     from ficli.image import ngff, provenance
     from ficli.image.degrade import degrade_store
 
     ngff.require_zarr()
-    outs = store_outputs(stores, out, shard)
+    outs = store_outputs(stores, out, shard, suffix)
     base = provenance.base("degrade", degradation={**settings.__dict__, "seed": seed})
     for src, dest in outs.items():
         start = time.perf_counter()

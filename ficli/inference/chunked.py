@@ -46,6 +46,7 @@ SAMPLE_CHUNKS = 32  # chunks read per channel to estimate the percentiles
 SAMPLE_VALUES = 1 << 18  # values kept per sampled chunk (a regular stride through it)
 CROP_SIDE = 1024  # side of the central crops the blur scale is estimated from
 CROP_PLANES = 8  # planes (t, z) they are taken from, evenly spread
+CONNECT_TIMEOUT = "20s"  # how long --scheduler is waited for
 
 
 @dataclass(frozen=True)
@@ -344,14 +345,16 @@ def _run_here(job: StoreJob, blocks: list[Block], generator: Callable | None, fi
 
 def connect(scheduler: str):
     """A dask.distributed Client of the scheduler at `scheduler` (an address, or a scheduler file);
-    FicliError when the package is missing or nothing answers there (within 20 s)."""
+    FicliError when the package is missing or nothing answers there (within CONNECT_TIMEOUT)."""
     try:
         from distributed import Client
     except ImportError:
         ngff.require_zarr()
         raise FicliError("--scheduler needs the distributed package of ficli[zarr]: pip install 'ficli[zarr]'") from None
     try:
-        return Client(scheduler_file=scheduler, timeout="20s") if os.path.isfile(scheduler) else Client(scheduler, timeout="20s")
+        if os.path.isfile(scheduler):
+            return Client(scheduler_file=scheduler, timeout=CONNECT_TIMEOUT)
+        return Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise FicliError(f"--scheduler {scheduler}: no dask scheduler answers there ({exc}); start one "
                          "(dask scheduler, dask-jobqueue's SLURMCluster, dask-kubernetes) and give its address") from None
@@ -478,7 +481,9 @@ def prepare_job(src: Path, dest: Path, image: ngff.NgffImage, options: StoreOpti
     array = ngff.level_array(image, 0)
     ranges, how_ranges = sample_ranges(array, image, options.lo_pct, options.hi_pct) if options.normalize else (None, "off")
     scales, scale_how = _scales(scale_chooser(info, options.scale), array, image, options.upscale, options.scale is None)
-    job = StoreJob(src=str(src), src_level=image.levels[0].path, dest=str(dest), model=info["path"],
+    # Absolute paths: a cluster's workers run in folders of their own.
+    job = StoreJob(src=os.path.abspath(src), src_level=image.levels[0].path, dest=os.path.abspath(dest),
+                   model=os.path.abspath(info["path"]) if info.get("path") else None,
                    device=options.tile.device, tile=options.tile, upscale=options.upscale,
                    halo=halo_for(receptive_radius(info["config"]), options.upscale), block=options.block, axes=image.axes,
                    in_dtype=str(image.dtype), out_dtype="float32" if options.dtype else str(image.dtype),
