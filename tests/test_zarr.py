@@ -177,19 +177,19 @@ def test_chunked_with_upscale_equals_in_memory_away_from_the_border(tmp_path, co
 
 @pytest.mark.slow
 def test_default_model_blocks_equal_the_whole_image(tmp_path, run_cli):
-    """The default model (receptive field 130 px) with tiles as large as a block's region: the blocks
-    give the whole-image pass (one tile) to within 1 grey level of 16-bit, border included."""
+    """The default model (receptive field 130 px) with tiles as large as a block's region: blocks of
+    256 px give the whole-image pass (one tile), border included (measured: max |Δ| 0.0 in float32)."""
     data = pixels(1, 400, 400)
     src = ome_store(tmp_path / "in.ome.zarr", data, chunk=128)
     whole = tmp_path / "whole.tif"
     write_image(whole, data[0])
-    common = ["--scale", "2", "--tile", "1024", "-q"]
+    common = ["--scale", "2", "--tile", "1024", "--dtype", "float32", "-q"]
     assert run_cli("enhance", src, "--out", tmp_path / "z.ome.zarr", "--block", "256", *common).exit_code == 0
     assert run_cli("enhance", whole, "--out", tmp_path / "m", *common).exit_code == 0
     from ficli.image.io import read_image
 
-    reference = read_image(tmp_path / "m" / "whole.tif").data.astype(np.int64)
-    assert np.abs(level0(tmp_path / "z.ome.zarr")[0].astype(np.int64) - reference).max() <= 1
+    reference = read_image(tmp_path / "m" / "whole.tif").data
+    assert np.abs(level0(tmp_path / "z.ome.zarr")[0] - reference).max() < 1e-3
 
 
 def test_receptive_radius_formula_matches_the_probe():
