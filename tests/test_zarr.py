@@ -232,6 +232,24 @@ def test_interrupted_run_resumes_at_the_first_unwritten_block(tmp_path, cond_mod
 
 
 @pytest.mark.hostile
+def test_ctrl_c_on_a_store_says_how_to_resume(tmp_path, cond_model, run_cli, monkeypatch):
+    src = ome_store(tmp_path / "in.ome.zarr", pixels(1, 300, 520), chunk=64)
+    real = chunked.write_block
+    calls = []
+
+    def write_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(chunked, "write_block", write_then_stop)
+    result = run_cli("enhance", src, "--out", tmp_path / "o.ome.zarr", "--model", cond_model, "--scale", "2", "--block", "256", *TILE)
+    assert result.exit_code == 130 and "--skip-existing to go on from the first one not written" in " ".join(result.output.split())
+    assert len(ngff.done_ids(tmp_path / "o.ome.zarr")) == 2
+
+
+@pytest.mark.hostile
 def test_resume_with_other_settings_is_refused(tmp_path, cond_model, run_cli):
     src = ome_store(tmp_path / "in.ome.zarr", pixels(1, 120, 200), chunk=64)
     options = chunked.StoreOptions(model=str(cond_model), scale=2.0, tile=TileConfig(tile=128, overlap=24, batch=1), block=64)

@@ -29,6 +29,7 @@ from ficli.cli.app import (
     app,
 )
 from ficli.console import (
+    BATCH_INTERRUPTED,
     evaluate_table,
     note,
     note_skipped_subfolders,
@@ -42,7 +43,7 @@ from ficli.console import (
     stdout_console,
     usage_errors,
 )
-from ficli.cli.stores import degrade_stores, enhance_stores, refuse_store_options, store_inputs
+from ficli.cli.stores import STORE_INTERRUPTED, degrade_stores, enhance_stores, refuse_store_options, store_inputs
 from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError as FicliConfigError
 from ficli.errors import FicliError
@@ -86,7 +87,7 @@ def degrade(
     the project's one bicubic resize, so each output has its input's size, pixel type and format.
     Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
-    with reporting_errors():
+    with reporting_errors(lambda: STORE_INTERRUPTED if store_inputs(inputs) else BATCH_INTERRUPTED):
         _check_compression(compression)
         with usage_errors():
             part = parse_shard(shard)
@@ -255,7 +256,7 @@ def enhance(
     --skip-existing; --scheduler runs the blocks on a dask cluster. Exit code: 1 if any file failed (the others are
     written) or outputs exist already; 2 for an option value that cannot work here.
     """
-    with reporting_errors():
+    with reporting_errors(lambda: STORE_INTERRUPTED if store_inputs(inputs) else BATCH_INTERRUPTED):
         _check_compression(compression)
         if dtype not in (None, "float32"):
             raise typer.BadParameter(f"{dtype!r}: use float32, or leave --dtype out to keep each input's pixel type", param_hint="--dtype")

@@ -17,6 +17,9 @@ from rich.markup import escape
 from ficli.console import console, note, progress_bar, shard_name, usage_errors
 from ficli.errors import ConfigError, FicliError
 
+STORE_INTERRUPTED = ("interrupted: the blocks (or planes) written are complete and marked in the output store; rerun with "
+                     "--skip-existing to go on from the first one not written")
+
 
 def store_inputs(inputs: list[str]) -> list[Path]:
     """The inputs as zarr stores when every one is a store, [] when none is; ConfigError for a mix.
