@@ -375,6 +375,13 @@ def test_ngff_that_lacks_something_is_named(run_cli, tmp_path, attrs, words):
 
 
 @pytest.mark.hostile
+def test_signed_pixels_are_refused_before_the_model_loads(run_cli, tmp_path):
+    src = ome_store(tmp_path / "in.ome.zarr", pixels(1, 64, 64).astype(np.int16))
+    result = run_cli("enhance", src, "--out", tmp_path / "o.ome.zarr")  # the default model: refused before it loads
+    assert result.exit_code == 1 and "pixel type int16 is not supported" in result.output
+
+
+@pytest.mark.hostile
 def test_unreadable_chunk_fails_its_block_and_the_rest_is_done(run_cli, tmp_path, cond_model):
     src = ome_store(tmp_path / "in.ome.zarr", pixels(1, 300, 520), chunk=64)
     args = ["--model", cond_model, "--scale", "2", "--block", "256", "--no-normalize", *TILE]

@@ -84,8 +84,10 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
 
     ngff.require_zarr()
     outs = store_outputs(stores, out, shard, suffix)
+    from ficli.image.io import check_dtype
+
     for src, dest in outs.items():  # every store and output checked before the model loads
-        ngff.open_image(src)
+        check_dtype(ngff.open_image(src).dtype, src)
         ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     loaded = ready_generator(model, resolve_device(options.tile.device), compile_model=compile_model, on_notice=note)
     base = provenance.base("enhance", **provenance.model_fields(loaded[1]["path"]))

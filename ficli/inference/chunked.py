@@ -38,7 +38,7 @@ import numpy as np
 from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 from ficli.image import ngff
-from ficli.image.io import dtype_max, from_unit, printable, to_unit
+from ficli.image.io import check_dtype, dtype_max, from_unit, printable, to_unit
 from ficli.image.intensity import denormalize, normalize, percentile_range
 from ficli.inference.engine import TileConfig, receptive_field_overlap, run_tiled
 
@@ -474,6 +474,7 @@ def prepare_job(src: Path, dest: Path, image: ngff.NgffImage, options: StoreOpti
 
     if options.dtype not in (None, "float32"):
         raise ConfigError(f"--dtype {options.dtype!r}: use float32, or leave it out to keep the input's pixel type")
+    check_dtype(image.dtype, image.path)
     generator, info = loaded if loaded is not None else ready_generator(options.model, _device(options))
     if info["config"].channels != 1:
         raise ConfigError(f"{src}: the model takes {info['config'].channels} channels; OME-Zarr is enhanced channel "
