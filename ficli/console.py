@@ -140,12 +140,15 @@ def run_files(description: str, outs: dict, process, skip_existing: bool, quiet:
 
 
 def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool, skip_existing: bool, share=None,
-               tiff_only: bool = False) -> dict:
+               tiff_only: bool = False, shard: tuple[int, int] | None = None) -> dict:
     """Inputs and their checked outputs, before torch is imported or a model loaded: paths, an
     output folder that would overwrite inputs, clashes, existing outputs (see `batch.plan_outputs`).
-    `tiff_only` (enhance --dtype float32): an input that is not a TIFF gets a .tif output."""
+    `tiff_only` (enhance --dtype float32): an input that is not a TIFF gets a .tif output. `shard`
+    (I, N) of --shard: only the I-th of N parts of the inputs (`paths.shard_part`) is planned and
+    done; each part takes its own lock on OUT, so N jobs write into one folder side by side."""
     from ficli.inference import batch
     from ficli.image import io
+    from ficli.image.paths import shard_part
 
     with usage_errors():
         io.check_name_suffix(suffix)
@@ -154,15 +157,23 @@ def plan_batch(inputs, out: Path, recursive: bool, suffix: str, overwrite: bool,
     items = io.collect_inputs(inputs, recursive=recursive, on_note=note)
     note_skipped_subfolders(inputs, recursive)
     io.check_output_dir(out, items, recursive=recursive)
-    io.lock_output(out, folder=True)  # before the outputs are looked for: a second run into OUT is refused
-    mine = batch.shard(items) if share else items
+    io.lock_output(out, folder=True, part=shard_name(shard))  # before the outputs are looked for: a second run into OUT is refused
+    mine = shard_part(items, shard)
+    mine = batch.shard(mine) if share else mine
     def out_for(item):
         tif = not tiff_only or item.path.suffix.lower() in io.TIFF_SUFFIXES
         return io.output_path(item, out, suffix=None if tif else ".tif", name_suffix=suffix)
 
     outs = batch.plan_outputs(items, out_for,
                               overwrite=overwrite, skip_existing=skip_existing, share=mine)
+    if shard is not None:
+        note(f"--shard {shard[0]}/{shard[1]}: {len(mine)} of the {len(items)} inputs")
     return {item: outs[item] for item in mine}
+
+
+def shard_name(shard: tuple[int, int] | None) -> str:
+    """"shard3of10" for --shard 3/10 (in lock and record file names), "" without --shard."""
+    return "" if shard is None else f"shard{shard[0]}of{shard[1]}"
 
 
 def note_skipped_subfolders(inputs, recursive: bool) -> None:

@@ -18,16 +18,19 @@ from ficli.cli.app import (
     OverlapOption,
     OverwriteOption,
     PrecisionOption,
+    PyramidOption,
     QuietOption,
     ResultQuietOption,
     KeepCoarseOption,
     ScaleOption,
+    ShardOption,
     SkipOption,
     SuffixOption,
     TileOption,
     app,
 )
 from ficli.console import (
+    BATCH_INTERRUPTED,
     evaluate_table,
     note,
     note_skipped_subfolders,
@@ -37,11 +40,15 @@ from ficli.console import (
     progress_bar,
     reporting_errors,
     run_files,
+    shard_name,
     stdout_console,
     usage_errors,
 )
+from ficli.cli.stores import STORE_INTERRUPTED, degrade_stores, enhance_stores, refuse_store_options, store_inputs
 from ficli.defaults import HI_PCT, LO_PCT
+from ficli.errors import ConfigError as FicliConfigError
 from ficli.errors import FicliError
+from ficli.image.paths import parse_shard
 
 # ------------------------------------------------------------------------------------------- degrade
 
@@ -63,9 +70,14 @@ def degrade(
     skip_existing: SkipOption = False,
     suffix: SuffixOption = "",
     compression: CompressionOption = "keep",
+    shard: ShardOption = None,
+    pyramid: PyramidOption = 0,
     quiet: QuietOption = False,
 ):
     """Simulate blurred, low-resolution images: Y = U(K_s(B(X)) + noise), rounded with --levels.
+
+    An OME-Zarr image (IN.ome.zarr, NGFF 0.4 or 0.5) is degraded plane by plane into a store of the
+    same version and calibration: `--out OUT.ome.zarr`, or `--out FOLDER` for FOLDER/IN.ome.zarr.
 
     The acquisition chain of docs/DEGRADATIONS.md: a PSF at the native grid is `--scale 1
     --psf-sigma S`; an undersampled camera is `--kernel area --levels N --levels-before-enlarge`
@@ -76,9 +88,14 @@ def degrade(
     the project's one bicubic resize, so each output has its input's size, pixel type and format.
     Sides that do not divide by the scale are reflect-padded before K_s and cropped back after U.
     """
-    with reporting_errors():
+    with reporting_errors(lambda: STORE_INTERRUPTED if store_inputs(inputs) else BATCH_INTERRUPTED):
         _check_compression(compression)
-        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing)
+        with usage_errors():
+            part = parse_shard(shard)
+        stores = store_inputs(inputs)
+        if not stores:
+            refuse_store_options(**{"--pyramid": pyramid})
+            outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, shard=part)
         from ficli.image.degrade import (  # torch: after the paths are checked
             SCALE_RANGE,
             Degradation,
@@ -93,6 +110,9 @@ def degrade(
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
             settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel,
                                    levels=levels, quantize_small=levels_small)
+        if stores:
+            return degrade_stores(stores, out, settings, seed, overwrite=overwrite, skip_existing=skip_existing,
+                                  pyramid=pyramid, quiet=quiet, shard=part, suffix=suffix)
         from ficli.image import provenance
 
         base = provenance.base("degrade", degradation={**dataclasses.asdict(settings), "seed": seed})
@@ -209,6 +229,10 @@ def enhance(
     overwrite: OverwriteOption = False,
     skip_existing: SkipOption = False,
     suffix: SuffixOption = "",
+    shard: ShardOption = None,
+    pyramid: PyramidOption = 0,
+    block: int = typer.Option(4096, "--block", min=64, max=16384, help="OME-Zarr input: side in output pixels of the region enhanced at once (rounded up to whole output chunks). Each is read with a halo of the network's receptive field (130 px for the default model) and only its interior written, so memory grows with the block's square, not with the image's size; a smaller block costs more recomputed halo (the network runs on 3 % more pixels than in memory at 8192² with 4096, 18 % with 2048; docs/BENCHMARKS.md)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="OME-Zarr input: the address of a running dask.distributed scheduler (tcp://HOST:8786; local, SLURM via dask-jobqueue, Kubernetes) or its scheduler file; the blocks run on its workers, each loading the model once (the model file and stores must be on a disk they share). The result equals a run here [default: here, one block after another, the next one read by a second thread]."),
     quiet: QuietOption = False,
 ):
     """Sharpen images with FI-GAN, tile by tile, keeping each file's pixel type and range.
@@ -223,14 +247,31 @@ def enhance(
     Each image (or whole TIFF stack) is mapped by its own 0.1 and 99.9 intensity percentiles before
     the network and mapped back exactly after it, so intensities stay in the file's units. RGB images
     go through a 1-channel model channel by channel; alpha is kept. Under `torchrun --nproc-per-node N
-    -m ficli enhance ...` each process takes every N-th file. Exit code: 1 if any file failed (the others are
+    -m ficli enhance ...` each process takes every N-th file.
+
+    **OME-Zarr** (NGFF 0.4 or 0.5, axes from t, c, z, y, x): `ficli enhance IN.ome.zarr --out
+    OUT.ome.zarr` enhances the full-resolution level block by block (--block), so memory does not
+    grow with the image; the percentiles of each channel are estimated once from a sample of its
+    chunks and the blur scale from central crops (both printed and kept in the store's record). The
+    output has the input's NGFF version, axes, channels and pixel size (divided by --upscale), and
+    --pyramid levels. An interrupted run resumes at the first block not written with
+    --skip-existing; --scheduler runs the blocks on a dask cluster. Exit code: 1 if any file failed (the others are
     written) or outputs exist already; 2 for an option value that cannot work here.
     """
-    with reporting_errors():
+    with reporting_errors(lambda: STORE_INTERRUPTED if store_inputs(inputs) else BATCH_INTERRUPTED):
         _check_compression(compression)
         if dtype not in (None, "float32"):
             raise typer.BadParameter(f"{dtype!r}: use float32, or leave --dtype out to keep each input's pixel type", param_hint="--dtype")
-        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True, tiff_only=dtype is not None)
+        with usage_errors():
+            part = parse_shard(shard)
+            if overwrite and skip_existing:
+                raise FicliConfigError("give one of --overwrite (replace existing outputs) and --skip-existing (leave them)")
+        stores = store_inputs(inputs)
+        if stores:
+            return _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype,
+                                   no_normalize, overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix, keep_coarse)
+        refuse_store_options(**{"--pyramid": pyramid, "--scheduler": scheduler, "--block": block != 4096})
+        outs = plan_batch(inputs, out, recursive, suffix, overwrite, skip_existing, share=True, tiff_only=dtype is not None, shard=part)
         if model is not None:
             from ficli.image import io
 
@@ -266,10 +307,36 @@ def enhance(
             options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
 
         _enhance_batch(outs, out, info, options, lambda item, dest, on_fraction, record: enhance_file(
-            item.path, dest, generator, options, channels, notice, on_fraction, record=record), skip_existing, quiet)
+            item.path, dest, generator, options, channels, notice, on_fraction, record=record), skip_existing, quiet, part)
 
 
-def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_existing: bool, quiet: bool) -> None:
+def _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype, no_normalize,
+                    overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix="", keep_coarse=True) -> None:
+    """`enhance` for OME-Zarr inputs: the options checked as for files, then `stores.enhance_stores`."""
+    if model is not None:
+        from ficli.image import io
+
+        io.check_model_file(model)
+    from ficli.inference.tiles import check_tiling
+
+    with usage_errors():
+        check_tiling(tile, overlap, batch or 1)
+    from ficli.inference.chunked import StoreOptions
+    from ficli.inference.device import default_batch, resolve_device, resolve_precision
+    from ficli.inference.engine import TileConfig
+
+    with usage_errors():
+        dev = resolve_device(device)
+        resolve_precision(precision, dev)
+        options = StoreOptions(model=None if model is None else str(model), scale=scale, upscale=upscale, normalize=not no_normalize,
+                               tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(dev), device=str(dev),
+                                               precision=precision),
+                               block=block, pyramid=pyramid, dtype=dtype, keep_coarse=keep_coarse, scheduler=scheduler, overwrite=overwrite,
+                               skip_existing=skip_existing)
+    enhance_stores(stores, out, options, model, quiet=quiet, shard=part, compile_model=compile_model, suffix=suffix)
+
+
+def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_existing: bool, quiet: bool, part=None) -> None:
     """`run_files` for enhance: each output gets its record (`ficli.image.provenance`), and the
     records of the files written go into OUT/ficli-run.json (ficli-run.rankN.json under torchrun),
     also when some files failed or the run was interrupted; with --skip-existing, those of the files
@@ -302,6 +369,8 @@ def _enhance_batch(outs: dict, out: Path, info: dict, options, process, skip_exi
             provenance.write_run_file(out, run, done, run_name)
 
     run_name = provenance.RUN_FILE if int(os.environ.get("WORLD_SIZE", 1)) == 1 else f"ficli-run.rank{os.environ.get('RANK', 0)}.json"
+    if part is not None:
+        run_name = run_name.replace(".json", f".{shard_name(part)}.json")
     provenance.remove_stale_parts([Path(out) / run_name])  # a killed earlier run's unfinished record
     try:
         run_files("enhance", outs, one, skip_existing, quiet)

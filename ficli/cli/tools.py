@@ -117,7 +117,7 @@ def export(
 
 @app.command()
 def info(
-    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]; or an image (.tif, .png, .jpg) or video (.mp4, .mov, .mkv) that ficli wrote: its record of how it was made."),
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' for the shipped paper-protocol model [default: the shipped default model]; or an image (.tif, .png, .jpg), video (.mp4, .mov, .mkv) or OME-Zarr store (.ome.zarr) that ficli wrote: its record of how it was made."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
     quiet: ResultQuietOption = False,  # noqa: ARG001 (info shows no progress; taken so that every command takes -q)
 ):
@@ -155,7 +155,7 @@ def _is_output(path: Path) -> bool:
     from ficli.image.io import IMAGE_SUFFIXES
     from ficli.video.ffmpeg import VIDEO_SUFFIXES
 
-    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in VIDEO_SUFFIXES
+    return path.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES, ".zarr")
 
 
 def _read_record(path: Path) -> dict:
@@ -165,6 +165,14 @@ def _read_record(path: Path) -> dict:
     from ficli.image import io, provenance
     from ficli.video.ffmpeg import VIDEO_SUFFIXES
 
+    if path.suffix.lower() == ".zarr":  # an OME-Zarr store: the record is its attribute "ficli"
+        from ficli.image import ngff
+
+        ngff.open_image(path)  # names what is wrong with a store that is none
+        record = ngff.read_record(path)
+        if record is None:
+            raise InputError(f"{path}: holds no ficli record (the store was not written by ficli enhance or degrade)")
+        return record
     io.check_input_file(path)
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:

@@ -1,6 +1,6 @@
 """Image data: everything that turns files into arrays and back, and the pure operations on arrays.
 
-Belongs here: reading and writing images (`io`, `tiff`, `png`, `files`, `paths`), the output rules (`guard`: which
+Belongs here: reading and writing images (`io`, `tiff`, `png`, `files`, `paths`; OME-Zarr's metadata and levels: `ngff`), the output rules (`guard`: which
 path may be written, one run per output, SIGTERM/SIGHUP as Ctrl-C), the record of how an output was made
 (`provenance`), the intensity map
 (`intensity`), the degradation family and the project's one bicubic (`degrade`), the blur-scale

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ficli.image import io
-from ficli.errors import ConfigError
+from ficli.errors import ConfigError, InputError
 
 KERNELS = ("pil", "cv2", "area", "bilinear")
 SCALE_RANGE = (1.0, 8.0)  # a factor over 8 leaves too few pixels to be a useful simulation
@@ -374,3 +374,44 @@ def check_working_size(path, height: int, width: int, scale: int) -> None:
     ph, pw = -(-height // scale) * scale, -(-width // scale) * scale
     io.check_pixel_limit(path, ph, pw, f"--scale {scale} pads this {width}×{height} image before shrinking to",
                          "use a smaller --scale")
+
+
+def degrade_store(src: Path, dest: Path, settings: Degradation, seed: int, *, overwrite: bool = False, skip_existing: bool = False,
+                  pyramid: int = 0, record: dict | None = None, on_notice: Callable[[str], None] | None = None) -> int:
+    """`degrade` every (t, c, z) plane of the OME-Zarr image `src` into a new store `dest` of the same
+    NGFF version, pixel type, axes and calibration, plane by plane (memory: one plane; each within
+    `io.MAX_PIXELS`); the noise of each plane is seeded by the run's seed, the store's name and the
+    plane's index. `pyramid` levels are rebuilt from the result. A plane written is marked, so a
+    rerun with `skip_existing` does the rest. Returns the planes written."""
+    from ficli.image import ngff
+
+    src, dest = Path(src), Path(dest)
+    image = ngff.open_image(src)
+    state = ngff.check_store_output(src, dest, overwrite=overwrite, skip_existing=skip_existing)
+    if state == "complete":
+        return 0
+    height, width = image.shape[-2:]
+    io.check_pixel_limit(src, height, width, "a plane of this store is", "ficli degrades a store plane by plane")
+    check_working_size(src, height, width, settings.scale)
+    record = {**(record or {}), "input": io.printable(src.name), "input_ngff": ngff.describe(image),
+              "output_dtype": str(image.dtype), "pyramid_levels": pyramid, "complete": False}
+    if state == "resume":
+        pyramid = int((ngff.read_record(dest) or {}).get("pyramid_levels", 0))
+    else:
+        ngff.create_like(dest, image, pyramid=pyramid, record=record, overwrite=state == "replace")
+    source, out = ngff.level_array(image, 0), ngff.level_array(ngff.open_image(dest), 0, mode="r+")
+    done, written = ngff.done_ids(dest), 0
+    for plane in image.planes:
+        name = "-".join(str(i) for i in plane) or "plane"
+        if name in done:
+            continue
+        try:
+            data = np.asarray(source[plane])
+        except Exception as exc:
+            raise InputError(f"{src}/{image.levels[0].path}: plane {name} cannot be read ({type(exc).__name__}: "
+                                f"{str(exc)[:160]}); {written} plane(s) were written: fix it and rerun with --skip-existing") from None
+        out[plane] = io.from_unit(degrade(io.to_unit(data), settings, seed_for(seed, f"{src.name}:{name}")), image.dtype)
+        ngff.mark_done(dest, name)
+        written += 1
+    ngff.finish_store(dest, pyramid, {**(ngff.read_record(dest) or record)})
+    return written

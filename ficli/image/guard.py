@@ -110,25 +110,26 @@ LOCK_NAME = ".ficli.lock"
 _held: list[tuple[int, Path, list[Path]]] = []
 
 
-def lock_path(out: Path | str, *, folder: bool) -> Path:
+def lock_path(out: Path | str, *, folder: bool, part: str = "") -> Path:
     """The lock file of an output: `OUT/.ficli.lock` in an output folder, `.NAME.ficli.lock` beside
-    an output file (beside the file a symlink reaches). Under torchrun each rank has its own."""
+    an output file (beside the file a symlink reaches). Under torchrun each rank has its own, and
+    each `part` (a --shard, "shard3of10"): they write disjoint files into one folder."""
     rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
-    suffix = "" if rank == "0" else f".rank{rank}"
+    suffix = ("" if rank == "0" else f".rank{rank}") + (f".{part}" if part else "")
     if folder:
         return Path(out) / (LOCK_NAME + suffix)
     target = write_target(out)
     return target.parent / f".{target.name}{LOCK_NAME}{suffix}"
 
 
-def lock_output(out: Path | str, *, folder: bool = False) -> None:
+def lock_output(out: Path | str, *, folder: bool = False, part: str = "") -> None:
     """Take the advisory lock of the output `out` (a folder, or a file) for the rest of this run;
     OutputError naming the holder's PID when another live run holds it. A lock file of a dead
     process is taken over (the kernel released it). Released by `release_locks` (the CLI calls it
     when a command ends); folders made to hold the lock are removed then if still empty."""
     if (not folder and writes_through(out)) or (folder and os.path.exists(out) and not os.path.isdir(out)):
         return  # written into, not replaced; or not a folder, which the command refuses itself
-    lock = lock_path(out, folder=folder)
+    lock = lock_path(out, folder=folder, part=part)
     made = _make_folders(lock.parent)
     while True:
         try:

@@ -324,3 +324,31 @@ def check_output_dir(out_dir: Path, inputs: list[InputFile], *, recursive: bool)
                 "a rerun would read the results as inputs — choose a folder outside it"
             )
     check_writable(out_dir)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """(I, N) of a --shard I/N (1 <= I <= N), None for None; ConfigError saying what is wrong."""
+    if text is None:
+        return None
+    parts = str(text).split("/")
+    try:
+        i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        i = n = None
+    if i is None or n is None or n < 1 or not 1 <= i <= n:
+        hint = ("; shards count from 1: for a SLURM --array=0-(N-1) give $((SLURM_ARRAY_TASK_ID + 1))/N"
+                if i == 0 and n else "")
+        raise ConfigError(f"--shard {text!r}: give I/N, the I-th of N parts, 1 <= I <= N (e.g. 3/10){hint}")
+    return i, n
+
+
+def shard_part(items: list, shard: tuple[int, int] | None, key=None) -> list:
+    """The I-th of N disjoint parts of `items` (every N-th in a fixed order, from the I-th): the same
+    list gives the same parts on every machine and run, whatever order it was listed in, so N jobs
+    given the same inputs cover each exactly once. The order is `key` (default: the item's path below
+    its folder, as mirrored under --out, then its full path)."""
+    if shard is None:
+        return list(items)
+    i, n = shard
+    key = key or (lambda item: (item.rel.as_posix(), str(item.path)))
+    return sorted(items, key=key)[i - 1 :: n]

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ficli.image import io, metrics
+from ficli.image import io, metrics, ngff
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 from ficli.image.io import Image, InputFile, collect_inputs, dtype_max, read_image
 
@@ -307,12 +307,15 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     """
     if crop_border < 0:
         raise ConfigError(f"--crop-border {crop_border}: use 0 or a positive number of pixels")
-    hr_items = collect_inputs([hr], recursive=recursive)
+    hr_items = _collect(hr, recursive)
     methods = method_names([str(s) for s in srs])
     report = Report(str(hr), scale, crop_border, methods, hr_order=[item.rel for item in hr_items])
     pairs_by_method: dict[str, dict[Path, InputFile]] = {}
-    sr_items = {method.name: [without_suffix(item, suffix) for item in collect_inputs([method.folder], recursive=recursive)]
+    sr_items = {method.name: [without_suffix(item, suffix) for item in _collect(method.folder, recursive)]
                 for method in methods}
+    if ngff.is_store(hr):  # a store against a store: paired whatever their names
+        sr_items = {name: [replace(i, rel=hr_items[0].rel) for i in items] if len(items) == 1 and ngff.is_store(items[0].path)
+                    else items for name, items in sr_items.items()}
     inputs = io.Protected([item.path for item in [*hr_items, *(i for items in sr_items.values() for i in items)]])
     for path in outputs:  # the rule of `io.check_output_file`: also through a symlink or a hard link
         if not io.writes_through(path) and inputs.find(path):
@@ -330,7 +333,7 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
         if not todo:
             continue
         try:
-            hr_image = read_image(item.path)
+            hr_image = _read(item.path)
             io.check_finite(hr_image, NAN_ADVICE, what="pixels")
         except FicliError as exc:
             report.problems.append(Problem("unreadable", item.path, None, str(exc)))
@@ -348,9 +351,26 @@ def evaluate_folders(hr: str | Path, srs: list[str | Path], *, scale: Scale = Sc
     return report
 
 
+def _collect(path: str | Path, recursive: bool) -> list[InputFile]:
+    """`collect_inputs` of one folder, file or pattern; an OME-Zarr store is one input."""
+    if ngff.is_store(path):
+        path = Path(path)
+        return [InputFile(path, Path(path.name), path.parent)]
+    return collect_inputs([path], recursive=recursive)
+
+
+def _read(path: Path) -> Image:
+    """`read_image`, or an OME-Zarr store's full-resolution level read whole as a stack of its planes
+    (within `io.MAX_VALUES`)."""
+    if ngff.is_store(path):
+        data = ngff.read_whole(path, io.MAX_VALUES)
+        return Image(data=data, path=Path(path), is_stack=data.ndim == 3)
+    return read_image(path)
+
+
 def _score_pair(report: Report, hr_item: InputFile, hr_image: Image, method: str, sr_item: InputFile) -> Problem | None:
     try:
-        sr_image = read_image(sr_item.path)
+        sr_image = _read(sr_item.path)
         io.check_finite(sr_image, NAN_ADVICE, what="pixels")
     except FicliError as exc:
         return Problem("unreadable", sr_item.path, method, str(exc))
