@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", default="none,poisson200", help=f"noise levels of {sorted(NOISE)} [both]")
     ap.add_argument("--scale-mode", choices=("auto", "oracle"), default="auto",
                     help="what a conditioned model is told: the spectral estimate (as --scale auto) or the true s [auto]")
+    ap.add_argument("--free-coarse", action="store_true", help="the network's output as it is (ficli enhance --free-coarse) [the coarse content kept]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables-only", action="store_true", help="remake cells.csv, table.md and heatmap.png from OUT/images.csv")
     args = ap.parse_args(argv)
@@ -121,13 +122,11 @@ def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) 
     settings = _setting(kernel, s, noise)
     x = io.to_unit(hr)
     y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
-    told = None
+    told, options = None, EnhanceOptions(keep_coarse=not args.free_coarse)
     if conditioned:  # as `ficli enhance --scale auto` (or --scale S with the true s) chooses it
-        told, _ = scale_chooser(meta, s if args.scale_mode == "oracle" else None)([y])
-        fn = functools.partial(generator, scale=told)
-    else:
-        fn = generator
-    sr = io.from_unit(enhance_frames(fn, [y], EnhanceOptions())[0], hr.dtype)
+        told, how = scale_chooser(meta, s if args.scale_mode == "oracle" else None)([y])
+        options = replace(options, scale_for=lambda frames, upscale, told=told, how=how: (told, how))
+    sr = io.from_unit(enhance_frames(generator, [y], options)[0], hr.dtype)
     lr = io.from_unit(y, hr.dtype)
     out, inp = score_images(hr, sr, scale=Scale("hr")), score_images(hr, lr, scale=Scale("hr"))
     return {"image": path.name, "kernel": kernel, "s": s, "noise": noise, "told_s": told,
@@ -168,7 +167,8 @@ def _fmt(v, spec: str) -> str:
 def _markdown(cells: list[dict], meta: dict, args, n_images: int) -> str:
     lines = [
         f"Model `{Path(meta['path']).name}` on `{args.data}` ({n_images} images, centre {args.crop} px; hr scale; "
-        f"{'told ' + args.scale_mode + ' s' if meta['config'].scale_input else 'not conditioned'}).",
+        f"{'told ' + args.scale_mode + ' s' if meta['config'].scale_input else 'not conditioned'}"
+        f"{'; the coarse content ' + ('free' if args.free_coarse else 'kept') if meta['config'].scale_input else ''}).",
         "",
         "| kernel | s | noise | gain dB (mean) | worst image dB | gain SSIM | PSNR(G(X), X) | s told |",
         "|---|---|---|---|---|---|---|---|",
