@@ -351,3 +351,12 @@ def test_kernels_choose_the_family_kernels_of_training_and_validation(dataset, t
         _config(dataset, tmp_path / "x", generator=TINY_COND, degradations="family", kernels=("pil", "pil"))
     with pytest.raises(ConfigError, match="--degradations family"):
         _config(dataset, tmp_path / "x", kernels=("pil",))
+
+
+def test_quiet_may_be_given_to_a_continued_run(dataset, tmp_path):
+    """-q only changes the display: `ficli train --resume RUN -q` was refused as a changed setting."""
+    from ficli.training.runs import differing_settings
+
+    cfg = _config(dataset, tmp_path / "q")
+    assert differing_settings(cfg, {"quiet": True, "epochs": 9}) == []
+    assert differing_settings(cfg, {"lr": 0.5}) == [f"--lr 0.5 (the run's: {cfg.lr})"]

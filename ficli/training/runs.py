@@ -192,7 +192,7 @@ def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool =
 
 # With --resume or --continue-from the run's own settings hold; these may be given anew (data that
 # moved, more epochs, another device). Any other option given must equal the run's setting.
-RUN_MAY_CHANGE = {"data", "val", "out", "resume", "continue_from", "epochs", "device", "overwrite"}
+RUN_MAY_CHANGE = {"data", "val", "out", "resume", "continue_from", "epochs", "device", "overwrite", "quiet"}
 # Options whose name or value differs from the setting they make: option -> (setting, value as stored).
 _OPTION_SETTINGS = {"no_gan": ("gan", lambda v: not v), "tg_weight": ("tg", None), "adv_weight": ("adv", None), "mse_weight": ("mse", None),
                     "l1_weight": ("smooth_l1", None), "vgg_weight": ("vgg", None), "resnet_weight": ("resnet", None),
@@ -220,7 +220,7 @@ def continued_config(*, resume=None, continue_from=None, out=None, data=None, va
     if differ:
         raise ConfigError(
             f"{resume or continue_from}: the run was made with other settings than {', '.join(differ)}; a continued run keeps its "
-            "own settings (only --data, --val, --epochs and --device may be given): drop those options, or start "
+            "own settings (only --data, --val, --epochs, --device and -q may be given): drop those options, or start "
             "a new run with --out NEWDIR (--init FILE to start from its weights)"
         )
     return cfg
