@@ -88,6 +88,7 @@ def main() -> None:
         "default, --scale auto": lambda x: api.enhance(default, x),
         "default, --scale 2": lambda x: api.enhance(default, x, scale=2),
         "default, --scale 3": lambda x: api.enhance(default, x, scale=3),
+        "default, --scale 3 --free-coarse": lambda x: api.enhance(default, x, scale=3, keep_coarse=False),
         "paper model": lambda x: api.enhance(paper, x),
     }
     for path in args.model:
