@@ -82,6 +82,20 @@ def tiny_identity_model(tmp_path_factory) -> Path:
     return modelfile.save_model(tmp_path_factory.mktemp("model") / "identity.safetensors", Generator(TINY, spectral_norm=False), TINY, {"scale": 4})
 
 
+TINY_CONDITIONED = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
+
+
+@pytest.fixture(scope="session")
+def conditioned_model(tmp_path_factory) -> Path:
+    """A tiny generator conditioned on the blur scale whose output depends on s (out_scale 0.05,
+    random weights)."""
+    torch.manual_seed(0)
+    g = Generator(TINY_CONDITIONED, spectral_norm=False)
+    with torch.no_grad():
+        g.out_scale.fill_(0.05)
+    return modelfile.save_model(tmp_path_factory.mktemp("m") / "cond.safetensors", g, TINY_CONDITIONED, {"scale": 4})
+
+
 class RunsCodeOnLoad:
     """Unpickling this creates the file `marker`: proof that a loader ran code from a file."""
 

@@ -14,9 +14,6 @@ from ficli.image.degrade import COARSE_RADIUS, PSF_S_PER_SIGMA, keep_coarse, kee
 from ficli.image.phantom import phantom, to_dtype
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.model import modelfile
-from ficli.model.nets import Generator, GeneratorConfig
-
-COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
 
 
 def _reference(y: np.ndarray, x: np.ndarray, s: float) -> np.ndarray:
@@ -66,15 +63,6 @@ def test_a_brightness_change_is_dropped_and_pixel_detail_kept():
     inner = (slice(COARSE_RADIUS, -COARSE_RADIUS),) * 2  # the repeated edges break the alternation
     np.testing.assert_allclose(kept[inner], checker[inner], atol=1e-4)
     assert np.abs(keep_coarse_array(x + checker, x, 1.0) - x).max() < 0.05  # at s = 1 a blur passes some of it
-
-
-@pytest.fixture(scope="module")
-def conditioned_model(tmp_path_factory):
-    torch.manual_seed(0)
-    g = Generator(COND, spectral_norm=False)
-    with torch.no_grad():
-        g.out_scale.fill_(0.05)
-    return modelfile.save_model(tmp_path_factory.mktemp("m") / "cond.safetensors", g, COND, {"scale": 4})
 
 
 def test_enhance_keeps_the_coarse_content_by_default_and_frees_it_when_asked(run_cli, tmp_path, conditioned_model):

@@ -11,20 +11,11 @@ from ficli.image import io
 from ficli.model import modelfile
 from ficli.image.degrade import Degradation, degrade, seed_for
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
-from ficli.model.nets import Generator, GeneratorConfig
 from ficli.image.phantom import phantom, to_dtype
 
-COND = GeneratorConfig(features=8, growth=4, layers=1, blocks=1, scale_input=True)
+from conftest import TINY_CONDITIONED
 
-
-@pytest.fixture(scope="module")
-def conditioned_model(tmp_path_factory):
-    """A tiny conditioned generator whose output depends on s (out_scale 1, random weights)."""
-    torch.manual_seed(0)
-    g = Generator(COND, spectral_norm=False)
-    with torch.no_grad():
-        g.out_scale.fill_(0.05)
-    return modelfile.save_model(tmp_path_factory.mktemp("m") / "cond.safetensors", g, COND, {"scale": 4})
+COND = TINY_CONDITIONED
 
 
 def _image(tmp_path, s=None, side=96):
