@@ -3,7 +3,8 @@
 Data flow (docs/DESIGN.md section 4): file → `io` (file dtype) → [0, 1] → robust affine normalisation with
 the 0.1/99.9 percentiles of the whole image or stack, per channel of a hyperstack (computed once,
 before tiling) → optional bicubic
-re-up-scaling → `engine.run_tiled(G)` per channel → exact inverse map → clip to the type's range →
+re-up-scaling → `engine.run_tiled(G)` per channel → for a model told s, the coarse content kept
+(`degrade.keep_coarse`) → exact inverse map → clip to the type's range →
 `io` (the input's dtype, format and metadata).
 """
 
