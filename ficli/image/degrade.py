@@ -318,8 +318,8 @@ def keep_coarse(y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor | float) -
 
 def keep_coarse_array(y: np.ndarray, x: np.ndarray, scale: float) -> np.ndarray:
     """`keep_coarse` for float32 numpy planes (P, H, W), each plane its own image: the same taps and
-    edges through OpenCV's separable filter (2048² in about 20 ms, where the torch form, written
-    for export, takes 2 s on 2 CPU cores)."""
+    edges through OpenCV's separable filter (2048² in 0.15 s where the torch form, written for
+    export, took 2 s, one run on a loaded 2-core AMD EPYC)."""
     sigma = min(max(float(scale), 1.0), COARSE_SCALE_MAX) / PSF_S_PER_SIGMA
     side = 2 * COARSE_RADIUS + 1
     out = np.empty(y.shape, np.float32)
