@@ -132,3 +132,14 @@ def test_without_the_learned_file_the_template_fit_answers(monkeypatch):
     monkeypatch.setattr(blurscale, "mlp_weights", lambda: None)
     est = blurscale.estimate_scale(x)
     assert est.low is None and est.scale == blurscale.estimate_scale_template(x).scale
+
+
+def test_a_reading_at_the_estimators_limit_says_so():
+    """A learned reading clipped at S_MAX was printed as "6.00, 68 % interval 6.00-6.00", an interval
+    of no width that claimed certainty; it now says the reading is at the limit."""
+    from ficli.image.blurscale import S_MAX, ScaleEstimate
+
+    assert ScaleEstimate(3.02, low=2.7, high=3.4).confidence == "learned 3.02, 68 % interval 2.70-3.40"
+    assert ScaleEstimate(5.5, low=4.8, high=S_MAX).confidence == "learned 5.50, 68 % interval 4.80-6.00 or more"
+    assert ScaleEstimate(S_MAX, low=S_MAX, high=S_MAX).confidence == "learned 6.00 or more, the estimator's limit"
+    assert ScaleEstimate(2.0).confidence == ""

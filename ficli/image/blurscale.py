@@ -80,8 +80,14 @@ class ScaleEstimate:
     @property
     def confidence(self) -> str:
         """The learned estimate and its interval in words, e.g. "learned 3.02, 68 % interval
-        2.70-3.40" ("" without one)."""
-        return "" if self.low is None else f"learned {self.scale:.2f}, 68 % interval {self.low:.2f}-{self.high:.2f}"
+        2.70-3.40" ("" without one); a reading at the estimator's limit S_MAX says so ("learned 6.00
+        or more, the estimator's limit") instead of a clipped interval of no width."""
+        if self.low is None:
+            return ""
+        if self.low >= S_MAX:
+            return f"learned {S_MAX:.2f} or more, the estimator's limit"
+        top = f"{self.high:.2f}" + (" or more" if self.high >= S_MAX else "")
+        return f"learned {self.scale:.2f}, 68 % interval {self.low:.2f}-{top}"
 
 
 def power_profile(image: np.ndarray, tile: int = TILE, max_tiles: int = 16) -> np.ndarray | None:
