@@ -117,14 +117,20 @@ def test_train_disk_full_inside_torch_save_keeps_the_last_checkpoint(run_cli, sr
 # ------------------------------------------------------------------------- 14.5 diverged runs
 
 
+def _diverged(run_cli, src, run, steps: str, lr: str, words: tuple[str, ...]) -> None:
+    """`ficli train` at learning rate `lr` ends with exit 1, no traceback, every one of `words` in its
+    message and no best model announced."""
+    result = run_cli("train", "--data", src, "--val", src, "--out", run, *TRAIN_FAST, "--steps", steps, "--lr", lr)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    for word in words:
+        assert word in result.output, (word, result.output)
+    assert "best val PSNR" not in result.output
+
+
 @hostile
 def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_bad_model(run_cli, src, tmp_path):
     run = tmp_path / "run"
-    result = run_cli("train", "--data", src, "--val", src, "--out", run, *TRAIN_FAST, "--steps", "4", "--lr", "1e10")
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    for word in ("diverged", "step", "--lr"):
-        assert word in result.output, (word, result.output)
-    assert "best val PSNR" not in result.output
+    _diverged(run_cli, src, run, "4", "1e10", ("diverged", "step", "--lr"))
     for path in run.glob("*.safetensors"):  # whatever was written holds finite weights
         assert all(torch.isfinite(t).all() for t in load_file(str(path)).values()), path
     if (run / "summary.json").exists():
@@ -135,11 +141,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_bad_model(run_
 def test_a_run_that_blows_up_with_finite_losses_is_divergence_not_a_best_model(run_cli, src, tmp_path):
     # Issue 25 item 8: --lr 1e4 gives finite losses near 1e20 and validation far below the input's.
     run = tmp_path / "run"
-    result = run_cli("train", "--data", src, "--val", src, "--out", run, *TRAIN_FAST, "--steps", "3", "--lr", "1e4")
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    for words in ("diverged in epoch 1", "below its input's", "--lr 10000"):
-        assert words in result.output, (words, result.output)
-    assert "best val PSNR" not in result.output
+    _diverged(run_cli, src, run, "3", "1e4", ("diverged in epoch 1", "below its input's", "--lr 10000"))
     assert not list(run.glob("*.safetensors"))
 
 
