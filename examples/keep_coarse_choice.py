@@ -27,7 +27,7 @@ from savedfiles import load_unit  # the example beside this one
 from ficli import api
 from ficli.image.blurscale import readings
 from ficli.image.degrade import PSF_S_PER_SIGMA, Degradation, degrade, shrink_enlarge
-from ficli.inference.runtime import UNSURE_RATIO, told_scale
+from ficli.inference.runtime import learned_reading, told_scale
 
 DATA = Path("../shared/data/fluorescence")
 CELLS = [("sharp", 1), ("pil", 1.5), ("pil", 2), ("pil", 4), ("cv2", 2), ("cv2", 4), ("area", 4), ("psf", 3)]
@@ -51,14 +51,6 @@ def saved(x: np.ndarray, kernel: str, s: float) -> np.ndarray:
     return (np.round(np.clip(y, 0, None) * 4095) / 4095).astype(np.float32)
 
 
-def learned_alone(estimate) -> float:
-    """What `--scale auto` would tell without the template fit's veto: the learned reading, or its
-    interval's lower end where the interval is wide (`runtime.told_scale` less its last step)."""
-    if estimate.low is not None and estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
-        return estimate.low
-    return estimate.scale
-
-
 def variants(g: np.ndarray, y: np.ndarray, s: float) -> list[np.ndarray]:
     c = g - y
     blur = [cv2.GaussianBlur(c, (0, 0), f * s / PSF_S_PER_SIGMA, borderType=cv2.BORDER_REPLICATE) for f in (1.0, 1.5, 2.0)]
@@ -80,7 +72,7 @@ def main() -> None:
             y = saved(x, kernel, s)
             learned, template = readings([y])
             for mode in ("oracle", "auto", "learned"):
-                told = float(s) if mode == "oracle" else told_scale(learned, template)[0] if mode == "auto" else learned_alone(learned)
+                told = float(s) if mode == "oracle" else told_scale(learned, template)[0] if mode == "auto" else learned_reading(learned)[0]
                 g = api.enhance(model, y, scale=told, keep_coarse=False)
                 psnr = [10 * np.log10(span**2 / np.mean((v - x) ** 2)) for v in variants(g, y, told)]
                 base = 0.0 if kernel == "sharp" else 10 * np.log10(span**2 / np.mean((y - x) ** 2))

@@ -205,6 +205,16 @@ def _estimated(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstim
     return s, how
 
 
+def learned_reading(estimate: blurscale.ScaleEstimate) -> tuple[float, str]:
+    """The learned `estimate`'s s and its words: its value with its 68 % interval, or the interval's
+    lower end where the interval is wider than UNSURE_RATIO (`told_scale` without the template fit)."""
+    if estimate.low is None:
+        return estimate.scale, ""
+    if estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
+        return estimate.low, f": {estimate.confidence}; unsure, so its lower end {estimate.low:.2f}"
+    return estimate.scale, f": {estimate.confidence}"
+
+
 def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate) -> tuple[float, str]:
     """The s told for a learned `estimate` and the words after "estimated": its value with its
     68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or the
@@ -212,11 +222,9 @@ def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstim
     (docs/DEGRADATIONS.md), but told that s the default model over-sharpens images that are smooth
     as they are (sources never trained on: −4.2 dB at s = 1.5 against −1.5 with the smaller
     reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings."""
+    s, how = learned_reading(estimate)
     if estimate.low is None:
-        return estimate.scale, ""
-    s, how = estimate.scale, f": {estimate.confidence}"
-    if estimate.high / max(estimate.low, 1e-6) > UNSURE_RATIO:
-        s, how = estimate.low, how + f"; unsure, so its lower end {estimate.low:.2f}"
+        return s, how
     other = template.scale
     if other is not None and other < s:
         s, how = other, how + f"; the template fit reads {other:.2f}, the smaller, which is told"
