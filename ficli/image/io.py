@@ -349,6 +349,14 @@ def _check_pixel_count(height: int, width: int, path: Path) -> None:
         )
 
 
+def evenly_spread(items: list, count: int) -> list:
+    """At most `count` of `items`, evenly spread from the first to the last, in order, none twice
+    (what an estimate reads from a long video or a large store)."""
+    if not items:
+        return []
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(len(items), count)).round().astype(int))]
+
+
 def check_pixel_limit(path: Path | str, height: int, width: int, what: str, advice: str) -> None:
     """InputError naming the file when `what` (e.g. "--upscale 8 would make this 100×100 image")
     gives a height × width frame over MAX_PIXELS: checked before anything that size is allocated."""

@@ -38,7 +38,7 @@ import numpy as np
 from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 from ficli.image import ngff
-from ficli.image.io import check_dtype, dtype_max, from_unit, printable, to_unit
+from ficli.image.io import check_dtype, dtype_max, evenly_spread, from_unit, printable, to_unit
 from ficli.image.degrade import keep_coarse_array
 from ficli.image.intensity import denormalize, normalize, percentile_range
 from ficli.inference.engine import TileConfig, receptive_field_overlap, run_tiled
@@ -127,7 +127,7 @@ def sample_ranges(array, image: ngff.NgffImage, lo_pct: float, hi_pct: float) ->
         if ci is not None:
             shape[ci] = 1  # the chunk row of channel c only
         starts = [tuple(g[i] for g, i in zip(grid, idx)) for idx in np.ndindex(*shape)]
-        picked = [starts[i] for i in sorted({round(v) for v in np.linspace(0, len(starts) - 1, min(SAMPLE_CHUNKS, len(starts)))})]
+        picked = evenly_spread(starts, SAMPLE_CHUNKS)
         values = []
         for start in picked:
             index = [slice(s, s + k) for s, k in zip(start, image.chunks)]
@@ -155,7 +155,7 @@ def central_crops(array, image: ngff.NgffImage) -> list[list[np.ndarray]]:
     crops = []
     for c in sorted(by_channel):
         planes = by_channel[c]
-        picked = [planes[i] for i in sorted({round(v) for v in np.linspace(0, len(planes) - 1, min(CROP_PLANES, len(planes)))})]
+        picked = evenly_spread(planes, CROP_PLANES)
         crops.append([to_unit(read_region(array, plane + (ys, xs))) for plane in picked])
     return crops
 

@@ -352,7 +352,7 @@ def _blur_scale(choose: Callable | None, crops: list[np.ndarray], mode: str, ups
     the spectrum the blur emptied: docs/DEGRADATIONS.md)."""
     if choose is None:
         return None, ""
-    picked = [crops[i] for i in np.unique(np.linspace(0, len(crops) - 1, min(len(crops), SCALE_FRAMES)).round().astype(int))]
+    picked = io.evenly_spread(crops, SCALE_FRAMES)
     scale, how = choose(scale_views(picked, mode), source=f" from {len(picked)} frames", upscale=upscale)
     if how.startswith("estimated") and codec not in LOSSLESS_CODECS:
         how += f"; {codec} compression hides blur, so this may read low: give --scale S if you know it"
