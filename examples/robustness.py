@@ -39,7 +39,7 @@ from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, degrade, 
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.tools.evaluate import Scale, score_images
 from ficli.model.nets import GeneratorConfig
-from ficli.inference.runtime import load_generator, resolve_model_path, scale_chooser
+from ficli.inference.runtime import check_coarse, load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
 
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     if args.tables_only:
         return _tables(_read_rows(args.out / "images.csv"), args)
     generator, meta = load_generator(args.model, torch.device("cpu"))
+    check_coarse(meta, not args.free_coarse)
     conditioned = meta["config"].scale_input
     scales = [float(v) for v in args.scales.split(",")]
     kernels, noises = args.kernels.split(","), args.noise.split(",")

@@ -61,11 +61,17 @@ class Model:
     def runner(self, scale: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """G as a callable of one (B, C, H, W) tensor: a scale-conditioned model gets `scale`
         (default: its training scale; above it: the training scale) bound to it; a plain model
-        refuses a scale."""
+        refuses a scale. A model trained with the coarse content kept (`GeneratorConfig.coarse_kept`)
+        comes with it (`degrade.keep_coarse`): its output is an image only that way."""
+        from ficli.image.degrade import keep_coarse
         from ficli.inference.runtime import told
 
         choose = self.chooser(scale)
-        return told(self.generator, None if choose is None else choose()[0])
+        s = None if choose is None else choose()[0]
+        run = told(self.generator, s)
+        if self.config.coarse_kept:
+            return lambda x: keep_coarse(run(x), x, s)
+        return run
 
 
 def _info(config: GeneratorConfig, metadata: dict, path: str | os.PathLike = "this model") -> dict:
@@ -98,6 +104,9 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
 def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
              precision: str, keep_coarse: bool = True):
     """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
+    from ficli.inference.runtime import check_coarse
+
+    check_coarse(_info(model.config, model.metadata, model.path), keep_coarse)
     from ficli.inference.enhance import EnhanceOptions
 
     return EnhanceOptions(

@@ -76,6 +76,11 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def unboxed(output: str) -> str:
+    """A usage error's text on one line, without Typer's box and line breaks."""
+    return " ".join(output.replace("│", " ").split())
+
+
 @pytest.fixture(scope="session")
 def tiny_identity_model(tmp_path_factory) -> Path:
     """A model file whose generator returns its input unchanged."""

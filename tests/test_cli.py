@@ -8,6 +8,8 @@ import pytest
 from ficli import __version__
 from ficli.image import io
 
+from conftest import unboxed
+
 
 def test_version_and_help(run_cli):
     assert __version__ in run_cli("--version").output
@@ -139,7 +141,7 @@ def test_bench_only_runs_the_tables_named(run_cli, tmp_path):
     assert [t.split()[0] for t in titles] == ["Tiled", "Total", "Targets"]
     assert "Generator forward" not in result.output
     refused = run_cli("bench", "--only", "generator,gpu")  # a usage error: exit 2, Typer's box (wrapped)
-    assert refused.exit_code == 2 and "comma-separated list of tg, generator, body, tiled, train, video" in _unboxed(refused.output)
+    assert refused.exit_code == 2 and "comma-separated list of tg, generator, body, tiled, train, video" in unboxed(refused.output)
 
 
 def test_bench_cut_short_keeps_the_tables_it_finished(run_cli, tmp_path, monkeypatch):
@@ -179,6 +181,3 @@ def test_file_names_with_brackets_are_printed_as_they_are(run_cli, tmp_path):
     assert result.exit_code == 1 and "[red]well[b].png" in result.output
 
 
-def _unboxed(output: str) -> str:
-    """A usage error's text without Typer's box and line breaks."""
-    return " ".join(output.replace("│", " ").split())

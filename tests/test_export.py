@@ -26,7 +26,7 @@ from ficli.image.intensity import normalize, percentile_range
 from ficli.model.nets import Generator, GeneratorConfig
 from ficli.image.phantom import phantom
 from ficli.inference.runtime import default_model_path
-from conftest import TINY, random_model_file as _random_model, shared_images
+from conftest import TINY, random_model_file as _random_model, shared_images, unboxed
 from hostile_files import leftovers, snapshot
 
 hostile = pytest.mark.hostile
@@ -53,11 +53,6 @@ def default_exports(tmp_path_factory) -> dict:
     if _have("onnx") and _have("onnxruntime"):
         paths["onnx"] = export_model(None, "onnx", folder / "ficli.onnx").path
     return paths
-
-
-def _flat(output: str) -> str:
-    """The output on one line: Typer's usage-error box wraps and frames its message."""
-    return " ".join(output.replace("│", " ").split())
 
 
 def _have(name: str) -> bool:
@@ -254,7 +249,7 @@ def test_export_unknown_format_is_a_usage_error(run_cli, tiny_model, tmp_path):
     before = snapshot(tmp_path)
     result = run_cli("export", "--model", tiny_model, "--format", "tflite", "--out", tmp_path / "m.tflite")
     assert result.exit_code == 2
-    assert "unknown format 'tflite'" in _flat(result.output) and "onnx, torchscript, bioimageio" in _flat(result.output)
+    assert "unknown format 'tflite'" in unboxed(result.output) and "onnx, torchscript, bioimageio" in unboxed(result.output)
     assert snapshot(tmp_path) == before
 
 
@@ -294,7 +289,7 @@ def test_export_scale_the_model_cannot_take_is_a_usage_error(run_cli, tiny_model
     before = snapshot(tmp_path)
     result = run_cli("export", "--model", model, "--format", "torchscript", "--out", tmp_path / "m.pt", "--scale", scale)
     assert result.exit_code == 2
-    assert ("not conditioned on the blur scale" if scale == "2" else "outside 1..8") in _flat(result.output)
+    assert ("not conditioned on the blur scale" if scale == "2" else "outside 1..8") in unboxed(result.output)
     assert snapshot(tmp_path) == before
 
 

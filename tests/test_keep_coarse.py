@@ -15,6 +15,8 @@ from ficli.image.phantom import phantom, to_dtype
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.model import modelfile
 
+from conftest import unboxed
+
 
 def _reference(y: np.ndarray, x: np.ndarray, s: float) -> np.ndarray:
     """y − G_σ(y − x) for one (H, W) plane: σ = s/2.4 px, taps out to COARSE_RADIUS, edges repeated,
@@ -107,3 +109,35 @@ def test_api_and_video_take_it_too(run_cli, tmp_path, conditioned_model):
         assert result.exit_code == 0, result.output
         frames[flag] = io.read_image(sorted((tmp_path / flag).glob("*.png"))[0]).data
     assert not np.array_equal(frames["--keep-coarse"], frames["--free-coarse"])
+
+
+def test_a_model_trained_with_the_coarse_content_kept_always_runs_with_it(run_cli, tmp_path, conditioned_model):
+    """`ficli train --keep-coarse` makes a model whose raw output is not an image (`coarse_kept`):
+    enhance, video and the API apply the step, --free-coarse is refused naming the file, and the
+    export graph's builder takes the field from the file's architecture."""
+    import dataclasses
+
+    from ficli import api
+    from ficli.errors import ConfigError
+    from ficli.tools.export import build_export_graph
+
+    g, config, meta = modelfile.load_model(conditioned_model)
+    kept_config = dataclasses.replace(config, coarse_kept=True)
+    g.config = kept_config  # the same weights, recorded as trained with the coarse content kept
+    kept_model = modelfile.save_model(tmp_path / "kept.safetensors", g, kept_config, {"scale": 4})
+    src = tmp_path / "in" / "a.tif"
+    io.write_image(src, to_dtype(phantom(64, 64, seed=5, peak_photons=None), np.uint16))
+    result = run_cli("enhance", src, "--out", tmp_path / "free", "--model", kept_model, "--scale", "3", "--free-coarse", "-q")
+    assert result.exit_code == 2 and "coarse content kept" in unboxed(result.output)  # a usage error
+    assert "kept.safetensors" in result.output.replace("│", "").replace("\n", "").replace(" ", "")
+    assert "Traceback" not in result.output and not (tmp_path / "free" / "a.tif").exists()
+    for model, out in ((kept_model, "k"), (conditioned_model, "c")):
+        assert run_cli("enhance", src, "--out", tmp_path / out, "--model", model, "--scale", "3", "-q").exit_code == 0
+    assert np.array_equal(io.read_image(tmp_path / "k" / "a.tif").data, io.read_image(tmp_path / "c" / "a.tif").data)
+    model = api.load_model(kept_model, device="cpu")
+    with pytest.raises(ConfigError, match="coarse content kept"):
+        api.enhance(model, io.read_image(src).data, scale=3.0, keep_coarse=False)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.runner(3.0)(x), keep_coarse(g(x, 3.0), x, 3.0))
+    assert build_export_graph(**dataclasses.asdict(kept_config)).generator.config.coarse_kept

@@ -360,3 +360,38 @@ def test_quiet_may_be_given_to_a_continued_run(dataset, tmp_path):
     cfg = _config(dataset, tmp_path / "q")
     assert differing_settings(cfg, {"quiet": True, "epochs": 9}) == []
     assert differing_settings(cfg, {"lr": 0.5}) == [f"--lr 0.5 (the run's: {cfg.lr})"]
+
+
+def test_keep_coarse_trains_on_the_kept_output_and_the_model_says_so(dataset, tmp_path):
+    """--keep-coarse: the step's loss is on y − B_s(y − x) (`degrade.keep_coarse`, whose own tests
+    compare it with a Gaussian written out), the file records `coarse_kept`, and validation scores
+    the kept output (checked against `validate` of the same weights without it)."""
+    import dataclasses
+
+    from ficli.image.degrade import keep_coarse
+    from ficli.model.nets import Generator
+    from ficli.training.train import generate, validate
+    from ficli.training.pairs import validation_pairs
+    from ficli.inference.engine import TileConfig
+
+    G = Generator(TINY_COND).eval()  # eval: spectral norm's power iteration would move between the calls
+    with torch.no_grad():
+        G.out_scale.fill_(0.5)
+    x, s = torch.rand(2, 1, 32, 32), torch.tensor([1.5, 4.0])
+    with torch.no_grad():
+        torch.testing.assert_close(generate(G, x, s, coarse_kept=True), keep_coarse(G(x, s), x, s))
+        assert not torch.allclose(generate(G, x, s), generate(G, x, s, coarse_kept=True))
+    cfg = _config(dataset, tmp_path / "kept", degradations="family", generator=dataclasses.replace(TINY_COND, coarse_kept=True), steps=3)
+    train(cfg)
+    config = modelfile.load_model(tmp_path / "kept" / "last.safetensors")[1]
+    assert config.coarse_kept and config.scale_input
+    G = modelfile.load_model(tmp_path / "kept" / "last.safetensors")[0]
+    pairs, tile = validation_pairs(cfg), TileConfig(tile=cfg.tile)
+    kept, free = validate(G, pairs, tile, coarse_kept=True), validate(G, pairs, tile)
+    with (tmp_path / "kept" / "metrics.csv").open(newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["val_psnr"]) == pytest.approx(kept["psnr"], abs=1e-6) and kept["psnr"] != free["psnr"]
+    from ficli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="family"):
+        _config(dataset, tmp_path / "x", generator=dataclasses.replace(TINY, coarse_kept=True))

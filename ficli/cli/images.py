@@ -284,7 +284,7 @@ def enhance(
         from ficli.inference.device import default_batch, resolve_device, resolve_precision
         from ficli.inference.engine import TileConfig
         from ficli.inference.enhance import EnhanceOptions, enhance_file
-        from ficli.inference.runtime import ready_generator, scale_chooser
+        from ficli.inference.runtime import check_coarse, ready_generator, scale_chooser
 
         with usage_errors():  # once, not once per file
             dev = resolve_device(device)
@@ -304,6 +304,7 @@ def enhance(
         generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
         channels = info["config"].channels
         with usage_errors():
+            check_coarse(info, options.keep_coarse)
             options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
 
         _enhance_batch(outs, out, info, options, lambda item, dest, on_fraction, record: enhance_file(

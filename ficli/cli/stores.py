@@ -80,7 +80,7 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
     from ficli.image import ngff, provenance
     from ficli.inference.chunked import enhance_store
     from ficli.inference.device import resolve_device
-    from ficli.inference.runtime import ready_generator
+    from ficli.inference.runtime import check_coarse, ready_generator
 
     ngff.require_zarr()
     outs = store_outputs(stores, out, shard, suffix)
@@ -90,6 +90,8 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
         check_dtype(ngff.open_image(src).dtype, src)
         ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     loaded = ready_generator(model, resolve_device(options.tile.device), compile_model=compile_model, on_notice=note)
+    with usage_errors():
+        check_coarse(loaded[1], options.keep_coarse)
     base = provenance.base("enhance", **provenance.model_fields(loaded[1]["path"]))
     start = time.perf_counter()
     for src, dest in outs.items():

@@ -98,7 +98,7 @@ def video(
             check_tiling(tile, overlap, batch or 1)
         from ficli.inference.device import default_batch, resolve_device, resolve_precision
         from ficli.inference.engine import TileConfig
-        from ficli.inference.runtime import ready_generator, scale_chooser
+        from ficli.inference.runtime import check_coarse, ready_generator, scale_chooser
         from ficli.video.pipeline import Section, VideoInterrupted, VideoOptions, check_video, default_output, enhance_video
 
         with usage_errors():
@@ -118,6 +118,7 @@ def video(
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
+                check_coarse(info, options.keep_coarse)
                 options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
             from ficli.image import provenance
 

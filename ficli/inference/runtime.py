@@ -149,6 +149,14 @@ def fixed_scale(info: dict, requested: float | None) -> float | None:
     return float(info.get("scale", 4) if requested is None else requested)
 
 
+def check_coarse(info: dict, keep_coarse: bool) -> None:
+    """ConfigError for --free-coarse (`keep_coarse` False) with a model trained with the coarse content
+    kept (`GeneratorConfig.coarse_kept`, `ficli train --keep-coarse`): its raw output is not an image."""
+    if not keep_coarse and getattr(info["config"], "coarse_kept", False):
+        raise ConfigError(f"--free-coarse: {info['path']} was trained with the coarse content kept (ficli train --keep-coarse), "
+                          "so its output is an image only with it; leave --free-coarse out, or use a model trained without it")
+
+
 # An estimate whose 68 % interval spans more than this ratio (high / low) is unsure: its lower end
 # is taken, which sharpens less (a blur told too small is left partly undone; one told too large is
 # over-sharpened, the harm the default must not do).

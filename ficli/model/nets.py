@@ -42,6 +42,9 @@ class GeneratorConfig:
     # Conditioned on the blur scale s of its input (docs/DESIGN.md section 8): a constant map (s - 1) / 3
     # beside the image at the head, as SRMD (Zhang et al., CVPR 2018) feeds its degradation maps.
     scale_input: bool = False
+    # Trained with the coarse content kept (`ficli train --keep-coarse`, docs/DEGRADATIONS.md): its loss
+    # saw y − B_s(y − x), so only that is an image; whoever runs it applies `degrade.keep_coarse` after it.
+    coarse_kept: bool = False
 
     @property
     def multiple(self) -> int:

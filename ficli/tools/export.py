@@ -96,11 +96,11 @@ class ExportGraph(nn.Module):
 
 
 def build_export_graph(channels: int, features: int, growth: int, layers: int, blocks: int,
-                       scale_input: bool, scale: float | None = None, trained: float = 4.0) -> ExportGraph:
+                       scale_input: bool, scale: float | None = None, trained: float = 4.0, coarse_kept: bool = False) -> ExportGraph:
     """An `ExportGraph` of plain (folded) convolutions for the given GeneratorConfig fields: the
     callable a bioimage.io package names, to load its state dict into."""
     config = GeneratorConfig(channels=channels, features=features, growth=growth, layers=layers, blocks=blocks,
-                             scale_input=scale_input)
+                             scale_input=scale_input, coarse_kept=coarse_kept)
     return ExportGraph(Generator(config, spectral_norm=False), scale, trained)
 
 

@@ -112,6 +112,8 @@ class TrainConfig:
             raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family or chain")
         if self.generator.scale_input != (self.degradations in CONDITIONED):
             raise ConfigError("a generator conditioned on the blur scale trains with --degradations family or chain, and only such a one")
+        if self.generator.coarse_kept and not self.generator.scale_input:
+            raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family or chain")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -162,7 +164,8 @@ class TrainConfig:
 
 def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool = False, adv_weight=None, mse_weight=None,
                         l1_weight=None, tg_weight=None, vgg_weight: float = 0.0, resnet_weight: float = 0.0, k_max: str = "N/2",
-                        features: int = 64, epochs: int | None = None, degradations: str = "paper", **settings) -> TrainConfig:
+                        features: int = 64, epochs: int | None = None, degradations: str = "paper", keep_coarse: bool = False,
+                        **settings) -> TrainConfig:
     """A new run's settings from `ficli train`'s options: the stage's presets (`PRESETS`), each
     overridden by an option that was given (None: not given). `settings` are TrainConfig fields
     (lr, batch, crop: None for the stage's). FicliError for a missing folder, an unknown --stage or
@@ -184,7 +187,8 @@ def config_from_options(stage: str, *, data, val, out, init=None, no_gan: bool =
     )
     cfg = TrainConfig.for_stage(stage, data=tuple(data), val=val, out=str(out), init=str(init) if init else None, weights=weights,
                                 gan=not no_gan, epochs=epochs or 100, degradations=degradations,
-                                generator=GeneratorConfig(features=features, scale_input=degradations in CONDITIONED), **settings)
+                                generator=GeneratorConfig(features=features, scale_input=degradations in CONDITIONED, coarse_kept=keep_coarse),
+                                **settings)
     if cfg.crop % 4:
         raise FicliError(f"--crop must be a multiple of 4, got {cfg.crop}")
     return cfg
@@ -196,7 +200,7 @@ RUN_MAY_CHANGE = {"data", "val", "out", "resume", "continue_from", "epochs", "de
 # Options whose name or value differs from the setting they make: option -> (setting, value as stored).
 _OPTION_SETTINGS = {"no_gan": ("gan", lambda v: not v), "tg_weight": ("tg", None), "adv_weight": ("adv", None), "mse_weight": ("mse", None),
                     "l1_weight": ("smooth_l1", None), "vgg_weight": ("vgg", None), "resnet_weight": ("resnet", None),
-                    "init": ("init", lambda v: str(v) if v else None),
+                    "init": ("init", lambda v: str(v) if v else None), "keep_coarse": ("coarse_kept", None),
                     "kernels": ("kernels", lambda v: kernel_list(v)), "k_max": ("k_max", lambda v: int(v) if str(v).isdigit() else v)}
 
 

@@ -39,6 +39,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ficli.image import io
+from ficli.image.degrade import keep_coarse, keep_coarse_array
 from ficli.model import modelfile
 from ficli.inference.device import device_sync, resolve_device, training_autocast
 from ficli.inference.engine import TileConfig, run_tiled
@@ -62,23 +63,29 @@ class DivergedError(FicliError):
 # ------------------------------------------------------------------------------------ validation
 
 
-def validate(generator: torch.nn.Module, pairs, tile: TileConfig) -> dict[str, float]:
+def validate(generator: torch.nn.Module, pairs, tile: TileConfig, coarse_kept: bool = False) -> dict[str, float]:
     """Mean PSNR/SSIM of G and of the bicubic input against HR, on the normalised [0, 1] scale.
 
     A generator conditioned on the blur scale gets each pair's s, and is also run on the sharp HR
     images told s = 1: `identity_psnr` is PSNR(G(X), X), how little it changes a sharp image.
+    `coarse_kept`: each output keeps its input's coarse content (on the whole image, as enhance does).
     """
+
+    def run(image: np.ndarray, s: float | None) -> np.ndarray:
+        out = run_tiled(generator if s is None else functools.partial(generator, scale=s), image, tile)
+        return keep_coarse_array(out, image, s) if coarse_kept else out
+
     was_training = generator.training
     generator.eval()
     scores = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
     for lr, hr, scale in pairs:
-        sr = run_tiled(generator if scale is None else functools.partial(generator, scale=scale), lr, tile)
+        sr = run(lr, scale)
         for name, img in (("", sr), ("bicubic_", lr)):
             a, b = np.moveaxis(img, 0, -1), np.moveaxis(hr, 0, -1)
             scores[name + "psnr"].append(psnr(a, b))
             scores[name + "ssim"].append(ssim(a, b))
         if scale is not None:
-            same = run_tiled(functools.partial(generator, scale=1.0), hr, tile)
+            same = run(hr, 1.0)
             scores.setdefault("identity_psnr", []).append(psnr(np.moveaxis(same, 0, -1), np.moveaxis(hr, 0, -1)))
     generator.train(was_training)
     return {k: float(np.mean(v)) for k, v in scores.items()}
@@ -129,15 +136,20 @@ def lr_factor(step: int, total: int, schedule: str = "constant", warmup: int = 0
     return 1.0
 
 
-def generate(G, lr: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-    """G's output for a batch: G(lr), or G(lr, cond) when the degrader gave a condition."""
-    return G(lr) if cond is None else G(lr, cond)
+def generate(G, lr: torch.Tensor, cond: torch.Tensor | None, coarse_kept: bool = False) -> torch.Tensor:
+    """G's output for a batch: G(lr), or G(lr, cond) when the degrader gave a condition; with
+    `coarse_kept` (a conditioned generator), the input's coarse content kept (`degrade.keep_coarse`)."""
+    if cond is None:
+        return G(lr)
+    pred = G(lr, cond)
+    return keep_coarse(pred, lr, cond) if coarse_kept else pred
 
 
-def train_step(G, D, opt_g, opt_d, lr, hr, cond, weights: LossWeights, perceptual, autocast, times: PartTimes) -> dict[str, float]:
+def train_step(G, D, opt_g, opt_d, lr, hr, cond, weights: LossWeights, perceptual, autocast, times: PartTimes,
+               coarse_kept: bool = False) -> dict[str, float]:
     """One optimisation step of the critic (if any) and the generator; the unweighted loss terms."""
     with times.part("g_fwd"), autocast:
-        pred = generate(G, lr, cond)
+        pred = generate(G, lr, cond, coarse_kept)
     if D is not None:
         with times.part("critic"):
             with autocast:
@@ -332,7 +344,7 @@ def train(cfg: TrainConfig, progress: Progress = Progress(), resume: bool = Fals
         rng_states = _gather_rng_states(run.rng, world)
         if rank == 0:
             with times.part("val"):
-                scores = validate(run.ema if run.ema is not None else G, pairs, tile)
+                scores = validate(run.ema if run.ema is not None else G, pairs, tile, cfg.generator.coarse_kept)
             row.update({f"val_{k}": v for k, v in scores.items()})
             stale = _end_epoch(run, epoch, row, times, clock, t0, c0, rng_states, progress)
         if world > 1:
@@ -437,7 +449,7 @@ def _train_epoch(run: _Run, work: _Work, epoch: int, times: PartTimes, clock: _C
             hr_batch = hr_batch.to(run.device, non_blocking=True).contiguous(memory_format=layout)
             cond = cond.to(run.device) if cond is not None else None
         terms = train_step(work.g_train, work.d_train, run.opt_g, run.opt_d, lr_batch, hr_batch, cond, cfg.weights, work.perceptual,
-                           work.autocast, times)
+                           work.autocast, times, cfg.generator.coarse_kept)
         _check_finite_terms(terms, epoch, step, global_step, cfg, run.out, run.saved_epoch)
         if run.ema is not None:
             with times.part("g_bwd"):
@@ -519,7 +531,8 @@ def _init_from(G: Generator, path: str, device: torch.device) -> list[dict]:
     # A model that is not conditioned may start a conditioned run: its head gets a zero-weighted
     # input for the scale map, so the new generator begins as exactly the old one, whatever s.
     widened = not config.scale_input and G.config.scale_input
-    if dataclasses.replace(config, scale_input=G.config.scale_input) != G.config:
+    # It may also start a run trained with the coarse content kept (`coarse_kept`: the same weights).
+    if dataclasses.replace(config, scale_input=G.config.scale_input, coarse_kept=G.config.coarse_kept) != G.config:
         raise ModelFileError(f"{path}: the model's architecture {config} differs from this run's {G.config}; train from scratch or use a matching --init")
     with torch.no_grad():
         for name, module in G.named_modules():
