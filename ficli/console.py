@@ -396,6 +396,8 @@ def info_table(summary: dict):
     table.add_row("architecture", f"FI-GAN generator: {c['channels']} channel(s), {c['features']} features, {c['blocks']} residual dense blocks of {c['layers']} layers, growth {c['growth']}")
     table.add_row("parameters", f"{summary['parameters']:,}")
     table.add_row("blur scale", f"conditioned on the input's scale (trained at ×{summary['scale']})" if c.get("scale_input") else f"×{summary['scale']} (fixed)")
+    if c.get("coarse_kept"):
+        table.add_row("coarse content", "trained with it kept (train --keep-coarse): always run with it, no --free-coarse")
     norm = summary["info"].get("normalize")
     if norm:
         table.add_row("normalisation", f"percentiles {norm['lo_pct']} / {norm['hi_pct']}")

@@ -77,7 +77,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training.runs": {"errors", "image.io", "image.intensity", "image.degrade", "inference.device", "model.nets", "model.losses",
                       "model.modelfile"},
     "training.pairs": {"errors", "image.io", "image.intensity", "image.degrade", "training.runs"},
-    "training.train": {"errors", "image.io", "inference.device", "inference.engine", "model.nets", "model.losses",
+    "training.train": {"errors", "image.io", "image.degrade", "inference.device", "inference.engine", "model.nets", "model.losses",
                        "image.metrics", "model.modelfile", "training.pairs", "training.runs"},
     "tools.bench": {"errors", "image.io", "defaults", "inference.device", "inference.engine", "model.nets",
                     "model.losses", "model.modelfile", "inference.runtime", "image.phantom", "tools.timing",

@@ -141,3 +141,4 @@ def test_a_model_trained_with_the_coarse_content_kept_always_runs_with_it(run_cl
     with torch.no_grad():
         torch.testing.assert_close(model.runner(3.0)(x), keep_coarse(g(x, 3.0), x, 3.0))
     assert build_export_graph(**dataclasses.asdict(kept_config)).generator.config.coarse_kept
+    assert "trained with it kept" in unboxed(run_cli("info", kept_model).output)

@@ -63,7 +63,7 @@ def test_save_refuses_a_config_that_is_not_the_generators(tmp_path):
 def test_model_info_reads_metadata_only(saved):
     _, path = saved
     info = model_info(path)
-    assert info["config"] == {"channels": 1, "features": 8, "growth": 4, "layers": 2, "blocks": 2, "scale_input": False}
+    assert info["config"] == {"channels": 1, "features": 8, "growth": 4, "layers": 2, "blocks": 2, "scale_input": False, "coarse_kept": False}
     assert info["scale"] == 4 and info["format_version"] == "1"
     assert info["info"] == {k: v for k, v in META.items() if k != "scale"}
     assert info["parameters"] == count_parameters(Generator(CFG, spectral_norm=False))
