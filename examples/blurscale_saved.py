@@ -4,7 +4,8 @@
 
 Each image (central 256²) is degraded with each kernel (pil, area, cv2) and a native PSF
 (σ = s/2.4) at s = 1, 2, 3, 4, without noise and with 100-photon shot noise, then saved as each
-file kind (its own type, 8-bit, dim 8-bit, 12 bits in 16, 16-bit narrow, float); the learned
+file kind (its own type, 8-bit, dim 8-bit, 12 bits in 16, 16-bit narrow, float; `--kinds` chooses, and
+can add an H.264-coded 8-bit frame); the learned
 estimate (`blurscale.estimate_scale`) and the template fit (`estimate_scale_template`) are asked
 for s, and the s that `--scale auto` tells (`runtime.told_scale`: the learned estimate, or where
 it is unsure the smaller of its interval's lower end and the template fit). Prints Markdown tables
@@ -21,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from savedfiles import load_unit, save_as  # the example beside this one
+from savedfiles import VIDEO_KINDS, load_unit, save_as  # the example beside this one
 
-from ficli.image import io
+from ficli.image import blurscale, io
 from ficli.image.blurscale import estimate_scale, estimate_scale_template
 from ficli.image.degrade import PSF_S_PER_SIGMA, Degradation, degrade
 from ficli.inference.runtime import told_scale
@@ -55,7 +56,14 @@ def main() -> None:
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--side", type=int, default=256)
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"file kinds, comma-separated [{','.join(KINDS)}]; also: {', '.join(VIDEO_KINDS)}")
+    parser.add_argument("--mlp", type=Path, help="another learned estimator's file (train_blurscale.py --out) [the shipped one]")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(","))
+    if args.mlp:
+        blurscale.MLP_FILE = args.mlp
+        blurscale.mlp_weights.cache_clear()
     items = io.collect_inputs(args.inputs, recursive=True)
     rec = []  # (kind, kernel, s, peak, learned, low, high, template, told, image)
     started = time.time()
@@ -68,7 +76,7 @@ def main() -> None:
                     continue  # s = 1 is the image as it is, whatever the kernel
                 for peak in NOISE:
                     y = degrade(x, setting(kernel, s, peak), rng, top=1.0)
-                    for kind in KINDS:
+                    for kind in kinds:
                         saved = save_as(y, kind, rng, fraction=None, own=(levels, top))
                         learned, template = estimate_scale(saved), estimate_scale_template(saved)
                         told = told_scale(learned, template)[0] if learned.scale is not None else np.nan
@@ -89,15 +97,15 @@ def main() -> None:
           f"true s inside the learned 68 % interval {np.mean((low <= s) & (s <= high)):.0%}")
     print(f"told by --scale auto: within ±0.5 {ok_told.mean():.1%}, more than 0.5 above the truth {np.mean(told - s > 0.5):.1%}, "
           f"more than 0.5 below {np.mean(s - told > 0.5):.1%}")
-    table("Told by --scale auto, share within ±0.5, by file kind", KINDS, SCALES, ok_told, kind, s)
-    table("Told by --scale auto, share more than 0.5 above the truth (over-sharpening), by file kind", KINDS, SCALES,
+    table("Told by --scale auto, share within ±0.5, by file kind", kinds, SCALES, ok_told, kind, s)
+    table("Told by --scale auto, share more than 0.5 above the truth (over-sharpening), by file kind", kinds, SCALES,
           told - s > 0.5, kind, s)
-    table("Learned, share within ±0.5, by file kind", KINDS, SCALES, ok_l, kind, s)
-    table("Template fit (before), share within ±0.5, by file kind", KINDS, SCALES, ok_t, kind, s)
+    table("Learned, share within ±0.5, by file kind", kinds, SCALES, ok_l, kind, s)
+    table("Template fit (before), share within ±0.5, by file kind", kinds, SCALES, ok_t, kind, s)
     table("Learned, share within ±0.5, by kernel", KERNELS, SCALES, ok_l, kernel, s)
     noise = np.where(peak > 0, "100 photons", "no noise")
     table("Learned, share within ±0.5, by noise", ("no noise", "100 photons"), SCALES, ok_l, noise, s)
-    print("\nLearned, mean signed error by file kind: " + ", ".join(f"{k} {np.nanmean((est - s)[kind == k]):+.2f}" for k in KINDS))
+    print("\nLearned, mean signed error by file kind: " + ", ".join(f"{k} {np.nanmean((est - s)[kind == k]):+.2f}" for k in kinds))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 `simulate` makes what users hold: a sharp crop degraded by one setting of the family (a resampling
 kernel at s, optionally a PSF at the native grid told s = 2.4·σ, or left as it is), with or without shot and
 read noise, then saved as a file would hold it: float, 8-bit full or dim, 12 bits in 16, 16-bit
-with a narrow range, or 8-bit JPEG. `FILE_KINDS` names them; `save_as` does one.
+with a narrow range, or 8-bit JPEG. `FILE_KINDS` names them; `save_as` does one. `VIDEO_KINDS` adds an
+8-bit frame of an H.264 video (x264, CRF 10-28, 4:2:0, as a camera or a screen recorder writes one),
+which the shipped estimator was not trained on (`train_blurscale.py --h264` trains with it).
 """
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -26,6 +30,7 @@ FILE_KINDS = {
     "16-bit narrow": ((0.003, 0.3), 65535),
     "8-bit JPEG": ((0.3, 1.0), 255),
 }
+VIDEO_KINDS = {"8-bit H.264": ((0.3, 1.0), 255)}
 
 
 def load_unit(path: Path, side: int = 512, own: bool = False):
@@ -56,16 +61,36 @@ def save_as(y: np.ndarray, kind: str, rng: np.random.Generator, fraction: float 
         if top == 1.0:  # a float source stays float
             return y.astype(np.float32)
         return (np.clip(np.round(np.clip(y, 0, None) * levels), 0, top) / top).astype(np.float32)
-    if FILE_KINDS[kind] is None:
+    kinds = {**FILE_KINDS, **VIDEO_KINDS}
+    if kinds[kind] is None:
         return y.astype(np.float32)
-    (lo, hi), top = FILE_KINDS[kind]
+    (lo, hi), top = kinds[kind]
     fraction = fraction or float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     levels = max(2.0, top * fraction)
     saved = np.clip(np.round(np.clip(y, 0, None) * levels), 0, top)
     if kind == "8-bit JPEG":
         ok, data = cv2.imencode(".jpg", saved.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
         saved = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if kind == "8-bit H.264":
+        saved = h264_frame(saved.astype(np.uint8), int(rng.integers(10, 29)))
     return (saved / top).astype(np.float32)
+
+
+def h264_frame(frame: np.ndarray, crf: int) -> np.ndarray:
+    """A gray uint8 frame as an H.264 video holds it: coded by x264 (preset medium, 4:2:0, `crf`)
+    through ffmpeg and decoded back (odd sides padded by repetition, cropped back)."""
+    from ficli.video.ffmpeg import ffmpeg_exe
+
+    h, w = frame.shape
+    padded = np.pad(frame, ((0, h % 2), (0, w % 2)), mode="edge")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "f.mp4"
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s",
+                        f"{padded.shape[1]}x{padded.shape[0]}", "-i", "pipe:0", "-c:v", "libx264", "-preset", "medium",
+                        "-crf", str(crf), "-pix_fmt", "yuv420p", str(clip)], input=padded.tobytes(), check=True)
+        raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray",
+                              "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8)[: padded.size].reshape(padded.shape)[:h, :w]
 
 
 def random_setting(rng: np.random.Generator, s_max: float = 6.0, native_psf: float = 0.0) -> Degradation:
@@ -87,9 +112,10 @@ def random_setting(rng: np.random.Generator, s_max: float = 6.0, native_psf: flo
                        psf_sigma=float(rng.uniform(0, 1.5 * (s - 1) / 3)), **noise)
 
 
-def simulate(x: np.ndarray, rng: np.random.Generator, kind: str | None = None) -> tuple[np.ndarray, float, str]:
-    """(the saved file's values on [0, 1], its blur scale, its kind) for one random setting."""
+def simulate(x: np.ndarray, rng: np.random.Generator, kind: str | None = None, kinds=FILE_KINDS) -> tuple[np.ndarray, float, str]:
+    """(the saved file's values on [0, 1], its blur scale, its kind: `kind`, or drawn from `kinds`) for
+    one random setting."""
     setting = random_setting(rng)
-    kind = kind or list(FILE_KINDS)[rng.integers(len(FILE_KINDS))]
+    kind = kind or list(kinds)[rng.integers(len(kinds))]
     y = degrade(x, setting, rng, top=1.0)
     return save_as(y, kind, rng), blur_scale(setting), kind

@@ -18,19 +18,19 @@ import time
 
 import numpy as np
 import torch
-from savedfiles import load_unit, simulate  # the example beside this one
+from savedfiles import FILE_KINDS, VIDEO_KINDS, load_unit, simulate  # the example beside this one
 
 from ficli.image import io
 from ficli.image.blurscale import MLP_FILE, features
 
 
-def dataset(paths, per_image: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def dataset(paths, per_image: int, seed: int, kinds=FILE_KINDS) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for path in paths:
         x = load_unit(path, side=384)
         for _ in range(per_image):
-            y, s, _ = simulate(x, rng)
+            y, s, _ = simulate(x, rng, kinds=kinds)
             f = features([y])
             if f is not None and f[0] is not None:
                 xs.append(f[0])
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(MLP_FILE))
+    parser.add_argument("--h264", action="store_true", help="also H.264-coded 8-bit frames (savedfiles.VIDEO_KINDS); not in the shipped file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     paths = [item.path for item in io.collect_inputs(args.inputs, recursive=True)]
@@ -73,8 +74,9 @@ def main() -> None:
     order = rng.permutation(len(paths))
     check = {int(i) for i in order[: max(1, len(paths) // 10)]}
     started = time.time()
-    xtr, ytr = dataset([p for i, p in enumerate(paths) if i not in check], args.per_image, args.seed)
-    xte, yte = dataset([p for i, p in enumerate(paths) if i in check], args.per_image, args.seed + 1)
+    kinds = {**FILE_KINDS, **VIDEO_KINDS} if args.h264 else FILE_KINDS
+    xtr, ytr = dataset([p for i, p in enumerate(paths) if i not in check], args.per_image, args.seed, kinds)
+    xte, yte = dataset([p for i, p in enumerate(paths) if i in check], args.per_image, args.seed + 1, kinds)
     print(f"{len(xtr)} training and {len(xte)} check samples from {len(paths)} images in {time.time() - started:.0f} s")
     net, mean, std = fit(xtr, ytr, args.steps, args.seed)
     with torch.no_grad():

@@ -395,3 +395,20 @@ def test_keep_coarse_trains_on_the_kept_output_and_the_model_says_so(dataset, tm
 
     with pytest.raises(ConfigError, match="family"):
         _config(dataset, tmp_path / "x", generator=dataclasses.replace(TINY, coarse_kept=True))
+
+
+def test_resampling_degradations_are_the_family_without_psf_and_noise(dataset, tmp_path):
+    """--degradations resampling: the family's kernels and s alone. A flat crop stays exactly flat
+    (no noise), where the family puts noise on about half of such crops; the ranges are the family's
+    with no PSF and no noise, and the generator is told s."""
+    from ficli.training.pairs import FAMILY, family_degrader, family_ranges
+
+    cfg = _config(dataset, tmp_path / "r", degradations="resampling", generator=TINY_COND)
+    ranges = family_ranges(cfg)
+    assert (ranges.psf_sigma_max, ranges.poisson_p, ranges.read_p) == (0.0, 0.0, 0.0)
+    assert (ranges.kernels, ranges.scale_max, ranges.sharp_fraction) == (FAMILY.kernels, FAMILY.scale_max, FAMILY.sharp_fraction)
+    flat = torch.full((32, 1, 40, 40), 0.5)
+    lr, s = family_degrader(flat, cfg, np.random.default_rng(0))
+    assert torch.allclose(lr, flat, atol=1e-5) and s.shape == (32,) and (s > 1).any()
+    noisy, _ = family_degrader(flat, _config(dataset, tmp_path / "f", degradations="family", generator=TINY_COND), np.random.default_rng(0))
+    assert (noisy - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 8

@@ -178,6 +178,10 @@ FAMILY = DegradationRanges()
 # narrow ranges hold them (half of those rounded on the small grid, as a camera does before an
 # enlargement). docs/DEGRADATIONS.md.
 CHAIN = DegradationRanges(native_p=0.25, quantize_p=0.6, poisson_peak=(15.0, 3000.0), poisson_p=0.6)
+# --degradations resampling: the family's kernels and s alone, without a PSF and without noise (issue 24,
+# round 3): from the default's weights it harms held-out sources less at s = 2 (models/MODEL_CARD.md).
+RESAMPLING = DegradationRanges(psf_sigma_max=0.0, poisson_p=0.0, read_p=0.0)
+RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING}
 
 
 def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +192,8 @@ def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
 
 
 def family_ranges(cfg: TrainConfig) -> DegradationRanges:
-    """The ranges of --degradations family or chain, with the run's --kernels."""
-    return dataclasses.replace(CHAIN if cfg.degradations == "chain" else FAMILY, kernels=tuple(cfg.kernels))
+    """The ranges of --degradations family, chain or resampling, with the run's --kernels."""
+    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels))
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":

@@ -44,8 +44,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
 # kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
 # generator told its s (GeneratorConfig.scale_input).
-DEGRADATIONS = ("paper", "family", "chain")
-CONDITIONED = ("family", "chain")  # the --degradations whose generator is told the blur scale
+DEGRADATIONS = ("paper", "family", "chain", "resampling")
+CONDITIONED = ("family", "chain", "resampling")  # the --degradations whose generator is told the blur scale
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,11 @@ class TrainConfig:
         if not self.kernels or any(k not in KERNELS for k in self.kernels) or len(set(self.kernels)) != len(self.kernels):
             raise ConfigError(f"--kernels {','.join(self.kernels)!r}: a comma-separated list of distinct kernels from {','.join(KERNELS)}")
         if tuple(self.kernels) != KERNELS and self.degradations not in CONDITIONED:
-            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family or chain")
+            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family, chain or resampling")
         if self.generator.scale_input != (self.degradations in CONDITIONED):
-            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family or chain, and only such a one")
+            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, chain or resampling, and only such a one")
         if self.generator.coarse_kept and not self.generator.scale_input:
-            raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family or chain")
+            raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family, chain or resampling")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
