@@ -104,11 +104,10 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
 def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
              precision: str, keep_coarse: bool = True):
     """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
+    from ficli.inference.enhance import EnhanceOptions
     from ficli.inference.runtime import check_coarse
 
     check_coarse(_info(model.config, model.metadata, model.path), keep_coarse)
-    from ficli.inference.enhance import EnhanceOptions
-
     return EnhanceOptions(
         upscale=upscale, normalize=normalize, scale_for=model.chooser(scale), keep_coarse=keep_coarse,
         tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(model.device), device=str(model.device), precision=precision),

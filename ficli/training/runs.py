@@ -43,7 +43,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # "paper": every input made by the paper's fixed ×scale PIL bicubic (optional PSF blur and noise from
 # the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
 # kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
-# generator told its s (GeneratorConfig.scale_input).
+# generator told its s (GeneratorConfig.scale_input); "chain": the family plus the acquisition chain of
+# saved files; "resampling": the family's kernels and s alone (`pairs.RANGES`).
 DEGRADATIONS = ("paper", "family", "chain", "resampling")
 CONDITIONED = ("family", "chain", "resampling")  # the --degradations whose generator is told the blur scale
 
