@@ -16,7 +16,6 @@ at s = 1 PSNR(G(X), X) instead. `--mlp` reads with another estimator file (train
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from blurscale_video import write_gray_clip  # the examples beside this one
 from calibrate_blurscale import load_gray
+from savedfiles import first_gray_frame
 
 from ficli.image import blurscale, io
 from ficli.image.degrade import shrink_enlarge
@@ -31,15 +31,8 @@ from ficli.image.intensity import percentile_range
 from ficli.image.metrics import psnr
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.inference.runtime import learned_reading, load_generator, told_scale
-from ficli.video.ffmpeg import ffmpeg_exe
 
 SCALES = (1.0, 2.0, 3.0, 4.0)
-
-
-def first_frame(clip: Path, side: int) -> np.ndarray:
-    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
-                         capture_output=True, check=True).stdout
-    return np.frombuffer(raw, np.uint8)[: side * side].reshape(side, side).astype(np.float32) / 255
 
 
 def main() -> None:
@@ -77,7 +70,8 @@ def main() -> None:
             told: dict[str, list[float]] = {"auto": [], "learned": [], "true": []}
             for i, x in enumerate(images):
                 frame = np.round(np.clip(shrink_enlarge(x, s, "pil") if s > 1 else x, 0, 1) * 255).astype(np.uint8)
-                y = first_frame(write_gray_clip(Path(tmp) / f"{i}.mp4", [frame, frame], codec), args.side)
+                clip = write_gray_clip(Path(tmp) / f"{i}.mp4", [frame, frame], codec)
+                y = first_gray_frame(clip, (args.side, args.side)).astype(np.float32) / 255
                 learned, template = blurscale.readings([y])
                 rules = {"auto": told_scale(learned, template)[0] if learned.scale else trained,
                          "learned": learned_reading(learned)[0] if learned.scale else trained, "true": s}

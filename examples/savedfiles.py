@@ -88,9 +88,16 @@ def h264_frame(frame: np.ndarray, crf: int) -> np.ndarray:
         subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s",
                         f"{padded.shape[1]}x{padded.shape[0]}", "-i", "pipe:0", "-c:v", "libx264", "-preset", "medium",
                         "-crf", str(crf), "-pix_fmt", "yuv420p", str(clip)], input=padded.tobytes(), check=True)
-        raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray",
-                              "pipe:1"], capture_output=True, check=True).stdout
-    return np.frombuffer(raw, np.uint8)[: padded.size].reshape(padded.shape)[:h, :w]
+        return first_gray_frame(clip, padded.shape)[:h, :w]
+
+
+def first_gray_frame(clip: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The first frame of a video file decoded by ffmpeg as gray uint8 of `shape` (height, width)."""
+    from ficli.video.ffmpeg import ffmpeg_exe
+
+    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8)[: shape[0] * shape[1]].reshape(shape)
 
 
 def random_setting(rng: np.random.Generator, s_max: float = 6.0, native_psf: float = 0.0) -> Degradation:
