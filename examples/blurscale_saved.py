@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from savedfiles import VIDEO_KINDS, load_unit, save_as  # the example beside this one
+from savedfiles import VIDEO_KINDS, load_unit, save_as, use_estimator  # the example beside this one
 
-from ficli.image import blurscale, io
+from ficli.image import io
 from ficli.image.blurscale import estimate_scale, estimate_scale_template
 from ficli.image.degrade import PSF_S_PER_SIGMA, Degradation, degrade
 from ficli.inference.runtime import told_scale
@@ -62,8 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = tuple(k.strip() for k in args.kinds.split(","))
     if args.mlp:
-        blurscale.MLP_FILE = args.mlp
-        blurscale.mlp_weights.cache_clear()
+        use_estimator(args.mlp)
     items = io.collect_inputs(args.inputs, recursive=True)
     rec = []  # (kind, kernel, s, peak, learned, low, high, template, told, image)
     started = time.time()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from blurscale_video import write_gray_clip  # the examples beside this one
 from calibrate_blurscale import load_gray
-from savedfiles import first_gray_frame
+from savedfiles import first_gray_frame, use_estimator
 
 from ficli.image import blurscale, io
 from ficli.image.degrade import shrink_enlarge
@@ -43,8 +43,7 @@ def main() -> None:
     parser.add_argument("--mlp", type=Path, help="another learned estimator's file [the shipped one]")
     args = parser.parse_args()
     if args.mlp:
-        blurscale.MLP_FILE = args.mlp
-        blurscale.mlp_weights.cache_clear()
+        use_estimator(args.mlp)
     torch.set_num_threads(1)
     generator, info = load_generator(None, torch.device("cpu"))
     trained = float(info.get("scale", 4))

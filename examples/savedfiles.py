@@ -100,6 +100,15 @@ def first_gray_frame(clip: Path, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(raw, np.uint8)[: shape[0] * shape[1]].reshape(shape)
 
 
+def use_estimator(path: Path) -> None:
+    """Read blur scales with the learned estimator in `path` (`train_blurscale.py --out`) instead of
+    the shipped one, for the rest of this process."""
+    from ficli.image import blurscale
+
+    blurscale.MLP_FILE = Path(path)
+    blurscale.mlp_weights.cache_clear()
+
+
 def random_setting(rng: np.random.Generator, s_max: float = 6.0, native_psf: float = 0.0) -> Degradation:
     """One setting: 25 % as it is, a fraction `native_psf` a PSF at the native grid (told 2.4·σ),
     else a kernel at s in (1, s_max] with the family's PSF tie; shot noise (10-3000 photons) on
