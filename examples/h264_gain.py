@@ -10,7 +10,8 @@ estimators (`blurscale.readings`) and enhanced as `ficli enhance` does (the coar
 told (a) the shipped rule's s (`runtime.told_scale`: the smaller of the learned and template
 readings), (b) the learned reading alone (`runtime.learned_reading`) and (c) the true s. Prints, per
 s, the mean gain in PSNR over the decoded frame (worst image) against the sharp 8-bit-range image;
-at s = 1 PSNR(G(X), X) instead. `--mlp` reads with another estimator file (train_blurscale.py --h264).
+at s = 1 PSNR(G(X), X) instead. `--mlp` reads with another estimator file (train_blurscale.py --h264),
+`--model` enhances with another model file.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=18)
     parser.add_argument("--side", type=int, default=256)
     parser.add_argument("--mlp", type=Path, help="another learned estimator's file [the shipped one]")
+    parser.add_argument("--model", help="another model file (e.g. a `ficli train --degradations video` run) [the default]")
     args = parser.parse_args()
     if args.mlp:
         use_estimator(args.mlp)
     torch.set_num_threads(1)
-    generator, info = load_generator(None, torch.device("cpu"))
+    generator, info = load_generator(args.model, torch.device("cpu"))
     trained = float(info.get("scale", 4))
     codec = ("-c:v", "libx264", "-preset", "medium", "-crf", str(args.crf), "-pix_fmt", "yuv420p")
     images = []

@@ -11,13 +11,12 @@ which the shipped estimator was not trained on (`train_blurscale.py --h264` trai
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ficli.image import io
+from ficli.image import h264, io
 from ficli.image.intensity import percentile_range
 from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, blur_scale, degrade
 
@@ -72,30 +71,13 @@ def save_as(y: np.ndarray, kind: str, rng: np.random.Generator, fraction: float 
         ok, data = cv2.imencode(".jpg", saved.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])
         saved = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if kind == "8-bit H.264":
-        saved = h264_frame(saved.astype(np.uint8), int(rng.integers(10, 29)))
+        saved = h264.code_frame(saved.astype(np.uint8), int(rng.integers(10, 29)))
     return (saved / top).astype(np.float32)
-
-
-def h264_frame(frame: np.ndarray, crf: int) -> np.ndarray:
-    """A gray uint8 frame as an H.264 video holds it: coded by x264 (preset medium, 4:2:0, `crf`)
-    through ffmpeg and decoded back (odd sides padded by repetition, cropped back)."""
-    from ficli.video.ffmpeg import ffmpeg_exe
-
-    h, w = frame.shape
-    padded = np.pad(frame, ((0, h % 2), (0, w % 2)), mode="edge")
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "f.mp4"
-        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s",
-                        f"{padded.shape[1]}x{padded.shape[0]}", "-i", "pipe:0", "-c:v", "libx264", "-preset", "medium",
-                        "-crf", str(crf), "-pix_fmt", "yuv420p", str(clip)], input=padded.tobytes(), check=True)
-        return first_gray_frame(clip, padded.shape)[:h, :w]
 
 
 def first_gray_frame(clip: Path, shape: tuple[int, int]) -> np.ndarray:
     """The first frame of a video file decoded by ffmpeg as gray uint8 of `shape` (height, width)."""
-    from ficli.video.ffmpeg import ffmpeg_exe
-
-    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
+    raw = subprocess.run([h264.ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
                          capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8)[: shape[0] * shape[1]].reshape(shape)
 

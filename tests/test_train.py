@@ -412,3 +412,21 @@ def test_resampling_degradations_are_the_family_without_psf_and_noise(dataset, t
     assert torch.allclose(lr, flat, atol=1e-5) and s.shape == (32,) and (s > 1).any()
     noisy, _ = family_degrader(flat, _config(dataset, tmp_path / "f", degradations="family", generator=TINY_COND), np.random.default_rng(0))
     assert (noisy - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 8
+
+
+def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset, tmp_path):
+    """--degradations video: resampling with about half of the blurred crops coded as H.264 frames:
+    those sit on the 8-bit grid, the others (resampled floats) almost never do; sharp crops are
+    never coded, and a short run trains and validates."""
+    from ficli.training.pairs import RESAMPLING, family_degrader, family_ranges
+
+    cfg = _config(dataset, tmp_path / "v", degradations="video", generator=TINY_COND, steps=2)
+    assert family_ranges(cfg).h264_p == 0.5 and family_ranges(cfg).psf_sigma_max == RESAMPLING.psf_sigma_max
+    hr = torch.rand(64, 1, 40, 40)
+    lr, s = family_degrader(hr, cfg, np.random.default_rng(0))
+    on_grid = ((lr * 255 - (lr * 255).round()).abs().amax(dim=(1, 2, 3)) < 1e-3)
+    blurred = s > 1
+    assert torch.equal(lr[~blurred], hr[~blurred])
+    assert 0.25 < on_grid[blurred].float().mean() < 0.75
+    train(cfg)
+    assert float(_rows(Path(cfg.out))[-1]["val_psnr"]) > 0

@@ -64,6 +64,7 @@ def degrade(
     gaussian_sigma: float = typer.Option(0.0, "--gaussian-sigma", help="Gaussian read noise on the small image, standard deviation as a fraction of the image's maximum, 0 to 1; default 0 = none."),
     levels: float = typer.Option(0.0, "--levels", help="Round the result to this many grey levels between 0 and the image's maximum, as a camera or file of that depth holds it (e.g. 255 for an 8-bit image that fills its range, 40 for a dim one, 4095 for 12 bits), 2 to 1e6; default 0 = only the output type's own rounding."),
     levels_small: bool = typer.Option(False, "--levels-before-enlarge", help="Round the small image (the camera's pixels) before U enlarges it, as an undersampled acquisition later enlarged is; default: round the result, as a resized file saved again is."),
+    h264_crf: Optional[int] = typer.Option(None, "--h264-crf", help="Last, code the result as a video frame: rounded to 8 bits of its maximum and coded as H.264 (x264, preset medium, 4:2:0) at this constant rate factor, 0 to 51 (18 looks lossless, 23 is x264's default, 28 is visibly blocky), then decoded; default: not coded.", show_default=False),
     seed: int = typer.Option(0, "--seed", help="Random seed for the noise; the same seed gives the same output for the same file name."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also read images in subfolders."),
     overwrite: OverwriteOption = False,
@@ -81,7 +82,8 @@ def degrade(
 
     The acquisition chain of docs/DEGRADATIONS.md: a PSF at the native grid is `--scale 1
     --psf-sigma S`; an undersampled camera is `--kernel area --levels N --levels-before-enlarge`
-    with `--poisson-peak`; a resized and saved file is `--kernel cv2 --levels 255`.
+    with `--poisson-peak`; a resized and saved file is `--kernel cv2 --levels 255`; a frame of a
+    video is `--h264-crf 23`.
 
     B is an optional Gaussian PSF blur; K_s shrinks by --scale with the --kernel; Poisson, then
     Gaussian noise are added to the small image (where a camera counts photons); U enlarges back with
@@ -109,7 +111,7 @@ def degrade(
             except ValueError:
                 check_setting("scale", scale, *SCALE_RANGE)  # refuses, naming the range
             settings = Degradation(scale=scale, psf_sigma=psf_sigma, poisson_peak=poisson_peak, gaussian_sigma=gaussian_sigma, kernel=kernel,
-                                   levels=levels, quantize_small=levels_small)
+                                   levels=levels, quantize_small=levels_small, h264_crf=h264_crf)
         if stores:
             return degrade_stores(stores, out, settings, seed, overwrite=overwrite, skip_existing=skip_existing,
                                   pyramid=pyramid, quiet=quiet, shard=part, suffix=suffix)

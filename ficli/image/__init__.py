@@ -3,7 +3,8 @@
 Belongs here: reading and writing images (`io`, `tiff`, `png`, `files`, `paths`; OME-Zarr's metadata and levels: `ngff`), the output rules (`guard`: which
 path may be written, one run per output, SIGTERM/SIGHUP as Ctrl-C), the record of how an output was made
 (`provenance`), the intensity map
-(`intensity`), the degradation family and the project's one bicubic (`degrade`), the blur-scale
+(`intensity`), the degradation family and the project's one bicubic (`degrade`), a frame's H.264
+coding (`h264`: the ffmpeg of imageio-ffmpeg), the blur-scale
 estimate (`blurscale`), metrics (`metrics`) and synthetic phantoms (`phantom`): numpy (and
 OpenCV/tifffile) only.
 

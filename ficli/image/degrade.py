@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ficli.image import io
+from ficli.image import h264, io
 from ficli.errors import ConfigError, InputError
 
 KERNELS = ("pil", "cv2", "area", "bilinear")
@@ -60,6 +60,7 @@ class Degradation:
     kernel: str = "pil"  # one of KERNELS
     levels: float = 0.0  # grey levels from 0 to the image maximum the result is rounded to (a file's bit depth); 0 = none
     quantize_small: bool = False  # round the small image (a camera's pixels, enlarged after) instead of the result
+    h264_crf: int | None = None  # code the result as an 8-bit H.264 frame at this constant rate factor, [0, 51]; None = not coded
 
     def __post_init__(self):
         check_setting("scale", self.scale, *SCALE_RANGE)
@@ -72,6 +73,10 @@ class Degradation:
         check_setting("gaussian_sigma", self.gaussian_sigma, 0.0, GAUSSIAN_SIGMA_MAX)
         if self.kernel not in KERNELS:
             raise ConfigError(f"--kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
+        if self.h264_crf is not None:
+            check_setting("h264_crf", self.h264_crf, *h264.CRF_RANGE, "x264's constant rate factor: 18 looks lossless, 23 is its default")
+            if self.h264_crf != int(self.h264_crf):
+                raise ConfigError(f"--h264-crf {self.h264_crf}: give a whole number from 0 to 51")
 
 
 def check_setting(name: str, value: float, lo: float, hi: float, note: str = "") -> None:
@@ -177,7 +182,8 @@ def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, 
     Noise is added to the small image, at levels relative to intensity `top` (default: the maximum
     of B_σ(X)): `poisson_peak` photons at `top`, read noise `gaussian_sigma · top`. With `levels`,
     the result (or, with `quantize_small`, the small image before U) is rounded to that many grey
-    levels of `top`, as a file of that bit depth would hold it.
+    levels of `top`, as a file of that bit depth would hold it. With `h264_crf`, the result is last
+    rounded to 8 bits of `top` and coded as an H.264 frame (`h264.code_unit`), as a video holds it.
     """
     x = psf_blur(image.astype(np.float32, copy=True), settings.psf_sigma)
     if top is None:
@@ -188,7 +194,8 @@ def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, 
         return quantize(add_noise(small, top, settings.poisson_peak, settings.gaussian_sigma, rng), top, small_levels)
 
     y = _shrink_noise_enlarge(x, settings.scale, settings.kernel, noise)
-    return y if settings.quantize_small else quantize(y, top, settings.levels)
+    y = y if settings.quantize_small else quantize(y, top, settings.levels)
+    return y if settings.h264_crf is None else h264.code_unit(np.clip(y, 0, top), int(settings.h264_crf), top)
 
 
 # ---------------------------------------------------------------- random degradations for training
@@ -219,6 +226,8 @@ class DegradationRanges:
     native_p: float = 0.0  # of the blurred crops: a PSF at the native grid (no resampling), told blur_scale
     quantize_p: float = 0.0  # of all crops: rounded to `levels` grey levels (log-uniform), as saved files are
     levels: tuple[float, float] = (20.0, 4095.0)
+    h264_p: float = 0.0  # of the blurred crops: coded as an 8-bit H.264 frame, CRF uniform in `h264_crf`
+    h264_crf: tuple[int, int] = (15, 30)
 
     def __post_init__(self):
         if not self.kernels or any(k not in KERNELS for k in self.kernels):
@@ -231,14 +240,16 @@ class DegradationRanges:
         check_setting("poisson_peak", hi, lo, POISSON_PEAK_MAX)
         check_setting("levels", self.levels[0], *LEVELS_RANGE)
         check_setting("levels", self.levels[1], self.levels[0], LEVELS_RANGE[1])
-        for name in ("sharp_fraction", "poisson_p", "read_p", "native_p", "quantize_p"):
+        check_setting("h264_crf", self.h264_crf[0], *h264.CRF_RANGE)
+        check_setting("h264_crf", self.h264_crf[1], self.h264_crf[0], h264.CRF_RANGE[1])
+        for name in ("sharp_fraction", "poisson_p", "read_p", "native_p", "quantize_p", "h264_p"):
             check_setting(name, getattr(self, name), 0.0, 1.0)
 
 
 def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> Degradation:
     """One random `Degradation` drawn from `ranges` (noise levels are then relative to intensity 1).
-    The draws of the optional parts (`native_p`, `quantize_p`) are made only when they are on, so
-    the default family draws what it always drew."""
+    The draws of the optional parts (`native_p`, `quantize_p`, `h264_p`) are made only when they are
+    on, so the default family draws what it always drew."""
     rounding = {}
     if ranges.quantize_p > 0 and rng.random() < ranges.quantize_p:
         lo, hi = ranges.levels
@@ -248,6 +259,8 @@ def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> D
     lo, hi = ranges.poisson_peak
     scale = float(1 + (ranges.scale_max - 1) * (1 - rng.random()))  # (1, scale_max]
     native = ranges.native_p > 0 and rng.random() < ranges.native_p
+    if ranges.h264_p > 0 and rng.random() < ranges.h264_p:
+        rounding = {"h264_crf": int(rng.integers(ranges.h264_crf[0], ranges.h264_crf[1] + 1))}
     return Degradation(
         scale=1.0 if native else scale,
         kernel=ranges.kernels[rng.integers(len(ranges.kernels))],

@@ -181,7 +181,10 @@ CHAIN = DegradationRanges(native_p=0.25, quantize_p=0.6, poisson_peak=(15.0, 300
 # --degradations resampling: the family's kernels and s alone, without a PSF and without noise (issue 24,
 # round 3): from the default's weights it harms held-out sources less at s = 2 (models/MODEL_CARD.md).
 RESAMPLING = DegradationRanges(psf_sigma_max=0.0, poisson_p=0.0, read_p=0.0)
-RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING}
+# --degradations video: the resampling degradations with half of the blurred crops coded as 8-bit
+# H.264 frames at CRF 15-30 (issue 24 item 2: the frames of ficli video are coded).
+VIDEO = dataclasses.replace(RESAMPLING, h264_p=0.5)
+RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING, "video": VIDEO}
 
 
 def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +195,7 @@ def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
 
 
 def family_ranges(cfg: TrainConfig) -> DegradationRanges:
-    """The ranges of --degradations family, chain or resampling, with the run's --kernels."""
+    """The ranges of --degradations family, chain, resampling or video, with the run's --kernels."""
     return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels))
 
 

@@ -44,9 +44,10 @@ LR_SCHEDULES = ("constant", "cosine")
 # the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
 # kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
 # generator told its s (GeneratorConfig.scale_input); "chain": the family plus the acquisition chain of
-# saved files; "resampling": the family's kernels and s alone (`pairs.RANGES`).
-DEGRADATIONS = ("paper", "family", "chain", "resampling")
-CONDITIONED = ("family", "chain", "resampling")  # the --degradations whose generator is told the blur scale
+# saved files; "resampling": the family's kernels and s alone; "video": resampling with half of the
+# blurred crops coded as H.264 frames (`pairs.RANGES`).
+DEGRADATIONS = ("paper", "family", "chain", "resampling", "video")
+CONDITIONED = ("family", "chain", "resampling", "video")  # the --degradations whose generator is told the blur scale
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,11 @@ class TrainConfig:
         if not self.kernels or any(k not in KERNELS for k in self.kernels) or len(set(self.kernels)) != len(self.kernels):
             raise ConfigError(f"--kernels {','.join(self.kernels)!r}: a comma-separated list of distinct kernels from {','.join(KERNELS)}")
         if tuple(self.kernels) != KERNELS and self.degradations not in CONDITIONED:
-            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family, chain or resampling")
+            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations family, chain, resampling or video")
         if self.generator.scale_input != (self.degradations in CONDITIONED):
-            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, chain or resampling, and only such a one")
+            raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, chain, resampling or video, and only such a one")
         if self.generator.coarse_kept and not self.generator.scale_input:
-            raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family, chain or resampling")
+            raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family, chain, resampling or video")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ficli.image import io
-from ficli.errors import ConfigError, FicliError, InputError
+from ficli.image.h264 import ffmpeg_exe  # the one place that finds the binary
+from ficli.errors import ConfigError, InputError
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -37,16 +38,6 @@ SEEK_THRESHOLD = 256  # sections of more frames are sampled by seeking, shorter 
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary bundled with imageio-ffmpeg."""
-    import imageio_ffmpeg
-
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as exc:
-        raise FicliError(f"ffmpeg is not available ({exc}); reinstall imageio-ffmpeg") from None
 
 
 def _session_kwargs() -> dict:
