@@ -7,8 +7,8 @@ For every image of --data (centre-cropped to --crop pixels, so that the grid run
 CPU), every kernel, every s and every noise level, the image is degraded as `ficli degrade` does
 (`degrade.degrade`, seeded by file name, rounded to the file's pixel type as a written file would
 be), enhanced as `ficli enhance` does (`enhance.enhance_frames`; a model conditioned on the blur
-scale is told the spectral estimate of `blurscale`, as `--scale auto` does, or the true s with
---scale-mode oracle), rounded again, and scored against the sharp image on the hr scale (each HR
+scale is told the spectral estimate of `blurscale`, as `--scale auto` does, the true s with
+--scale-mode oracle, or the learned reading alone with --scale-mode learned), rounded again, and scored against the sharp image on the hr scale (each HR
 image's min..max, as `ficli evaluate --data-range hr`).
 
 The input left as it is and bicubic are the same image here: Y = U(K_s(X)) is already enlarged
@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ficli.image import io
+from ficli.image import blurscale, io
 from ficli.model import modelfile
 from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, degrade, seed_for
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.tools.evaluate import Scale, score_images
 from ficli.model.nets import GeneratorConfig
-from ficli.inference.runtime import check_coarse, load_generator, resolve_model_path, scale_chooser
+from ficli.inference.runtime import check_coarse, learned_reading, load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
 
@@ -54,8 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", default="1,1.5,2,3,4", help="blur scales s [1,1.5,2,3,4]")
     ap.add_argument("--kernels", default=",".join(KERNELS), help="downscale kernels, and psf for a PSF at the native grid of blur scale s [the four kernels]")
     ap.add_argument("--noise", default="none,poisson200", help=f"noise levels of {sorted(NOISE)} [both]")
-    ap.add_argument("--scale-mode", choices=("auto", "oracle"), default="auto",
-                    help="what a conditioned model is told: the spectral estimate (as --scale auto) or the true s [auto]")
+    ap.add_argument("--scale-mode", choices=("auto", "oracle", "learned"), default="auto",
+                    help="what a conditioned model is told: the spectral estimate (as --scale auto), the true s, or the "
+                         "learned reading alone (runtime.learned_reading, not the smaller of it and the template fit) [auto]")
     ap.add_argument("--free-coarse", action="store_true", help="the network's output as it is (ficli enhance --free-coarse) [the coarse content kept]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables-only", action="store_true", help="remake cells.csv, table.md and heatmap.png from OUT/images.csv")
@@ -124,7 +125,11 @@ def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) 
     x = io.to_unit(hr)
     y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
     told, options = None, EnhanceOptions(keep_coarse=not args.free_coarse)
-    if conditioned:  # as `ficli enhance --scale auto` (or --scale S with the true s) chooses it
+    if conditioned and args.scale_mode == "learned":  # the learned reading alone, not the smaller of two
+        trained, (learned, _) = float(meta.get("scale", 4)), blurscale.readings([y])
+        told, how = (min(max(learned_reading(learned)[0], 1.0), trained) if learned.scale else trained), "learned"
+        options = replace(options, scale_for=lambda frames, upscale, told=told, how=how: (told, how))
+    elif conditioned:  # as `ficli enhance --scale auto` (or --scale S with the true s) chooses it
         told, how = scale_chooser(meta, s if args.scale_mode == "oracle" else None)([y])
         options = replace(options, scale_for=lambda frames, upscale, told=told, how=how: (told, how))
     sr = io.from_unit(enhance_frames(generator, [y], options)[0], hr.dtype)
