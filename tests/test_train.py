@@ -430,3 +430,32 @@ def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset,
     assert 0.25 < on_grid[blurred].float().mean() < 0.75
     train(cfg)
     assert float(_rows(Path(cfg.out))[-1]["val_psnr"]) > 0
+
+
+def test_told_over_tells_half_the_crops_more_than_their_blur_scale(dataset, tmp_path):
+    """--told-over R: half of the crops are told between 1 and R times their s (at most the family's
+    s_max), the others their s; the crops themselves are the same as without it."""
+    from ficli.image.degrade import degrade_batch
+    from ficli.training.pairs import family_ranges
+
+    plain_cfg = _config(dataset, tmp_path / "a", degradations="resampling", generator=TINY_COND)
+    over_cfg = _config(dataset, tmp_path / "b", degradations="resampling", generator=TINY_COND, told_over=2.0)
+    hr = torch.rand(200, 1, 24, 24)
+    rows = [degrade_batch(hr[i:i + 1], family_ranges(over_cfg), np.random.default_rng(i)) for i in range(200)]
+    truth = [degrade_batch(hr[i:i + 1], family_ranges(plain_cfg), np.random.default_rng(i)) for i in range(200)]
+    told = torch.cat([r[1] for r in rows])
+    true = torch.cat([t[1] for t in truth])
+    assert all(torch.equal(r[0], t[0]) for r, t in zip(rows, truth))  # the same crops
+    ratio = told / true
+    assert (ratio >= 1).all() and (ratio <= 2 + 1e-5).all() and (told <= 4 + 1e-5).all()
+    raised = (ratio > 1 + 1e-6).float().mean()
+    assert 0.3 < raised < 0.55  # half are drawn; those already at s_max cannot be raised
+
+
+def test_told_over_is_refused_where_it_means_nothing(dataset, tmp_path):
+    from ficli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--told-over"):
+        _config(dataset, tmp_path / "p", told_over=2.0)  # the paper's runs tell no s
+    with pytest.raises(ConfigError, match="--told-over"):
+        _config(dataset, tmp_path / "q", degradations="resampling", generator=TINY_COND, told_over=5.0)

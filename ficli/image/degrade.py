@@ -228,6 +228,9 @@ class DegradationRanges:
     levels: tuple[float, float] = (20.0, 4095.0)
     h264_p: float = 0.0  # of the blurred crops: coded as an 8-bit H.264 frame, CRF uniform in `h264_crf`
     h264_crf: tuple[int, int] = (15, 30)
+    # Half of all crops are told up to this many times their blur scale (log-uniform, at most
+    # scale_max), as an estimate that reads high tells it; 1 = always the true s.
+    told_over: float = 1.0
 
     def __post_init__(self):
         if not self.kernels or any(k not in KERNELS for k in self.kernels):
@@ -242,6 +245,7 @@ class DegradationRanges:
         check_setting("levels", self.levels[1], self.levels[0], LEVELS_RANGE[1])
         check_setting("h264_crf", self.h264_crf[0], *h264.CRF_RANGE)
         check_setting("h264_crf", self.h264_crf[1], self.h264_crf[0], h264.CRF_RANGE[1])
+        check_setting("told_over", self.told_over, 1.0, SCALE_RANGE[1])
         for name in ("sharp_fraction", "poisson_p", "read_p", "native_p", "quantize_p", "h264_p"):
             check_setting(name, getattr(self, name), 0.0, 1.0)
 
@@ -276,7 +280,7 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
 
     `hr` is (B, C, H, W) float in [0, 1] (on any device); `lr` has its shape, dtype and device, and
     `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
-    left sharp; 2.4·σ for a PSF at the native grid), the number the generator is told. Noise levels are relative to intensity 1. Crop borders are
+    left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the number the generator is told. Noise levels are relative to intensity 1. Crop borders are
     reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max pixels off both after
     degrading if the border matters. The work is per crop on the CPU (OpenCV and torch, no loops
     over pixels); see benchmarks/degrade_batch.py for its speed.
@@ -290,6 +294,9 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
         out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
         scales[i] = blur_scale(settings)
+        if ranges.told_over > 1 and rng.random() < 0.5:  # an estimate that reads high
+            over = scales[i] * math.exp(rng.uniform(0.0, math.log(ranges.told_over)))
+            scales[i] = max(scales[i], min(over, ranges.scale_max))
     lr = torch.from_numpy(out).permute(0, 3, 1, 2).to(hr.device, hr.dtype).contiguous()
     return lr, torch.from_numpy(scales)
 

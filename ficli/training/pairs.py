@@ -195,8 +195,8 @@ def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
 
 
 def family_ranges(cfg: TrainConfig) -> DegradationRanges:
-    """The ranges of --degradations family, chain, resampling or video, with the run's --kernels."""
-    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels))
+    """The ranges of --degradations family, chain, resampling or video, with the run's --kernels and --told-over."""
+    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over)
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":

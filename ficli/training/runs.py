@@ -104,6 +104,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the generator and critic for training
     degradations: str = "paper"  # how inputs are made: one of DEGRADATIONS
     kernels: tuple[str, ...] = KERNELS  # family/chain: the resampling kernels crops are drawn from (and validated on)
+    told_over: float = 1.0  # conditioned runs: half of the crops told up to this many times their s (DegradationRanges.told_over)
 
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
@@ -116,6 +117,10 @@ class TrainConfig:
             raise ConfigError("a generator conditioned on the blur scale trains with --degradations family, chain, resampling or video, and only such a one")
         if self.generator.coarse_kept and not self.generator.scale_input:
             raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations family, chain, resampling or video")
+        if self.told_over != 1.0 and self.degradations not in CONDITIONED:
+            raise ConfigError("--told-over tells a conditioned generator more than the blur scale: give it with --degradations family, chain, resampling or video")
+        if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
+            raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
