@@ -8,8 +8,9 @@ CPU), every kernel, every s and every noise level, the image is degraded as `fic
 (`degrade.degrade`, seeded by file name, rounded to the file's pixel type as a written file would
 be), enhanced as `ficli enhance` does (`enhance.enhance_frames`; a model conditioned on the blur
 scale is told the spectral estimate of `blurscale`, as `--scale auto` does, the true s with
---scale-mode oracle, or the learned reading alone with --scale-mode learned), rounded again, and scored against the sharp image on the hr scale (each HR
-image's min..max, as `ficli evaluate --data-range hr`).
+--scale-mode oracle, or the learned reading alone with --scale-mode learned), rounded again, and
+scored against the sharp image on the hr scale (each HR image's min..max, as `ficli evaluate
+--data-range hr`).
 
 The input left as it is and bicubic are the same image here: Y = U(K_s(X)) is already enlarged
 back with the project's bicubic, so one gain column says how much the model adds over it. For s = 1

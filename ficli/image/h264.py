@@ -2,10 +2,10 @@
 docs/DEGRADATIONS.md: `ficli degrade --h264-crf`, `ficli train --degradations video`).
 
 A frame is rounded to 8 bits, coded by x264 (preset medium, 4:2:0 chroma, constant rate factor
-`crf`, 25 frames/s) through the ffmpeg that imageio-ffmpeg bundles, and decoded back: an intra frame, which is
-how the first frame of a clip and every frame after a scene cut are coded; later frames of a clip
-are predicted from earlier ones at about the same quality for the same CRF. Odd sides are padded by
-repetition (4:2:0 needs even sides) and cropped back.
+`crf`, 25 frames/s) through the ffmpeg that imageio-ffmpeg bundles, and decoded back: an intra
+frame, which is how the first frame of a clip and every frame after a scene cut are coded; later
+frames of a clip are predicted from earlier ones at about the same quality for the same CRF. Odd
+sides are padded by repetition (4:2:0 needs even sides) and cropped back.
 """
 
 from __future__ import annotations
