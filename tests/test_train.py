@@ -414,6 +414,23 @@ def test_resampling_degradations_are_the_family_without_psf_and_noise(dataset, t
     assert (noisy - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 8
 
 
+
+def test_noisy_resampling_degradations_are_the_family_without_psf(dataset, tmp_path):
+    """--degradations noisy-resampling: the family's kernels, s and noise, no PSF. Flat crops get
+    noise on about as many as the family gives it (and no blur changes them), the ranges are the
+    family's with psf_sigma_max 0, and --kernels narrows them."""
+    from dataclasses import replace
+
+    from ficli.training.pairs import FAMILY, family_degrader, family_ranges
+
+    cfg = _config(dataset, tmp_path / "n", degradations="noisy-resampling", generator=TINY_COND, kernels=("pil", "area"))
+    ranges = family_ranges(cfg)
+    assert ranges == replace(FAMILY, psf_sigma_max=0.0, kernels=("pil", "area"))
+    flat = torch.full((64, 1, 40, 40), 0.5)
+    lr, s = family_degrader(flat, cfg, np.random.default_rng(0))
+    moved = (lr - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3)
+    assert 16 <= int(moved.sum()) <= 56 and not moved[s == 1].any()
+
 def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset, tmp_path):
     """--degradations video: resampling with about half of the blurred crops coded as H.264 frames:
     those sit on the 8-bit grid, the others (resampled floats) almost never do; sharp crops are

@@ -44,10 +44,11 @@ LR_SCHEDULES = ("constant", "cosine")
 # the TrainConfig ranges); "family": each crop drawn from the family of docs/DEGRADATIONS.md (four
 # kernels, continuous s in [1, 4], PSF, Poisson-Gaussian noise, some crops left sharp) and the
 # generator told its s (GeneratorConfig.scale_input); "chain": the family plus the acquisition chain of
-# saved files; "resampling": the family's kernels and s alone; "video": resampling with half of the
-# blurred crops coded as H.264 frames (`pairs.RANGES`).
-DEGRADATIONS = ("paper", "family", "chain", "resampling", "video")
-CONDITIONED = ("family", "chain", "resampling", "video")  # the --degradations whose generator is told the blur scale
+# saved files; "resampling": the family's kernels and s alone; "noisy-resampling": those with the
+# family's Poisson-Gaussian noise; "video": resampling with half of the blurred crops coded as H.264
+# frames (`pairs.RANGES`).
+DEGRADATIONS = ("paper", "family", "chain", "resampling", "noisy-resampling", "video")
+CONDITIONED = ("family", "chain", "resampling", "noisy-resampling", "video")  # the --degradations whose generator is told the blur scale
 CONDITIONED_NAMES = ", ".join(CONDITIONED[:-1]) + " or " + CONDITIONED[-1]  # for messages: "family, chain, ... or video"
 
 
