@@ -194,20 +194,20 @@ def test_sampler_draws_sharp_crops_at_the_asked_rate_and_s_in_range():
 
 def test_degrade_batch_gives_each_crop_its_own_degradation():
     hr = torch.from_numpy(np.stack([phantom(64, 64, seed=i, peak_photons=None) for i in range(16)]))[:, None]
-    lr, s = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
+    lr, s, _ = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
     assert lr.shape == hr.shape and lr.dtype == hr.dtype and s.shape == (16,)
     same = (lr == hr).flatten(1).all(1)
     assert torch.equal(same, s == 1) and 0 < int(same.sum()) < 16  # sharp crops untouched, the rest changed
     err = ((lr - hr) ** 2).flatten(1).mean(1)[s > 1]
     assert len(set(s[s > 1].tolist())) == int((s > 1).sum()) and (err > 0).all()
-    lr2, s2 = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
+    lr2, s2, _ = degrade_batch(hr, DegradationRanges(sharp_fraction=0.3), np.random.default_rng(3))
     assert torch.equal(lr, lr2) and torch.equal(s, s2)
 
 
 def test_degrade_batch_with_one_kernel_and_no_noise_equals_degrade():
     hr = torch.rand(4, 1, 40, 40)
     ranges = DegradationRanges(kernels=("area",), sharp_fraction=0, poisson_p=0, read_p=0)
-    lr, s = degrade_batch(hr, ranges, np.random.default_rng(5))
+    lr, s, _ = degrade_batch(hr, ranges, np.random.default_rng(5))
     rng = np.random.default_rng(5)
     for i in range(4):
         d = sample_degradation(ranges, rng)
@@ -234,7 +234,7 @@ def test_chain_draws_native_psf_and_rounding_and_tells_their_blur_scale():
     assert 0.55 < len(rounded) / len(draws) < 0.65 and 20 <= min(rounded) and max(rounded) <= 4095
     assert 0.4 < np.mean([d.quantize_small for d in draws if d.levels]) < 0.6
     hr = torch.rand(8, 1, 48, 48)
-    lr, s = degrade_batch(hr, ranges, np.random.default_rng(4))
+    lr, s, _ = degrade_batch(hr, ranges, np.random.default_rng(4))
     rng = np.random.default_rng(4)
     for i in range(8):
         d = sample_degradation(ranges, rng)

@@ -408,9 +408,9 @@ def test_resampling_degradations_are_the_family_without_psf_and_noise(dataset, t
     assert (ranges.psf_sigma_max, ranges.poisson_p, ranges.read_p) == (0.0, 0.0, 0.0)
     assert (ranges.kernels, ranges.scale_max, ranges.sharp_fraction) == (FAMILY.kernels, FAMILY.scale_max, FAMILY.sharp_fraction)
     flat = torch.full((32, 1, 40, 40), 0.5)
-    lr, s = family_degrader(flat, cfg, np.random.default_rng(0))
+    lr, s, _ = family_degrader(flat, cfg, np.random.default_rng(0))
     assert torch.allclose(lr, flat, atol=1e-5) and s.shape == (32,) and (s > 1).any()
-    noisy, _ = family_degrader(flat, _config(dataset, tmp_path / "f", degradations="family", generator=TINY_COND), np.random.default_rng(0))
+    noisy, _, _ = family_degrader(flat, _config(dataset, tmp_path / "f", degradations="family", generator=TINY_COND), np.random.default_rng(0))
     assert (noisy - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 8
 
 
@@ -427,9 +427,37 @@ def test_noisy_resampling_degradations_are_the_family_without_psf(dataset, tmp_p
     ranges = family_ranges(cfg)
     assert ranges == replace(FAMILY, psf_sigma_max=0.0, kernels=("pil", "area"))
     flat = torch.full((64, 1, 40, 40), 0.5)
-    lr, s = family_degrader(flat, cfg, np.random.default_rng(0))
+    lr, s, _ = family_degrader(flat, cfg, np.random.default_rng(0))
     moved = (lr - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3)
     assert 16 <= int(moved.sum()) <= 56 and not moved[s == 1].any()
+
+def test_noise_kept_targets_hold_the_noise_the_input_was_given(dataset, tmp_path):
+    """--noise-kept: the target is the HR crop plus its noise as degraded. For flat crops (which no
+    kernel changes) the target then equals the input exactly, noisy or not; without it the target
+    is the crop; the crops and s are drawn as without it; a run trains with it, and it is refused
+    for an unconditioned run."""
+    from ficli.errors import ConfigError
+    from ficli.training.pairs import family_degrader, make_batch
+
+    kept = _config(dataset, tmp_path / "k", degradations="noisy-resampling", generator=TINY_COND, noise_kept=True, steps=2)
+    plain = _config(dataset, tmp_path / "p", degradations="noisy-resampling", generator=TINY_COND)
+    flat = torch.full((64, 1, 40, 40), 0.5)
+    lr, s, target = family_degrader(flat, kept, np.random.default_rng(0))
+    assert torch.allclose(target, lr, atol=1e-5) and (lr - flat).abs().amax() > 1e-2
+    lr_plain, s_plain, target_plain = family_degrader(flat, plain, np.random.default_rng(0))
+    assert torch.equal(target_plain, flat) and torch.equal(s, s_plain)
+    hr = torch.rand(16, 1, 40, 40)
+    _, _, target = family_degrader(hr.clone(), kept, np.random.default_rng(1))
+    lr_p, _, target_p = family_degrader(hr.clone(), plain, np.random.default_rng(1))
+    assert torch.equal(target_p, hr) and not torch.allclose(target, hr)
+    images = [np.full((64, 64, 1), 0.5, np.float32)]
+    lr_b, hr_b, _ = make_batch(images, kept, np.random.default_rng(2), family_degrader)
+    assert torch.allclose(lr_b, hr_b, atol=1e-5)
+    train(kept)
+    assert float(_rows(Path(kept.out))[-1]["val_psnr"]) > 0
+    with pytest.raises(ConfigError, match="--noise-kept"):
+        _config(dataset, tmp_path / "q", noise_kept=True)
+
 
 def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset, tmp_path):
     """--degradations video: resampling with about half of the blurred crops coded as H.264 frames:
@@ -440,7 +468,7 @@ def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset,
     cfg = _config(dataset, tmp_path / "v", degradations="video", generator=TINY_COND, steps=2)
     assert family_ranges(cfg).h264_p == 0.5 and family_ranges(cfg).psf_sigma_max == RESAMPLING.psf_sigma_max
     hr = torch.rand(64, 1, 40, 40)
-    lr, s = family_degrader(hr, cfg, np.random.default_rng(0))
+    lr, s, _ = family_degrader(hr, cfg, np.random.default_rng(0))
     on_grid = ((lr * 255 - (lr * 255).round()).abs().amax(dim=(1, 2, 3)) < 1e-3)
     blurred = s > 1
     assert torch.equal(lr[~blurred], hr[~blurred])

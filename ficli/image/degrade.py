@@ -25,6 +25,7 @@ from collections.abc import Callable
 import hashlib
 import math
 from pathlib import Path
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -231,6 +232,9 @@ class DegradationRanges:
     # Half of all crops are told up to this many times their blur scale (log-uniform, at most
     # scale_max), as an estimate that reads high tells it; 1 = always the true s.
     told_over: float = 1.0
+    # The training target keeps the noise its input was given: HR + (the degraded crop − the same
+    # degradation without noise), so that a network learns to sharpen without removing grain.
+    noise_kept: bool = False
 
     def __post_init__(self):
         if not self.kernels or any(k not in KERNELS for k in self.kernels):
@@ -275,12 +279,13 @@ def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> D
     )
 
 
-def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Degrade a batch of HR crops, each with its own random settings: (lr, s).
+def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Degrade a batch of HR crops, each with its own random settings: (lr, s, target).
 
     `hr` is (B, C, H, W) float in [0, 1] (on any device); `lr` has its shape, dtype and device, and
     `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
-    left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the number the generator is told. Noise levels are relative to intensity 1. Crop borders are
+    left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus
+    each crop's noise as degraded (lr − the same degradation without noise). Noise levels are relative to intensity 1. Crop borders are
     reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max pixels off both after
     degrading if the border matters. The work is per crop on the CPU (OpenCV and torch, no loops
     over pixels); see benchmarks/degrade_batch.py for its speed.
@@ -288,17 +293,22 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     if hr.ndim != 4:
         raise ValueError(f"degrade_batch takes (B, C, H, W), got shape {tuple(hr.shape)}")
     x = hr.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
-    out, scales = np.empty_like(x), np.empty(len(x), np.float32)
+    out, scales, target = np.empty_like(x), np.empty(len(x), np.float32), x.copy()
     for i in range(len(x)):
         settings = sample_degradation(ranges, rng)
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
         out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
+        if ranges.noise_kept and (settings.poisson_peak > 0 or settings.gaussian_sigma > 0):
+            clean = degrade(crop, dataclasses.replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), rng, top=1.0)
+            target[i] = x[i] + (out[i] - clean.reshape(x.shape[1:]))
         scales[i] = blur_scale(settings)
         if ranges.told_over > 1 and rng.random() < 0.5:  # an estimate that reads high
             over = scales[i] * math.exp(rng.uniform(0.0, math.log(ranges.told_over)))
             scales[i] = max(scales[i], min(over, ranges.scale_max))
-    lr = torch.from_numpy(out).permute(0, 3, 1, 2).to(hr.device, hr.dtype).contiguous()
-    return lr, torch.from_numpy(scales)
+    def back(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).permute(0, 3, 1, 2).to(hr.device, hr.dtype).contiguous()
+
+    return back(out), torch.from_numpy(scales), (back(target) if ranges.noise_kept else hr)
 
 
 # `keep_coarse`: the told blur scale's low-pass is a Gaussian of σ = s / PSF_S_PER_SIGMA px, taps

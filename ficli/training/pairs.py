@@ -191,16 +191,17 @@ VIDEO = dataclasses.replace(RESAMPLING, h264_p=0.5)
 RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING, "noisy-resampling": NOISY_RESAMPLING, "video": VIDEO}
 
 
-def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lr, s) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
+def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lr, s, target) for a (B, C, H, W) batch of HR crops, each drawn from the degradation family
     (`degrade.DegradationRanges` defaults; `CHAIN` for --degradations chain) with its own kernel,
-    s, PSF and noise; s (B,) goes to the generator as its condition."""
+    s, PSF and noise; s (B,) goes to the generator as its condition; target is `hr`, or with
+    --noise-kept `hr` plus each crop's noise as degraded."""
     return family_batch(hr, family_ranges(cfg), rng)
 
 
 def family_ranges(cfg: TrainConfig) -> DegradationRanges:
-    """The ranges of --degradations family, chain, resampling or video, with the run's --kernels and --told-over."""
-    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over)
+    """The ranges of a conditioned --degradations, with the run's --kernels, --told-over and --noise-kept."""
+    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over, noise_kept=cfg.noise_kept)
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":
@@ -219,7 +220,8 @@ def crop_margin(cfg: TrainConfig) -> int:
     return cfg.scale
 
 
-Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple[torch.Tensor, "torch.Tensor | None"]]
+# (hr, cfg, rng) -> (lr, cond) or (lr, cond, target): a target other than hr (--noise-kept) may follow.
+Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple]
 
 
 def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator,
@@ -228,11 +230,13 @@ def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Genera
 
     Crops of crop + 2·scale pixels are degraded whole and their margin cut off, so that a crop's
     border is degraded as its interior is. `degrader` makes the inputs (see `degrade_batch`); its
-    `cond` (None or a per-sample tensor) goes to the generator with them.
+    `cond` (None or a per-sample tensor) goes to the generator with them; the hr returned is the
+    degrader's target where it gives one (--noise-kept), else the crops.
     """
     margin = crop_margin(cfg)
     hr = torch.from_numpy(crop_batch(images, cfg.batch, cfg.crop + 2 * margin, rng))
-    lr, cond = degrader(hr, cfg, rng)
+    lr, cond, *target = degrader(hr, cfg, rng)
+    hr = target[0] if target else hr
     cut = (slice(None), slice(None), slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
     return lr[cut].contiguous(), hr[cut].contiguous(), cond
 

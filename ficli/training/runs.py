@@ -107,6 +107,7 @@ class TrainConfig:
     degradations: str = "paper"  # how inputs are made: one of DEGRADATIONS
     kernels: tuple[str, ...] = KERNELS  # family/chain: the resampling kernels crops are drawn from (and validated on)
     told_over: float = 1.0  # conditioned runs: half of the crops told up to this many times their s (DegradationRanges.told_over)
+    noise_kept: bool = False  # conditioned runs: the target keeps the noise its input was given (DegradationRanges.noise_kept)
 
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
@@ -121,6 +122,8 @@ class TrainConfig:
             raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations " + CONDITIONED_NAMES)
         if self.told_over != 1.0 and self.degradations not in CONDITIONED:
             raise ConfigError("--told-over tells a conditioned generator more than the blur scale: give it with --degradations " + CONDITIONED_NAMES)
+        if self.noise_kept and self.degradations not in CONDITIONED:
+            raise ConfigError("--noise-kept keeps the noise of the degradation family in the target: give it with --degradations " + CONDITIONED_NAMES)
         if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
             raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")
         if self.lr_schedule not in LR_SCHEDULES:
