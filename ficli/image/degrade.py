@@ -284,16 +284,18 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
 
     `hr` is (B, C, H, W) float in [0, 1] (on any device); `lr` has its shape, dtype and device, and
     `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
-    left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus
-    each crop's noise as degraded (lr − the same degradation without noise). Noise levels are relative to intensity 1. Crop borders are
-    reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max pixels off both after
-    degrading if the border matters. The work is per crop on the CPU (OpenCV and torch, no loops
-    over pixels); see benchmarks/degrade_batch.py for its speed.
+    left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the
+    number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus each crop's noise
+    as degraded (lr − the same degradation without noise). Noise levels are relative to intensity
+    1. Crop borders are reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max
+    pixels off both after degrading if the border matters. The work is per crop on the CPU (OpenCV
+    and torch, no loops over pixels); see benchmarks/degrade_batch.py for its speed.
     """
     if hr.ndim != 4:
         raise ValueError(f"degrade_batch takes (B, C, H, W), got shape {tuple(hr.shape)}")
     x = hr.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
-    out, scales, target = np.empty_like(x), np.empty(len(x), np.float32), x.copy()
+    out, scales = np.empty_like(x), np.empty(len(x), np.float32)
+    target = x.copy() if ranges.noise_kept else x
     for i in range(len(x)):
         settings = sample_degradation(ranges, rng)
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]

@@ -182,8 +182,8 @@ CHAIN = DegradationRanges(native_p=0.25, quantize_p=0.6, poisson_peak=(15.0, 300
 # round 3): from the default's weights it harms held-out sources less at s = 2 (models/MODEL_CARD.md).
 RESAMPLING = DegradationRanges(psf_sigma_max=0.0, poisson_p=0.0, read_p=0.0)
 # --degradations noisy-resampling: the family's kernels, s and Poisson-Gaussian noise, without a PSF
-# (issue 24, round 5): trained on PIL's and the area kernel alone, resampling without noise learns to
-# amplify shot noise (models/MODEL_CARD.md).
+# (issue 24, round 5): a model fine-tuned on resampling without noise sharpens shot noise as if it
+# were blurred detail (training/pil-only/README.md).
 NOISY_RESAMPLING = DegradationRanges(psf_sigma_max=0.0)
 # --degradations video: the resampling degradations with half of the blurred crops coded as 8-bit
 # H.264 frames at CRF 15-30 (issue 24 item 2: the frames of ficli video are coded).
