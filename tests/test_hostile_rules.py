@@ -278,6 +278,14 @@ def test_atomic_write_names_its_temporary_with_its_pid(tmp_path):
 # --- rule 3: SIGTERM and SIGHUP as Ctrl-C -------------------------------------------------------------------
 
 
+def _signals_as_in_a_terminal():
+    """In the child: SIGHUP and SIGINT as a command started from a terminal gets them. A suite run
+    under nohup, or as a background job of a script, hands its children both ignored, and ficli
+    rightly leaves an ignored signal ignored."""
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # after exec, Python makes a default SIGINT its KeyboardInterrupt
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals and FIFOs")
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(images, tmp_path, sig, code):
@@ -288,7 +296,7 @@ def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(images, tmp_path, sig, code
     temp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
     proc = subprocess.Popen([sys.executable, "-m", "ficli", "profile", str(images / "s0.png"), *LINE, "--out", str(fifo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_signals_as_in_a_terminal)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(temp.iterdir()):  # the plot is made, waiting for a reader
         time.sleep(0.05)
