@@ -414,7 +414,6 @@ def test_resampling_degradations_are_the_family_without_psf_and_noise(dataset, t
     assert (noisy - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 8
 
 
-
 def test_noisy_resampling_degradations_are_the_family_without_psf(dataset, tmp_path):
     """--degradations noisy-resampling: the family's kernels, s and noise, no PSF. Flat crops get
     noise on about as many as the family gives it (and no blur changes them), the ranges are the
@@ -431,6 +430,7 @@ def test_noisy_resampling_degradations_are_the_family_without_psf(dataset, tmp_p
     moved = (lr - flat).abs().amax(dim=(1, 2, 3)).gt(1e-3)
     assert 16 <= int(moved.sum()) <= 56 and not moved[s == 1].any()
 
+
 def test_noise_kept_targets_hold_the_noise_the_input_was_given(dataset, tmp_path):
     """--noise-kept: the target is the HR crop plus its noise as degraded. For flat crops (which no
     kernel changes) the target then equals the input exactly, noisy or not; without it the target
@@ -444,11 +444,11 @@ def test_noise_kept_targets_hold_the_noise_the_input_was_given(dataset, tmp_path
     flat = torch.full((64, 1, 40, 40), 0.5)
     lr, s, target = family_degrader(flat, kept, np.random.default_rng(0))
     assert torch.allclose(target, lr, atol=1e-5) and (lr - flat).abs().amax() > 1e-2
-    lr_plain, s_plain, target_plain = family_degrader(flat, plain, np.random.default_rng(0))
+    _, s_plain, target_plain = family_degrader(flat, plain, np.random.default_rng(0))
     assert torch.equal(target_plain, flat) and torch.equal(s, s_plain)
     hr = torch.rand(16, 1, 40, 40)
     _, _, target = family_degrader(hr.clone(), kept, np.random.default_rng(1))
-    lr_p, _, target_p = family_degrader(hr.clone(), plain, np.random.default_rng(1))
+    _, _, target_p = family_degrader(hr.clone(), plain, np.random.default_rng(1))
     assert torch.equal(target_p, hr) and not torch.allclose(target, hr)
     images = [np.full((64, 64, 1), 0.5, np.float32)]
     lr_b, hr_b, _ = make_batch(images, kept, np.random.default_rng(2), family_degrader)
