@@ -114,16 +114,17 @@ class TrainConfig:
             raise ConfigError(f"--degradations {self.degradations!r}: use {' or '.join(DEGRADATIONS)}")
         if not self.kernels or any(k not in KERNELS for k in self.kernels) or len(set(self.kernels)) != len(self.kernels):
             raise ConfigError(f"--kernels {','.join(self.kernels)!r}: a comma-separated list of distinct kernels from {','.join(KERNELS)}")
-        if tuple(self.kernels) != KERNELS and self.degradations not in CONDITIONED:
-            raise ConfigError("--kernels chooses among the family's kernels: give it with --degradations " + CONDITIONED_NAMES)
+        for given, option in (
+            (tuple(self.kernels) != KERNELS, "--kernels chooses among the family's kernels"),
+            (self.told_over != 1.0, "--told-over tells a conditioned generator more than the blur scale"),
+            (self.noise_kept, "--noise-kept keeps the noise of the degradation family in the target"),
+        ):
+            if given and self.degradations not in CONDITIONED:
+                raise ConfigError(option + ": give it with --degradations " + CONDITIONED_NAMES)
         if self.generator.scale_input != (self.degradations in CONDITIONED):
             raise ConfigError("a generator conditioned on the blur scale trains with --degradations " + CONDITIONED_NAMES + ", and only such a one")
         if self.generator.coarse_kept and not self.generator.scale_input:
             raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations " + CONDITIONED_NAMES)
-        if self.told_over != 1.0 and self.degradations not in CONDITIONED:
-            raise ConfigError("--told-over tells a conditioned generator more than the blur scale: give it with --degradations " + CONDITIONED_NAMES)
-        if self.noise_kept and self.degradations not in CONDITIONED:
-            raise ConfigError("--noise-kept keeps the noise of the degradation family in the target: give it with --degradations " + CONDITIONED_NAMES)
         if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
             raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")
         if self.lr_schedule not in LR_SCHEDULES:
