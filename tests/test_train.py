@@ -459,6 +459,33 @@ def test_noise_kept_targets_hold_the_noise_the_input_was_given(dataset, tmp_path
         _config(dataset, tmp_path / "q", noise_kept=True)
 
 
+def test_noise_kept_peak_keeps_grain_and_takes_heavy_noise_out_of_the_target(dataset, tmp_path):
+    """--noise-kept-peak P: a crop's noise stays in the target only if it is no stronger than shot
+    noise of P photons at intensity 1 (relative variance 1/peak + read σ² ≤ 1/P). On flat crops the
+    target is then either the noisy input (grain kept) or the flat crop (heavy noise removed); both
+    occur, the removed noise is the stronger, and the crops and s are those of --noise-kept alone."""
+    from ficli.errors import ConfigError
+    from ficli.image.degrade import Degradation, noise_kept
+    from ficli.training.pairs import family_degrader
+
+    assert noise_kept(Degradation(poisson_peak=1000.0), 500.0) and not noise_kept(Degradation(poisson_peak=200.0), 500.0)
+    assert not noise_kept(Degradation(poisson_peak=1000.0, gaussian_sigma=0.04), 500.0)  # 1e-3 + 1.6e-3 > 2e-3
+    assert noise_kept(Degradation(gaussian_sigma=0.01), 0.0) and not noise_kept(Degradation(), 0.0)
+    cfg = _config(dataset, tmp_path / "k", degradations="noisy-resampling", generator=TINY_COND, noise_kept=True, noise_kept_peak=300.0)
+    all_kept = _config(dataset, tmp_path / "a", degradations="noisy-resampling", generator=TINY_COND, noise_kept=True)
+    flat = torch.full((128, 1, 40, 40), 0.5)
+    lr, s, target = family_degrader(flat, cfg, np.random.default_rng(0))
+    lr_a, s_a, _ = family_degrader(flat, all_kept, np.random.default_rng(0))
+    assert torch.equal(lr, lr_a) and torch.equal(s, s_a)
+    noise = (lr - flat).std(dim=(1, 2, 3))
+    kept = (target - lr).abs().amax(dim=(1, 2, 3)) < 1e-5
+    removed = torch.eq(target, flat).flatten(1).all(1) & (noise > 1e-3)
+    assert int((kept & (noise > 1e-3)).sum()) >= 10 and int(removed.sum()) >= 10
+    assert noise[removed].median() > 2 * noise[kept & (noise > 1e-3)].median()
+    with pytest.raises(ConfigError, match="--noise-kept-peak"):
+        _config(dataset, tmp_path / "q", degradations="noisy-resampling", generator=TINY_COND, noise_kept_peak=300.0)
+
+
 def test_video_degradations_code_half_the_blurred_crops_as_8_bit_frames(dataset, tmp_path):
     """--degradations video: resampling with about half of the blurred crops coded as H.264 frames:
     those sit on the 8-bit grid, the others (resampled floats) almost never do; sharp crops are

@@ -87,6 +87,7 @@ def train(
     keep_coarse: bool = typer.Option(False, "--keep-coarse", help="With --degradations family, chain, resampling, noisy-resampling or video: train on the output with its input's coarse content kept, y − B_s(y − x) (B_s a Gaussian of σ = s/2.4 px; docs/DEGRADATIONS.md), as enhance applies it; the model then always runs that way (no --free-coarse)."),
     told_over: float = typer.Option(1.0, "--told-over", min=1, max=4, help="With --degradations family, chain, resampling, noisy-resampling or video: tell half of the crops a blur scale up to this many times their own (log-uniform, at most 4), as an estimate that reads high tells it, so that the model learns not to over-sharpen then; 1 (default) = always the true s.", show_default=False),
     noise_kept: bool = typer.Option(False, "--noise-kept", help="With --degradations family, chain, resampling, noisy-resampling or video: the target keeps the noise its input was given (the HR crop plus the noise as the degradation left it), so that the model learns to sharpen without removing the grain of an image (off by default: the target is the HR crop)."),
+    noise_kept_peak: float = typer.Option(0.0, "--noise-kept-peak", min=0, callback=_finite, help="With --noise-kept: keep only noise as weak as shot noise of this many photons at full intensity or weaker (relative variance 1/peak + read σ² ≤ 1/this); stronger noise is removed from the target, so that the model learns to keep an image's grain and remove heavy noise. 0 (default) = all noise kept.", show_default=False),
     val_size: int = typer.Option(256, "--val-size", min=0, help="Centre-crop validation images to this side in pixels (0 = whole images)."),
     val_limit: int = typer.Option(0, "--val-limit", min=0, help="Validate on at most this many images (0 = all)."),
     features: int = typer.Option(64, "--features", min=4, help="Generator width F (feature channels)."),
@@ -134,6 +135,7 @@ def train(
                 val_size=val_size, val_limit=val_limit, device=device, seed=seed, lr_schedule=lr_schedule,
                 warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model, degradations=degradations,
                 kernels=runs.kernel_list(kernels), keep_coarse=keep_coarse, told_over=told_over, noise_kept=noise_kept,
+                noise_kept_peak=noise_kept_peak,
             )
         guard.lock_output(cfg.out, folder=True)  # one run per run folder
         with training_display(cfg.steps, cfg.epochs, quiet) as shown:

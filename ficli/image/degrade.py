@@ -235,6 +235,11 @@ class DegradationRanges:
     # The training target keeps the noise its input was given: HR + (the degraded crop − the same
     # degradation without noise), so that a network learns to sharpen without removing grain.
     noise_kept: bool = False
+    # With noise_kept: only noise as weak as shot noise of this many photons at intensity 1 or weaker
+    # (relative variance 1/peak + read σ² ≤ 1/noise_kept_peak) is kept; stronger noise is taken out
+    # of the target, so that a network learns to keep an image's grain and remove heavy noise.
+    # 0 = all noise kept.
+    noise_kept_peak: float = 0.0
 
     def __post_init__(self):
         if not self.kernels or any(k not in KERNELS for k in self.kernels):
@@ -250,6 +255,7 @@ class DegradationRanges:
         check_setting("h264_crf", self.h264_crf[0], *h264.CRF_RANGE)
         check_setting("h264_crf", self.h264_crf[1], self.h264_crf[0], h264.CRF_RANGE[1])
         check_setting("told_over", self.told_over, 1.0, SCALE_RANGE[1])
+        check_setting("noise_kept_peak", self.noise_kept_peak, 0.0, POISSON_PEAK_MAX)
         for name in ("sharp_fraction", "poisson_p", "read_p", "native_p", "quantize_p", "h264_p"):
             check_setting(name, getattr(self, name), 0.0, 1.0)
 
@@ -279,6 +285,13 @@ def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> D
     )
 
 
+def noise_kept(settings: Degradation, peak: float) -> bool:
+    """Whether a crop degraded with `settings` has noise that a `noise_kept` target keeps: any noise
+    when `peak` is 0, else noise no stronger than shot noise of `peak` photons at intensity 1."""
+    variance = (1 / settings.poisson_peak if settings.poisson_peak > 0 else 0.0) + settings.gaussian_sigma**2
+    return variance > 0 and (peak == 0 or variance <= 1 / peak)
+
+
 def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Degrade a batch of HR crops, each with its own random settings: (lr, s, target).
 
@@ -286,7 +299,7 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
     left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the
     number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus each crop's noise
-    as degraded (lr − the same degradation without noise). Noise levels are relative to intensity
+    as degraded (lr − the same degradation without noise) where `noise_kept_peak` keeps it. Noise levels are relative to intensity
     1. Crop borders are reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max
     pixels off both after degrading if the border matters. The work is per crop on the CPU (OpenCV
     and torch, no loops over pixels); see benchmarks/degrade_batch.py for its speed.
@@ -300,7 +313,7 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
         settings = sample_degradation(ranges, rng)
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
         out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
-        if ranges.noise_kept and (settings.poisson_peak > 0 or settings.gaussian_sigma > 0):
+        if ranges.noise_kept and noise_kept(settings, ranges.noise_kept_peak):
             clean = degrade(crop, dataclasses.replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), rng, top=1.0)
             target[i] = x[i] + (out[i] - clean.reshape(x.shape[1:]))
         scales[i] = blur_scale(settings)

@@ -200,8 +200,10 @@ def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
 
 
 def family_ranges(cfg: TrainConfig) -> DegradationRanges:
-    """The ranges of a conditioned --degradations, with the run's --kernels, --told-over and --noise-kept."""
-    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over, noise_kept=cfg.noise_kept)
+    """The ranges of a conditioned --degradations, with the run's --kernels, --told-over, --noise-kept
+    and --noise-kept-peak."""
+    return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over,
+                               noise_kept=cfg.noise_kept, noise_kept_peak=cfg.noise_kept_peak)
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":

@@ -108,6 +108,7 @@ class TrainConfig:
     kernels: tuple[str, ...] = KERNELS  # family/chain: the resampling kernels crops are drawn from (and validated on)
     told_over: float = 1.0  # conditioned runs: half of the crops told up to this many times their s (DegradationRanges.told_over)
     noise_kept: bool = False  # conditioned runs: the target keeps the noise its input was given (DegradationRanges.noise_kept)
+    noise_kept_peak: float = 0.0  # with noise_kept: only noise as weak as this many photons' shot noise is kept; 0 = all
 
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
@@ -125,6 +126,10 @@ class TrainConfig:
             raise ConfigError("a generator conditioned on the blur scale trains with --degradations " + CONDITIONED_NAMES + ", and only such a one")
         if self.generator.coarse_kept and not self.generator.scale_input:
             raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations " + CONDITIONED_NAMES)
+        if self.noise_kept_peak and not self.noise_kept:
+            raise ConfigError("--noise-kept-peak says which noise --noise-kept keeps: give it with --noise-kept")
+        if not (math.isfinite(self.noise_kept_peak) and 0 <= self.noise_kept_peak <= 1e9):
+            raise ConfigError(f"--noise-kept-peak {self.noise_kept_peak}: photons from 0 (all noise kept) to 1e9")
         if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
             raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")
         if self.lr_schedule not in LR_SCHEDULES:
