@@ -40,7 +40,7 @@ def default_model_path(name: str | None = None) -> Path:
 
 def resolve_model_path(path: str | Path | None) -> Path:
     """The file a --model value names: the default model for None, a shipped one for its name in
-    `io.SHIPPED_MODELS` ("paper") unless a file of that name exists, else the path itself."""
+    `io.SHIPPED_MODELS` ("paper", "noise-kept") unless a file of that name exists, else the path itself."""
     if path is None:
         return default_model_path()
     if str(path) in io.SHIPPED_MODELS and not Path(path).exists():
@@ -58,7 +58,7 @@ def model_card_path(model_path: Path) -> Path | None:
 
 def load_generator(path: str | Path | None, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The generator of a model file (the default model when `path` is None; the shipped
-    paper-protocol model for "paper": `io.SHIPPED_MODELS`), ready for inference.
+    paper-protocol model for "paper" and so on: `io.SHIPPED_MODELS`), ready for inference.
 
     See `prepare_generator` for what "ready" means.
     """
