@@ -299,9 +299,9 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     `s` is the (B,) float32 tensor of each crop's `blur_scale` (its shrink factor; 1 for the crops
     left sharp; 2.4·σ for a PSF at the native grid; with `told_over`, half of them told more), the
     number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus each crop's noise
-    as degraded (lr − the same degradation without noise) where `noise_kept_peak` keeps it. Noise levels are relative to intensity
-    1. Crop borders are reflect-padded, so cut a margin of about 2·scale_max + 3·psf_sigma_max
-    pixels off both after degrading if the border matters. The work is per crop on the CPU (OpenCV
+    as degraded (lr − the same degradation without noise) where `noise_kept_peak` keeps it. Noise
+    levels are relative to intensity 1. Crop borders are reflect-padded, so cut a margin of about
+    2·scale_max + 3·psf_sigma_max pixels off both after degrading if the border matters. The work is per crop on the CPU (OpenCV
     and torch, no loops over pixels); see benchmarks/degrade_batch.py for its speed.
     """
     if hr.ndim != 4:
