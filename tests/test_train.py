@@ -157,8 +157,8 @@ def test_degrade_batch_matches_the_per_crop_degradation():
     from ficli.training.pairs import degrade_batch, gaussian_blur_batch
 
     hr = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(0))
-    lr, cond = degrade_batch(hr, TrainConfig(data=("x",), val="x", out="x"), np.random.default_rng(0))
-    assert cond is None and lr.shape == hr.shape
+    lr, cond, target = degrade_batch(hr, TrainConfig(data=("x",), val="x", out="x"), np.random.default_rng(0))
+    assert cond is None and lr.shape == hr.shape and target is hr
     for b in range(5):
         ref = degrade(hr[b, 0].numpy(), Degradation(scale=4), np.random.default_rng(0))
         np.testing.assert_allclose(lr[b, 0].numpy(), ref, atol=1e-5)
@@ -183,7 +183,7 @@ def test_make_batch_noise_ranges_and_degrader_hook(dataset):
 
     def degrader(x, cfg, rng):  # e.g. a sampled blur scale s per crop, handed to the generator
         seen["shape"] = tuple(x.shape)
-        return x * 0.5, torch.full((x.shape[0],), 2.5)
+        return x * 0.5, torch.full((x.shape[0],), 2.5), x
 
     lr, hr, cond = make_batch(images, cfg, np.random.default_rng(1), degrader)
     assert seen["shape"] == (6, 1, 40, 40) and torch.equal(lr, hr * 0.5) and cond.shape == (6,)

@@ -2,8 +2,9 @@
 
 Images are read once, each mapped by its own percentiles as enhancement maps its input
 (`load_images`). Pairs are made in batches by `make_batch(images, cfg, rng, degrader)`: crops from
-the images in memory (`crop_batch`), then a degrader `(hr (B, C, S, S), cfg, rng) -> (lr, cond)`,
-by default `degrade_batch` (the settings of TrainConfig). `cond` is None, or a per-sample tensor
+the images in memory (`crop_batch`), then a degrader `(hr (B, C, S, S), cfg, rng) -> (lr, cond,
+target)`, by default `degrade_batch` (the settings of TrainConfig). `target` is what the output is
+scored against (hr, or with --noise-kept hr with its noise). `cond` is None, or a per-sample tensor
 (e.g. a blur scale s, shape (B,)) that the step hands to the generator as `G(lr, cond)`: the hook
 for a degradation family sampled per batch and a generator conditioned on it. Validation pairs are
 noise-free ×scale degradations of centre crops (`validation_pairs`).
@@ -145,12 +146,12 @@ def shrink_enlarge_batch(x: torch.Tensor, scale: int) -> torch.Tensor:
     return bicubic_resize(bicubic_resize(x, (H // scale, W // scale)), (H, W))[..., :h, :w]
 
 
-def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(lr, cond) for a (B, C, H, W) batch of HR crops: Y = U(D(noise(blur(X)))) of docs/DESIGN.md section 1,
+def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, None, torch.Tensor]:
+    """(lr, cond, target) for a (B, C, H, W) batch of HR crops: Y = U(D(noise(blur(X)))) of docs/DESIGN.md section 1,
     each crop with its own PSF sigma and noise levels drawn from TrainConfig's ranges.
 
     The default degrader of `make_batch`; `cond` is None (the generator is not told how its input
-    was made). The same per-crop operations as `degrade` (the per-crop reference), in batch.
+    was made) and the target is `hr`. The same per-crop operations as `degrade` (the per-crop reference), in batch.
     """
     count = hr.shape[0]
     x = hr
@@ -168,7 +169,7 @@ def degrade_batch(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) 
     if cfg.gaussian_sigma_max > 0:
         sigmas = torch.from_numpy(rng.uniform(0, cfg.gaussian_sigma_max, count)).float()[:, None, None, None]
         x = x + lit * torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32)) * sigmas * top4
-    return shrink_enlarge_batch(x, cfg.scale), None
+    return shrink_enlarge_batch(x, cfg.scale), None, hr
 
 
 FAMILY = DegradationRanges()
@@ -222,8 +223,8 @@ def crop_margin(cfg: TrainConfig) -> int:
     return cfg.scale
 
 
-# (hr, cfg, rng) -> (lr, cond) or (lr, cond, target): a target other than hr (--noise-kept) may follow.
-Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple]
+# (hr, cfg, rng) -> (lr, cond, target): cond None or per sample; target hr, or another (--noise-kept).
+Degrader = Callable[[torch.Tensor, TrainConfig, np.random.Generator], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]
 
 
 def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator,
@@ -233,12 +234,11 @@ def make_batch(images: list[np.ndarray], cfg: TrainConfig, rng: np.random.Genera
     Crops of crop + 2·scale pixels are degraded whole and their margin cut off, so that a crop's
     border is degraded as its interior is. `degrader` makes the inputs (see `degrade_batch`); its
     `cond` (None or a per-sample tensor) goes to the generator with them; the hr returned is the
-    degrader's target where it gives one (--noise-kept), else the crops.
+    degrader's target (the crops, or with --noise-kept the crops with their noise).
     """
     margin = crop_margin(cfg)
     hr = torch.from_numpy(crop_batch(images, cfg.batch, cfg.crop + 2 * margin, rng))
-    lr, cond, *target = degrader(hr, cfg, rng)
-    hr = target[0] if target else hr
+    lr, cond, hr = degrader(hr, cfg, rng)
     cut = (slice(None), slice(None), slice(margin, margin + cfg.crop), slice(margin, margin + cfg.crop))
     return lr[cut].contiguous(), hr[cut].contiguous(), cond
 
