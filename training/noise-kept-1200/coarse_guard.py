@@ -5,7 +5,7 @@ reaches T of the input's 0.1/99.9-percentile range somewhere; then keep the coar
     python training/noise-kept-1200/coarse_guard.py @examples/splits/heldout_sources.txt \
         docs/robustness/noise-kept-1200-heldout/images.csv docs/robustness/noise-kept-1200-heldout-free/images.csv
 
-For each clean cell of `examples/robustness.py` (same crops, seeds and `--scale auto`), one free
+For each cell (clean unless --noise says) of `examples/robustness.py` (same crops, seeds and `--scale auto`), one free
 pass of models/ficli-noise-kept.safetensors gives the coarse move; the two runs' images.csv give
 each image's gain either way. Prints the sum of the cells' means, the cells whose worst image is
 within 0.1 dB, and PSNR(G(X), X) of sharp images, by threshold T (0 = always coarse kept).
@@ -29,7 +29,7 @@ from ficli.inference.runtime import load_generator, scale_chooser  # noqa: E402
 THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, float("inf"))
 
 
-def coarse_moves(data: str) -> dict:
+def coarse_moves(data: str, noise: str) -> dict:
     """(image, kernel, s) -> the largest |B_s(y − x)| of the free output, in units of the input's range."""
     generator, meta = load_generator("noise-kept", torch.device("cpu"))
     moves = {}
@@ -37,8 +37,8 @@ def coarse_moves(data: str) -> dict:
         hr = robustness._crop(io.read_image(item.path).data, 256)
         for kernel in ("pil", "cv2", "area", "psf"):
             for s in (1.0, 1.5, 2.0, 3.0, 4.0):
-                seed = seed_for(0, f"{item.path.name}/{kernel}/{s}/none")
-                y = io.to_unit(io.from_unit(degrade(io.to_unit(hr), robustness._setting(kernel, s, "none"), seed), hr.dtype))
+                seed = seed_for(0, f"{item.path.name}/{kernel}/{s}/{noise}")
+                y = io.to_unit(io.from_unit(degrade(io.to_unit(hr), robustness._setting(kernel, s, noise), seed), hr.dtype))
                 told, how = scale_chooser(meta, None)([y])
                 options = EnhanceOptions(keep_coarse=False, scale_for=lambda frames, upscale, t=told, h=how: (t, h))
                 free = enhance_frames(generator, [y], options)[0].astype(np.float32)
@@ -53,10 +53,11 @@ def main() -> None:
     ap.add_argument("data")
     ap.add_argument("coarse_csv", help="images.csv of the model run with the coarse content kept")
     ap.add_argument("free_csv", help="images.csv of the same run with --free-coarse")
+    ap.add_argument("--noise", default="none", choices=sorted(robustness.NOISE), help="the cells' noise [none]")
     args = ap.parse_args()
-    runs = [{(r["image"], r["kernel"], r["s"]): r for r in csv.DictReader(open(p)) if r["noise"] == "none"}
+    runs = [{(r["image"], r["kernel"], r["s"]): r for r in csv.DictReader(open(p)) if r["noise"] == args.noise}
             for p in (args.coarse_csv, args.free_csv)]
-    moves = coarse_moves(args.data)
+    moves = coarse_moves(args.data, args.noise)
     for threshold in THRESHOLDS:
         cells, sharp = {}, []
         for key, move in moves.items():
@@ -68,8 +69,9 @@ def main() -> None:
         total = sum(float(np.mean(v)) for v in cells.values())
         within = sum(min(v) >= -0.1 for v in cells.values())
         finite = [v for v in sharp if np.isfinite(v)]
-        print(f"T {threshold:<5} sum of means {total:+.2f} dB, cells within 0.1 dB {within} of {len(cells)}, "
-              f"sharp images {np.mean(finite):.1f} dB (worst {min(sharp):.1f}), free output for {np.mean([m < threshold for m in moves.values()]):.0%}")
+        identity = f", sharp images {np.mean(finite):.1f} dB (worst {min(sharp):.1f})" if finite else ""
+        print(f"T {threshold:<5} sum of means {total:+.2f} dB, cells within 0.1 dB {within} of {len(cells)}{identity}, "
+              f"free output for {np.mean([m < threshold for m in moves.values()]):.0%}")
 
 
 if __name__ == "__main__":
