@@ -121,10 +121,15 @@ def _setting(kernel: str, s: float, noise: str) -> Degradation:
     return Degradation(scale=s, kernel=kernel, poisson_peak=NOISE[noise])
 
 
+def cell_input(name: str, hr: np.ndarray, kernel: str, s: float, noise: str, seed: int = 0) -> np.ndarray:
+    """One cell's input, on the unit scale: `hr` degraded as the cell says (seeded by the file's
+    `name` and the cell) and rounded to its pixel type as a written file would be."""
+    degraded = degrade(io.to_unit(hr), _setting(kernel, s, noise), seed_for(seed, f"{name}/{kernel}/{s}/{noise}"))
+    return io.to_unit(io.from_unit(degraded, hr.dtype))
+
+
 def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) -> dict:
-    settings = _setting(kernel, s, noise)
-    x = io.to_unit(hr)
-    y = io.to_unit(io.from_unit(degrade(x, settings, seed_for(args.seed, f"{path.name}/{kernel}/{s}/{noise}")), hr.dtype))
+    y = cell_input(path.name, hr, kernel, s, noise, args.seed)
     told, options = None, EnhanceOptions(keep_coarse=not args.free_coarse)
     if conditioned and args.scale_mode == "learned":  # the learned reading alone, not the smaller of two
         trained, (learned, _) = float(meta.get("scale", 4)), blurscale.readings([y])

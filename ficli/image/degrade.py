@@ -25,8 +25,7 @@ from collections.abc import Callable
 import hashlib
 import math
 from pathlib import Path
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -301,8 +300,9 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     number the generator is told. `target` is `hr`, or with `noise_kept` `hr` plus each crop's noise
     as degraded (lr − the same degradation without noise) where `noise_kept_peak` keeps it. Noise
     levels are relative to intensity 1. Crop borders are reflect-padded, so cut a margin of about
-    2·scale_max + 3·psf_sigma_max pixels off both after degrading if the border matters. The work is per crop on the CPU (OpenCV
-    and torch, no loops over pixels); see benchmarks/degrade_batch.py for its speed.
+    2·scale_max + 3·psf_sigma_max pixels off both after degrading if the border matters. The work
+    is per crop on the CPU (OpenCV and torch, no loops over pixels); see benchmarks/degrade_batch.py
+    for its speed.
     """
     if hr.ndim != 4:
         raise ValueError(f"degrade_batch takes (B, C, H, W), got shape {tuple(hr.shape)}")
@@ -314,7 +314,7 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
         out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
         if ranges.noise_kept and noise_kept(settings, ranges.noise_kept_peak):
-            clean = degrade(crop, dataclasses.replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), rng, top=1.0)
+            clean = degrade(crop, replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), rng, top=1.0)
             target[i] = x[i] + (out[i] - clean.reshape(x.shape[1:]))
         scales[i] = blur_scale(settings)
         if ranges.told_over > 1 and rng.random() < 0.5:  # an estimate that reads high

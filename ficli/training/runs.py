@@ -27,7 +27,7 @@ from ficli.image import io
 from ficli.model import modelfile
 from ficli.inference.device import cpu_name
 from ficli.errors import ConfigError, FicliError, InputError, ModelFileError, OutputError
-from ficli.image.degrade import KERNELS
+from ficli.image.degrade import KERNELS, POISSON_PEAK_MAX
 from ficli.image.intensity import HI_PCT, LO_PCT
 from ficli.model.losses import FINETUNE, PRETRAIN, LossWeights
 from ficli.model.nets import GeneratorConfig
@@ -128,7 +128,7 @@ class TrainConfig:
             raise ConfigError("--keep-coarse keeps what a blur of the told scale passes: give it with --degradations " + CONDITIONED_NAMES)
         if self.noise_kept_peak and not self.noise_kept:
             raise ConfigError("--noise-kept-peak says which noise --noise-kept keeps: give it with --noise-kept")
-        if not (math.isfinite(self.noise_kept_peak) and 0 <= self.noise_kept_peak <= 1e9):
+        if not (math.isfinite(self.noise_kept_peak) and 0 <= self.noise_kept_peak <= POISSON_PEAK_MAX):
             raise ConfigError(f"--noise-kept-peak {self.noise_kept_peak}: photons from 0 (all noise kept) to 1e9")
         if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
             raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")

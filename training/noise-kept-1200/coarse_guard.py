@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import robustness  # noqa: E402
 from ficli.image import io  # noqa: E402
-from ficli.image.degrade import degrade, keep_coarse_array, seed_for  # noqa: E402
+from ficli.image.degrade import keep_coarse_array  # noqa: E402
 from ficli.image.intensity import percentile_range  # noqa: E402
 from ficli.inference.enhance import EnhanceOptions, enhance_frames  # noqa: E402
 from ficli.inference.runtime import load_generator, scale_chooser  # noqa: E402
@@ -37,8 +37,7 @@ def coarse_moves(data: str, noise: str) -> dict:
         hr = robustness._crop(io.read_image(item.path).data, 256)
         for kernel in ("pil", "cv2", "area", "psf"):
             for s in (1.0, 1.5, 2.0, 3.0, 4.0):
-                seed = seed_for(0, f"{item.path.name}/{kernel}/{s}/{noise}")
-                y = io.to_unit(io.from_unit(degrade(io.to_unit(hr), robustness._setting(kernel, s, noise), seed), hr.dtype))
+                y = robustness.cell_input(item.path.name, hr, kernel, s, noise)
                 told, how = scale_chooser(meta, None)([y])
                 options = EnhanceOptions(keep_coarse=False, scale_for=lambda frames, upscale, t=told, h=how: (t, h))
                 free = enhance_frames(generator, [y], options)[0].astype(np.float32)

@@ -20,7 +20,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import robustness  # noqa: E402
 from ficli.image import io  # noqa: E402
-from ficli.image.degrade import degrade, seed_for  # noqa: E402
 from ficli.image.intensity import normalize, percentile_range  # noqa: E402
 
 LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -55,8 +54,7 @@ def main() -> None:
         hr = robustness._crop(io.read_image(item.path).data, 256)
         for key in [k for k in b if k[0] == item.path.name and k in a and k[2] != "1.0"]:
             _, kernel, s, level = key
-            y = io.to_unit(io.from_unit(degrade(io.to_unit(hr), robustness._setting(kernel, float(s), level),
-                                               seed_for(0, f"{item.path.name}/{kernel}/{s}/{level}")), hr.dtype))
+            y = robustness.cell_input(item.path.name, hr, kernel, float(s), level)
             u = np.asarray(normalize(y, *percentile_range(y)), np.float32)
             t = max(told[key], 1.0)
             noise[key] = immerkaer(cv2.resize(u, (round(u.shape[1] / t), round(u.shape[0] / t)), interpolation=cv2.INTER_AREA))
