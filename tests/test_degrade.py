@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ficli.image.degrade import (
-    KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade, degrade_batch, downscale, resize_array,
+    KERNELS, Degradation, DegradationRanges, bicubic_resize, degrade, degrade_batch, degrade_with_clean, downscale, resize_array,
     PSF_S_PER_SIGMA, blur_scale, quantize, sample_degradation, seed_for, shrink_enlarge, small_size,
 )
 from typer.testing import CliRunner
@@ -264,6 +264,24 @@ def test_levels_round_the_result_or_the_small_image():
         Degradation(levels=1)
     with pytest.raises(ConfigError, match="--levels"):
         Degradation(quantize_small=True)
+
+
+@pytest.mark.parametrize("settings", [
+    Degradation(scale=3.0, kernel="area", psf_sigma=0.8, poisson_peak=100.0, gaussian_sigma=0.01, levels=255.0),
+    Degradation(scale=2.5, kernel="cv2", poisson_peak=50.0, levels=4095.0, quantize_small=True),
+    Degradation(scale=1.0, psf_sigma=1.2, poisson_peak=30.0),
+    Degradation(scale=2.0, poisson_peak=200.0, h264_crf=18),
+])
+def test_degrade_with_clean_is_degrade_with_and_without_its_noise(settings):
+    """The noise-kept target's two images from one shrink equal two `degrade` calls (the second
+    without noise), for every stage of the chain, and the noise drawn is the same."""
+    from dataclasses import replace
+
+    image = phantom(64, seed=3).astype(np.float32)
+    noisy, clean = degrade_with_clean(image, settings, np.random.default_rng(7), top=1.0)
+    assert np.array_equal(noisy, degrade(image, settings, np.random.default_rng(7), top=1.0))
+    assert np.array_equal(clean, degrade(image, replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), np.random.default_rng(7), top=1.0))
+    assert np.abs(noisy - clean).max() > 1e-3
 
 
 def test_degrade_command_levels_writes_the_asked_grey_levels(tmp_path):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import hashlib
 import math
 from pathlib import Path
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -127,20 +127,21 @@ def downscale(image: np.ndarray, size: tuple[int, int], kernel: str = "pil") -> 
 
 def shrink_enlarge(image: np.ndarray, scale: float, kernel: str = "pil") -> np.ndarray:
     """U(K_s(X)) alone for a float (H, W) or (H, W, C) image (reflect-pad, see the module doc)."""
-    return _shrink_noise_enlarge(np.asarray(image, np.float32), scale, kernel, lambda small: small)
+    return _shrink_noise_enlarge(np.asarray(image, np.float32), scale, kernel, lambda small: small)[0]
 
 
-def _shrink_noise_enlarge(x: np.ndarray, scale: float, kernel: str, noise) -> np.ndarray:
-    """U(noise(K_s(pad(X)))) cropped back to X's size; `noise` maps the small image to its noisy copy."""
+def _shrink_noise_enlarge(x: np.ndarray, scale: float, kernel: str, *noises) -> list[np.ndarray]:
+    """[U(noise(K_s(pad(X)))) cropped back to X's size for each of `noises`]: one shrink, one
+    enlargement per noise; each maps the small image to a noisy copy."""
     if scale == 1:
-        return noise(x.astype(np.float32, copy=True))
+        return [noise(x.astype(np.float32, copy=True)) for noise in noises]
     h, w = x.shape[:2]
     (nh, H), (nw, W) = small_size(h, scale), small_size(w, scale)
     if H > h or W > w:
         mode = "reflect" if H - h < h and W - w < w else "edge"
         x = np.pad(x, ((0, H - h), (0, W - w)) + ((0, 0),) * (x.ndim - 2), mode=mode)
-    small = noise(np.ascontiguousarray(downscale(np.ascontiguousarray(x, np.float32), (nh, nw), kernel)))
-    return np.ascontiguousarray(resize_array(small, (H, W))[:h, :w])
+    small = np.ascontiguousarray(downscale(np.ascontiguousarray(x, np.float32), (nh, nw), kernel))
+    return [np.ascontiguousarray(resize_array(noise(small), (H, W))[:h, :w]) for noise in noises]
 
 
 def add_noise(x: np.ndarray, top: float, poisson_peak: float, gaussian_sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -185,17 +186,33 @@ def degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, 
     levels of `top`, as a file of that bit depth would hold it. With `h264_crf`, the result is last
     rounded to 8 bits of `top` and coded as an H.264 frame (`h264.code_unit`), as a video holds it.
     """
+    return _degrade(image, settings, rng, top, clean=False)[0]
+
+
+def degrade_with_clean(image: np.ndarray, settings: Degradation, rng: np.random.Generator,
+                       top: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(`degrade`'s Y, the same degradation without its noise n): blur and shrink done once, the
+    rounding and H.264 coding done to both, `rng` drawn from as `degrade` draws."""
+    noisy, clean = _degrade(image, settings, rng, top, clean=True)
+    return noisy, clean
+
+
+def _degrade(image: np.ndarray, settings: Degradation, rng: np.random.Generator, top: float | None,
+             clean: bool) -> list[np.ndarray]:
     x = psf_blur(image.astype(np.float32, copy=True), settings.psf_sigma)
     if top is None:
         top = float(x.max()) if x.size else 0.0
     small_levels = settings.levels if settings.quantize_small else 0.0
 
-    def noise(small):
+    def noisy(small):
         return quantize(add_noise(small, top, settings.poisson_peak, settings.gaussian_sigma, rng), top, small_levels)
 
-    y = _shrink_noise_enlarge(x, settings.scale, settings.kernel, noise)
-    y = y if settings.quantize_small else quantize(y, top, settings.levels)
-    return y if settings.h264_crf is None else h264.code_unit(np.clip(y, 0, top), int(settings.h264_crf), top)
+    def finish(y):
+        y = y if settings.quantize_small else quantize(y, top, settings.levels)
+        return y if settings.h264_crf is None else h264.code_unit(np.clip(y, 0, top), int(settings.h264_crf), top)
+
+    without_noise = [lambda small: quantize(small, top, small_levels)] if clean else []
+    return [finish(y) for y in _shrink_noise_enlarge(x, settings.scale, settings.kernel, noisy, *without_noise)]
 
 
 # ---------------------------------------------------------------- random degradations for training
@@ -312,10 +329,12 @@ def degrade_batch(hr: torch.Tensor, ranges: DegradationRanges, rng: np.random.Ge
     for i in range(len(x)):
         settings = sample_degradation(ranges, rng)
         crop = x[i, ..., 0] if x.shape[-1] == 1 else x[i]
-        out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
         if ranges.noise_kept and noise_kept(settings, ranges.noise_kept_peak):
-            clean = degrade(crop, replace(settings, poisson_peak=0.0, gaussian_sigma=0.0), rng, top=1.0)
+            noisy, clean = degrade_with_clean(crop, settings, rng, top=1.0)
+            out[i] = noisy.reshape(x.shape[1:])
             target[i] = x[i] + (out[i] - clean.reshape(x.shape[1:]))
+        else:
+            out[i] = degrade(crop, settings, rng, top=1.0).reshape(x.shape[1:])
         scales[i] = blur_scale(settings)
         if ranges.told_over > 1 and rng.random() < 0.5:  # an estimate that reads high
             over = scales[i] * math.exp(rng.uniform(0.0, math.log(ranges.told_over)))
