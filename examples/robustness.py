@@ -43,6 +43,7 @@ from ficli.model.nets import GeneratorConfig
 from ficli.inference.runtime import check_coarse, learned_reading, load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
+COARSE_WORDS = {None: "kept below a told s of 3.25", True: "kept", False: "free"}
 
 
 @torch.no_grad()  # not set_grad_enabled(False): run in-process (tests/test_robustness.py), it must not leak
@@ -58,7 +59,11 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-mode", choices=("auto", "oracle", "learned"), default="auto",
                     help="what a conditioned model is told: the spectral estimate (as --scale auto), the true s, or the "
                          "learned reading alone (runtime.learned_reading, not the smaller of it and the template fit) [auto]")
-    ap.add_argument("--free-coarse", action="store_true", help="the network's output as it is (ficli enhance --free-coarse) [the coarse content kept]")
+    coarse = ap.add_mutually_exclusive_group()
+    coarse.add_argument("--free-coarse", dest="keep_coarse", action="store_false", default=None,
+                        help="the network's output as it is at every s (ficli enhance --free-coarse)")
+    coarse.add_argument("--keep-coarse", dest="keep_coarse", action="store_true", default=None,
+                        help="the coarse content kept at every s (ficli enhance --keep-coarse) [as ficli enhance: kept below a told s of 3.25]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables-only", action="store_true", help="remake cells.csv, table.md and heatmap.png from OUT/images.csv")
     args = ap.parse_args(argv)
@@ -66,7 +71,7 @@ def main(argv=None) -> int:
     if args.tables_only:
         return _tables(_read_rows(args.out / "images.csv"), args)
     generator, meta = load_generator(args.model, torch.device("cpu"))
-    check_coarse(meta, not args.free_coarse)
+    args.keep_coarse = check_coarse(meta, args.keep_coarse)
     conditioned = meta["config"].scale_input
     scales = [float(v) for v in args.scales.split(",")]
     kernels, noises = args.kernels.split(","), args.noise.split(",")
@@ -130,7 +135,7 @@ def cell_input(name: str, hr: np.ndarray, kernel: str, s: float, noise: str, see
 
 def _score_cell(generator, conditioned, meta, path, hr, kernel, s, noise, args) -> dict:
     y = cell_input(path.name, hr, kernel, s, noise, args.seed)
-    told, options = None, EnhanceOptions(keep_coarse=not args.free_coarse)
+    told, options = None, EnhanceOptions(keep_coarse=args.keep_coarse)
     if conditioned and args.scale_mode == "learned":  # the learned reading alone, not the smaller of two
         trained, (learned, _) = float(meta.get("scale", 4)), blurscale.readings([y])
         told, how = (min(max(learned_reading(learned)[0], 1.0), trained) if learned.scale else trained), "learned"
@@ -180,7 +185,7 @@ def _markdown(cells: list[dict], meta: dict, args, n_images: int) -> str:
     lines = [
         f"Model `{Path(meta['path']).name}` on `{args.data}` ({n_images} images, centre {args.crop} px; hr scale; "
         f"{'told ' + args.scale_mode + ' s' if meta['config'].scale_input else 'not conditioned'}"
-        f"{'; the coarse content ' + ('free' if args.free_coarse else 'kept') if meta['config'].scale_input else ''}).",
+        f"{'; the coarse content ' + COARSE_WORDS[args.keep_coarse] if meta['config'].scale_input else ''}).",
         "",
         "| kernel | s | noise | gain dB (mean) | worst image dB | gain SSIM | PSNR(G(X), X) | s told |",
         "|---|---|---|---|---|---|---|---|",

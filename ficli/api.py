@@ -102,12 +102,12 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
 
 
 def _options(model: Model, scale: float | None, upscale: int, normalize: bool, tile: int, overlap: int, batch: int | None,
-             precision: str, keep_coarse: bool = True):
+             precision: str, keep_coarse: bool | None = None):
     """`ficli enhance`'s options, with its choice of the blur scale (`Model.chooser`)."""
     from ficli.inference.enhance import EnhanceOptions
     from ficli.inference.runtime import check_coarse
 
-    check_coarse(_info(model.config, model.metadata, model.path), keep_coarse)
+    keep_coarse = check_coarse(_info(model.config, model.metadata, model.path), keep_coarse)
     return EnhanceOptions(
         upscale=upscale, normalize=normalize, scale_for=model.chooser(scale), keep_coarse=keep_coarse,
         tile=TileConfig(tile=tile, overlap=overlap, batch=batch or default_batch(model.device), device=str(model.device), precision=precision),
@@ -126,7 +126,7 @@ def enhance(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
-    keep_coarse: bool = True,
+    keep_coarse: bool | None = None,
     return_record: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Enhance a numpy image or stack as `ficli enhance` does a file; returns a new array of the
@@ -139,8 +139,9 @@ def enhance(
     as floats, not clipped. `scale`: the input's blur scale (1..8), for a scale-conditioned model
     only; None (default) estimates it from the image as `ficli enhance --scale auto` does (one s per
     image or stack, on the frames before `upscale`, times `upscale`; the training scale where the image is too small
-    or flat; an s above the training scale is told the training scale). `keep_coarse=False` is
-    `ficli enhance --free-coarse`. The other options are those of `ficli enhance`. `return_record=True` returns (array, record): the record
+    or flat; an s above the training scale is told the training scale). `keep_coarse`: None
+    (default) keeps the coarse content below a told s of `degrade.FREE_FROM` (3.25) as `ficli
+    enhance` does, True always (`--keep-coarse`), False never (`--free-coarse`). The other options are those of `ficli enhance`. `return_record=True` returns (array, record): the record
     (`ficli.image.provenance`) that `ficli enhance` writes into its outputs, a dict: the model and
     its SHA-256, the blur scale told and how it was chosen, the upscale, the intensity map
     (percentiles and lo/hi in the array's units), tiles, device, precision, date.
@@ -205,7 +206,7 @@ def enhance_file(
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
-    keep_coarse: bool = True,
+    keep_coarse: bool | None = None,
     return_record: bool = False,
     dtype: str | None = None,
     compression: str = "keep",

@@ -74,7 +74,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "video.ffmpeg": {"errors", "image.io", "image.h264"},
     "video.frames": {"errors", "image.io", "image.intensity", "inference.engine", "image.degrade", "video.ffmpeg"},
     "video.pipeline": {"errors", "image.io", "defaults", "image.intensity", "inference.engine", "video.ffmpeg",
-                       "video.frames", "image.provenance"},
+                       "video.frames", "image.provenance", "image.degrade"},
     "training.runs": {"errors", "image.io", "image.intensity", "image.degrade", "inference.device", "model.nets", "model.losses",
                       "model.modelfile"},
     "training.pairs": {"errors", "image.io", "image.intensity", "image.degrade", "training.runs"},

@@ -20,7 +20,7 @@ import torch
 from ficli.image import io
 from ficli.model import modelfile
 from ficli.inference.engine import TileConfig, run_tiled
-from ficli.image.degrade import keep_coarse_array
+from ficli.image.degrade import coarse_kept, keep_coarse_array
 from ficli.tools.export import ONNX_OPSET, TOLERANCE, export_model
 from ficli.image.intensity import normalize, percentile_range
 from ficli.model.nets import Generator, GeneratorConfig
@@ -77,11 +77,11 @@ def _runner(fmt: str, path: Path):
 
 def _ficli(generator, x: np.ndarray, scale: float | None = None) -> np.ndarray:
     """ficli's own result for a normalised (C, H, W) image: the engine's whole-image run, and for a
-    model told s the input's coarse content kept as `ficli enhance` keeps it (OpenCV's filter, where
-    the export has the torch form of `degrade.keep_coarse`)."""
+    model told s the input's coarse content kept where `ficli enhance` keeps it by default
+    (`degrade.coarse_kept`; OpenCV's filter, where the export has the torch form of `degrade.keep_coarse`)."""
     fn = generator if scale is None else (lambda t: generator(t, scale))
     y = run_tiled(fn, x, TileConfig(tile=1024, overlap=32, batch=1))
-    return y if scale is None else keep_coarse_array(y, x, scale)
+    return keep_coarse_array(y, x, scale) if coarse_kept(None, scale) else y
 
 
 def _normalised(image: np.ndarray) -> np.ndarray:

@@ -142,3 +142,44 @@ def test_a_model_trained_with_the_coarse_content_kept_always_runs_with_it(run_cl
         torch.testing.assert_close(model.runner(3.0)(x), keep_coarse(g(x, 3.0), x, 3.0))
     assert build_export_graph(**dataclasses.asdict(kept_config)).generator.config.coarse_kept
     assert "trained with it kept" in unboxed(run_cli("info", kept_model).output)
+
+
+def test_from_a_told_s_of_3_25_the_default_takes_the_output_as_it_is(run_cli, tmp_path, conditioned_model):
+    """Neither flag: the coarse content is kept below a told s of FREE_FROM (3.25) and not from it up
+    (`degrade.coarse_kept`); --keep-coarse keeps it there too. Through enhance (file and record),
+    the API, video and the rule itself."""
+    from ficli import api
+    from ficli.image.degrade import FREE_FROM, coarse_kept
+    from ficli.video.ffmpeg import ffmpeg_exe
+
+    assert FREE_FROM == 3.25
+    assert coarse_kept(None, 3.2) and not coarse_kept(None, 3.25) and not coarse_kept(None, 4.0)
+    assert coarse_kept(True, 4.0) and not coarse_kept(False, 1.5) and not coarse_kept(None, None) and not coarse_kept(True, None)
+    src = tmp_path / "in" / "a.tif"
+    io.write_image(src, to_dtype(phantom(96, 96, seed=5, peak_photons=None), np.uint16))
+    outputs = {}
+    for flag in ("--keep-coarse", "--free-coarse", None):
+        out = tmp_path / str(flag)
+        args = ["enhance", src, "--out", out, "--model", conditioned_model, "--scale", "4", "-q"] + ([flag] if flag else [])
+        assert run_cli(*args).exit_code == 0
+        outputs[flag] = io.read_image(out / "a.tif").data
+        assert provenance.read_image_record(out / "a.tif")["keep_coarse"] is (flag == "--keep-coarse")
+    assert np.array_equal(outputs[None], outputs["--free-coarse"])
+    assert not np.array_equal(outputs[None], outputs["--keep-coarse"])
+    model = api.load_model(conditioned_model, device="cpu")
+    image = io.read_image(src).data
+    free, record = api.enhance(model, image, scale=4.0, return_record=True)
+    assert record["keep_coarse"] is False and np.array_equal(free, outputs[None])
+    assert np.array_equal(api.enhance(model, image, scale=4.0, keep_coarse=True), outputs["--keep-coarse"])
+    assert np.array_equal(api.enhance(model, image, scale=3.0), api.enhance(model, image, scale=3.0, keep_coarse=True))
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
+                    "-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    frames = {}
+    for flag in ("--free-coarse", None):
+        frames[flag] = tmp_path / f"frames{flag}"
+        args = ["video", clip, "--out", tmp_path / f"{flag}.mp4", "--model", conditioned_model, "--device", "cpu", "--scale", "4",
+                "-q", "--frames-dir", frames[flag]] + ([flag] if flag else [])
+        assert run_cli(*args).exit_code == 0
+    assert [io.read_image(p).data.tobytes() for p in sorted(frames[None].glob("*.png"))] == \
+        [io.read_image(p).data.tobytes() for p in sorted(frames["--free-coarse"].glob("*.png"))]

@@ -25,7 +25,7 @@ from ome_zarr.writer import write_image as ome_write_image  # noqa: E402
 
 from conftest import random_model_file  # noqa: E402
 from ficli.image import ngff  # noqa: E402
-from ficli.image.degrade import Degradation, degrade, keep_coarse_array, resize_array, seed_for  # noqa: E402
+from ficli.image.degrade import Degradation, coarse_kept, degrade, keep_coarse_array, resize_array, seed_for  # noqa: E402
 from ficli.image.intensity import denormalize, normalize  # noqa: E402
 from ficli.image.io import from_unit, to_unit, write_image  # noqa: E402
 from ficli.image.phantom import phantom, to_dtype  # noqa: E402
@@ -67,7 +67,7 @@ def level0(path: Path) -> np.ndarray:
 
 def in_memory(model: Path, data: np.ndarray, scale: float, ranges, tile: TileConfig, upscale: int = 1) -> np.ndarray:
     """The whole-image engine on each channel, given the same intensity map and blur scale, the input's
-    coarse content kept as `ficli enhance` keeps it: the reference."""
+    coarse content kept where `ficli enhance` keeps it (below a told s of 3.25): the reference."""
     generator, _ = load_generator(model, torch.device("cpu"))
     generator = told(generator, scale)
     out = []
@@ -76,7 +76,8 @@ def in_memory(model: Path, data: np.ndarray, scale: float, ranges, tile: TileCon
         if upscale > 1:
             x = resize_array(x, (x.shape[0] * upscale, x.shape[1] * upscale))
         x = normalize(x, lo, hi)[None]
-        y = denormalize(keep_coarse_array(run_tiled(generator, x, tile), x, scale)[0], lo, hi)
+        y = run_tiled(generator, x, tile)
+        y = denormalize((keep_coarse_array(y, x, scale) if coarse_kept(None, scale) else y)[0], lo, hi)
         out.append(y * np.float32(65535))
     return np.stack(out)
 
@@ -142,21 +143,24 @@ def test_axes_tczyx_and_yx(tmp_path, cond_model, run_cli):
 # --- chunk by chunk equals the in-memory engine -----------------------------------------------------
 
 
-def test_chunked_equals_in_memory(tmp_path, cond_model, one_torch_thread):
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+def test_chunked_equals_in_memory(tmp_path, cond_model, one_torch_thread, scale):
     """Blocks of 256 px (several per channel) read with a halo of the receptive field give the whole
-    image's engine result, given the same intensity map and s: measured max |Δ| 0 grey levels on uint16
-    and below 1e-3 grey levels (float32 output) everywhere, border included."""
+    image's engine result, given the same intensity map and s (2: the coarse content kept; 4: the
+    output as it is, and the record says which): measured max |Δ| 0 grey levels on uint16 and below
+    1e-3 grey levels (float32 output) everywhere, border included."""
     data = pixels(2, 300, 520)
     src = ome_store(tmp_path / "in.ome.zarr", data, chunk=100)  # 18 chunks a channel: all are sampled
     tile = TileConfig(tile=128, overlap=24, batch=1)
-    options = chunked.StoreOptions(model=str(cond_model), scale=2.0, tile=tile, block=256, dtype="float32")
+    options = chunked.StoreOptions(model=str(cond_model), scale=scale, tile=tile, block=256, dtype="float32")
     report = chunked.enhance_store(src, tmp_path / "out.ome.zarr", options)
     assert report.total == 2 * 2 * 3 and len(report.done) == report.total  # 2 channels × 2 × 3 blocks of 256
     record = ngff.read_record(tmp_path / "out.ome.zarr")
     ranges = [(lo / 65535, hi / 65535) for lo, hi in record["normalisation"]["lo_hi"]]
     expect_ranges = [(float(np.percentile(to_unit(p), 0.1)), float(np.percentile(to_unit(p), 99.9))) for p in data]
     assert np.allclose(ranges, expect_ranges, atol=1e-6)  # few chunks: all are read, as the whole image
-    reference = in_memory(cond_model, data, 2.0, ranges, tile)
+    assert record["keep_coarse"] == [scale < 3.25] * 2
+    reference = in_memory(cond_model, data, scale, ranges, tile)
     got = level0(tmp_path / "out.ome.zarr")
     assert got.dtype == np.float32
     assert np.abs(got - reference).max() < 1e-3

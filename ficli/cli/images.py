@@ -216,7 +216,7 @@ def enhance(
     out: OutOption = ...,
     model: ModelOption = None,
     scale: ScaleOption = "auto",
-    keep_coarse: KeepCoarseOption = True,
+    keep_coarse: KeepCoarseOption = None,
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge each image by this factor before enhancing (the paper's re-up-scaling): use it for images at their native resolution. 1 = same size, for images already enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     tile: TileOption = 512,
     overlap: OverlapOption = 32,
@@ -306,15 +306,15 @@ def enhance(
         generator, info = ready_generator(model, dev, compile_model=compile_model, on_notice=notice)
         channels = info["config"].channels
         with usage_errors():
-            check_coarse(info, options.keep_coarse)
-            options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
+            options = dataclasses.replace(options, keep_coarse=check_coarse(info, options.keep_coarse),
+                                          scale_for=scale_chooser(info, scale))
 
         _enhance_batch(outs, out, info, options, lambda item, dest, on_fraction, record: enhance_file(
             item.path, dest, generator, options, channels, notice, on_fraction, record=record), skip_existing, quiet, part)
 
 
 def _enhance_stores(stores, out, model, scale, upscale, tile, overlap, batch, device, precision, compile_model, dtype, no_normalize,
-                    overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix="", keep_coarse=True) -> None:
+                    overwrite, skip_existing, part, pyramid, block, scheduler, quiet, suffix="", keep_coarse=None) -> None:
     """`enhance` for OME-Zarr inputs: the options checked as for files, then `stores.enhance_stores`."""
     if model is not None:
         from ficli.image import io

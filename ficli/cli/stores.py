@@ -9,6 +9,7 @@ are not mixed in one run (their outputs follow different rules).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def enhance_stores(stores: list[Path], out: Path, options, model, *, quiet: bool
         ngff.check_store_output(src, dest, overwrite=options.overwrite, skip_existing=options.skip_existing)
     loaded = ready_generator(model, resolve_device(options.tile.device), compile_model=compile_model, on_notice=note)
     with usage_errors():
-        check_coarse(loaded[1], options.keep_coarse)
+        options = dataclasses.replace(options, keep_coarse=check_coarse(loaded[1], options.keep_coarse))
     base = provenance.base("enhance", **provenance.model_fields(loaded[1]["path"]))
     start = time.perf_counter()
     for src, dest in outs.items():

@@ -41,7 +41,7 @@ def video(
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Small 'original' / 'ficli' labels in --side-by-side and --compare-only frames."),
     channels: str = typer.Option("auto", "--channels", help="auto: gray video (also gray stored as RGB: channels within 2 levels) as one channel, colour video by its luminance; gray: the channels' mean (gray output); luma: Y of YCrCb enhanced, chroma kept; rgb: each channel."),
     scale: str = typer.Option("auto", "--scale", callback=blur_scale_value, help=f"Blur scale s of the video, for a model conditioned on it: 1 = already sharp, 4 = as blurred as a ×4 bicubic enlargement; a number from 1 to 8, or auto (default): estimated once for the whole video from the power spectrum of {SCALE_FRAMES} of the frames sampled for the range (the central {SCALE_CROP}×{SCALE_CROP} pixels of each, as the network sees them after --upscale), and printed; frames too small or flat to estimate get the model's training scale. Lossy coding (H.264) adds noise where blur removed detail, so there auto may read low: give S where known. An s above the model's training scale is told that scale. The shipped default model is conditioned; a plain one (--model paper) ignores auto and refuses S."),
-    keep_coarse: KeepCoarseOption = True,
+    keep_coarse: KeepCoarseOption = None,
     upscale: int = typer.Option(1, "--upscale", min=1, help="Bicubic-enlarge frames by this factor before enhancing: for video at its native resolution. 1 = same size, for video enlarged from low resolution or blurred. The output stays within 400 million pixels a frame."),
     start: float = typer.Option(0.0, "--start", callback=_start_seconds, help="Start this many seconds into the video."),
     duration: Optional[float] = typer.Option(None, "--duration", callback=_duration_seconds, help="Process this many seconds (default: to the end)."),
@@ -118,8 +118,8 @@ def video(
             source = check_video(src, options)  # input and output problems before the model loads
             generator, info = ready_generator(model, dev, compile_model=compile_model, cuda_graphs=dev.type == "cuda", on_notice=note)
             with usage_errors():
-                check_coarse(info, options.keep_coarse)
-                options = dataclasses.replace(options, scale_for=scale_chooser(info, scale))
+                options = dataclasses.replace(options, keep_coarse=check_coarse(info, options.keep_coarse),
+                                              scale_for=scale_chooser(info, scale))
             from ficli.image import provenance
 
             options = dataclasses.replace(options, record=provenance.base("video", **provenance.model_fields(info["path"])))

@@ -392,6 +392,23 @@ def keep_coarse_array(y: np.ndarray, x: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
+# With neither --keep-coarse nor --free-coarse, a model told s is run with the input's coarse content
+# kept below this told s and as it is from it up (issue 24, round 7): at told s ≥ 3.25 keeping it threw
+# away half of what the network gained (test split ×4: PIL +0.57 → +1.05 dB, area +0.51 → +1.01, a
+# native PSF +0.71 → +1.63; under 200-photon shot noise every kernel +0.5 to +0.7) at a cost on OpenCV's
+# aliasing kernel (×4 −0.02 → −0.26); below it the free output over-sharpens what an s read too high
+# tells (docs/robustness/told-scale-sweep, models/MODEL_CARD.md).
+FREE_FROM = 3.25
+
+
+def coarse_kept(keep_coarse: bool | None, scale: float | None) -> bool:
+    """Whether the output of a model told `scale` (None: a plain model, told nothing) keeps its input's
+    coarse content: `keep_coarse` when given (--keep-coarse / --free-coarse), else below FREE_FROM."""
+    if scale is None:
+        return False
+    return float(scale) < FREE_FROM if keep_coarse is None else keep_coarse
+
+
 def seed_for(seed: int, name: str) -> np.random.Generator:
     """A generator that depends on the run's seed and a file's name, not on the order files are met (a
     name that is not UTF-8, read with surrogate escapes, counts by its own bytes)."""

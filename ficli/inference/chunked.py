@@ -39,7 +39,7 @@ from ficli.defaults import HI_PCT, LO_PCT
 from ficli.errors import ConfigError, FicliError, InputError, OutputError
 from ficli.image import ngff
 from ficli.image.io import check_dtype, dtype_max, evenly_spread, from_unit, printable, to_unit
-from ficli.image.degrade import keep_coarse_array
+from ficli.image.degrade import coarse_kept, keep_coarse_array
 from ficli.image.intensity import denormalize, normalize, percentile_range
 from ficli.inference.engine import TileConfig, receptive_field_overlap, run_tiled
 
@@ -73,7 +73,7 @@ class StoreJob:
     float_out: bool
     ranges: tuple | None
     scales: tuple | None
-    keep_coarse: bool = True  # a model told s: the correction loses what a blur of s passes (`degrade.keep_coarse`)
+    keep_coarse: bool | None = None  # a model told s: the correction loses what a blur of s passes (`runtime.coarse_kept`)
 
 
 @dataclass(frozen=True)
@@ -235,8 +235,9 @@ def compute_block(job: StoreJob, block: Block, data: np.ndarray, generator: Call
     lo, hi = job.ranges[channel_of(job, block)] if job.ranges is not None else (0.0, 1.0)
     x = normalize(x, lo, hi)[None]
     y = run_tiled(generator, x, job.tile)
-    if job.keep_coarse and job.scales is not None:  # local (COARSE_RADIUS px, within the halo): as in memory
-        y = keep_coarse_array(y, x, job.scales[channel_of(job, block)])
+    scale = None if job.scales is None else job.scales[channel_of(job, block)]
+    if coarse_kept(job.keep_coarse, scale):  # local (COARSE_RADIUS px, within the halo): as in memory
+        y = keep_coarse_array(y, x, scale)
     y = denormalize(y[0], lo, hi)
     oy, ox = block.y0 - y0 * job.upscale, block.x0 - x0 * job.upscale
     y = y[oy : oy + block.y1 - block.y0, ox : ox + block.x1 - block.x0]
@@ -391,7 +392,7 @@ def record_fields(job: StoreJob, image: ngff.NgffImage, how_ranges: str, scale_h
     return {
         "input": printable(image.path.name), "input_ngff": ngff.describe(image),
         "blur_scale": None if job.scales is None else [round(float(s), 4) for s in job.scales], "blur_scale_note": scale_how,
-        "keep_coarse": None if job.scales is None else job.keep_coarse,
+        "keep_coarse": None if job.scales is None else [coarse_kept(job.keep_coarse, s) for s in job.scales],
         "upscale": job.upscale,
         "normalisation": "off" if job.ranges is None else
         {"lo_hi": [[round(lo * top, 6), round(hi * top, 6)] for lo, hi in job.ranges], "estimated_from": how_ranges},
@@ -429,7 +430,7 @@ class StoreOptions:
     block: int = 4096
     pyramid: int = 0
     dtype: str | None = None
-    keep_coarse: bool = True
+    keep_coarse: bool | None = None  # True always, False never, None below runtime.FREE_FROM
     scheduler: str | None = None
     overwrite: bool = False
     skip_existing: bool = False

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ficli.image import io
-from ficli.image.degrade import keep_coarse_array, resize_array
+from ficli.image.degrade import coarse_kept, keep_coarse_array, resize_array
 from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError
 from ficli.image.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
@@ -36,7 +36,9 @@ class EnhanceOptions:
     scale_for: Callable[[list], tuple[float, str]] | None = None
     compression: str = "keep"  # of a TIFF output: keep (the input's), none, zlib, lzw, zstd
     dtype: str | None = None  # None: the input's pixel type; "float32": float32 in the input's units
-    keep_coarse: bool = True  # a model told s: its correction loses what a blur of s passes (`degrade.keep_coarse`)
+    # A model told s: its correction loses what a blur of s passes (`degrade.keep_coarse`): True always,
+    # False never, None below `runtime.FREE_FROM` (`runtime.coarse_kept`).
+    keep_coarse: bool | None = None
 
     def __post_init__(self):
         if self.upscale < 1:
@@ -65,8 +67,9 @@ def enhance_frames(
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
     A model conditioned on the blur scale is told the s of `options.scale_for`, one for all the
-    frames, and `on_notice` hears which (prefixed by `name`); with `options.keep_coarse` each
-    plane's correction then loses what a blur of that s passes (`degrade.keep_coarse`). `report`, a dict, gets the (lo, hi)
+    frames, and `on_notice` hears which (prefixed by `name`); where `runtime.coarse_kept` says so
+    for `options.keep_coarse` and that s, each plane's correction then loses what a blur of that s
+    passes (`degrade.keep_coarse`). `report`, a dict, gets the (lo, hi)
     of the intensity map appended to "ranges" (on the [0, 1] scale) and the blur scale told, with
     how it was chosen ("scale", "scale_how").
     """
@@ -95,7 +98,7 @@ def enhance_frames(
         y = run_tiled(generator, x, options.tile, on_notice=on_notice, on_progress=tick)
         return keep_coarse_array(y, x, scale) if coarse else y
 
-    coarse = options.keep_coarse and scale is not None
+    coarse = coarse_kept(options.keep_coarse, scale)
     if report is not None and scale is not None:
         report.update(keep_coarse=coarse)
 

@@ -149,12 +149,17 @@ def fixed_scale(info: dict, requested: float | None) -> float | None:
     return float(info.get("scale", 4) if requested is None else requested)
 
 
-def check_coarse(info: dict, keep_coarse: bool) -> None:
-    """ConfigError for --free-coarse (`keep_coarse` False) with a model trained with the coarse content
-    kept (`GeneratorConfig.coarse_kept`, `ficli train --keep-coarse`): its raw output is not an image."""
-    if not keep_coarse and getattr(info["config"], "coarse_kept", False):
-        raise ConfigError(f"--free-coarse: {info['path']} was trained with the coarse content kept (ficli train --keep-coarse), "
-                          "so its output is an image only with it; leave --free-coarse out, or use a model trained without it")
+def check_coarse(info: dict, keep_coarse: bool | None) -> bool | None:
+    """`keep_coarse` as the model of `info` must run: True (always kept) for a model trained with the
+    coarse content kept (`GeneratorConfig.coarse_kept`, `ficli train --keep-coarse`), whose raw output
+    is not an image (ConfigError for --free-coarse, `keep_coarse` False), else as given (None: the
+    rule of `degrade.coarse_kept`)."""
+    if getattr(info["config"], "coarse_kept", False):
+        if keep_coarse is False:
+            raise ConfigError(f"--free-coarse: {info['path']} was trained with the coarse content kept (ficli train --keep-coarse), "
+                              "so its output is an image only with it; leave --free-coarse out, or use a model trained without it")
+        return True
+    return keep_coarse
 
 
 # An estimate whose 68 % interval spans more than this ratio (high / low) is unsure: its lower end

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from ficli import __version__
 from ficli.image import io
 from ficli.model import modelfile, nets
-from ficli.image.degrade import COARSE_RADIUS, COARSE_SCALE_MAX, PSF_S_PER_SIGMA, gaussian_taps, keep_coarse
+from ficli.image.degrade import COARSE_RADIUS, COARSE_SCALE_MAX, FREE_FROM, PSF_S_PER_SIGMA, gaussian_taps, keep_coarse
 from ficli.tools import modelzoo
 from ficli.tools.modelzoo import PAPER, PAPER_DOI
 from ficli.defaults import HI_PCT, LO_PCT
@@ -66,16 +66,19 @@ class ExportGraph(nn.Module):
     scale-conditioned generator runs at the fixed blur scale `scale` (bioimage.io) or, with
     `scale` None, at the s given as the second input, a (1,) or (B,) float32 tensor told as
     `ficli enhance` tells it: at least 1, at most the model's training scale `trained`; with
-    `coarse` (default, as `ficli enhance --keep-coarse`) the output then keeps the input's coarse
-    content (`keep_coarse`). Uses only torch, so this class travels with nets.py as the
+    `coarse` (default) the output then keeps the input's coarse content (`keep_coarse`) where the s
+    told is below `free_from`, as `ficli enhance` does by default (`degrade.coarse_kept`; None:
+    at every s, for a model trained with it kept). Uses only torch, so this class travels with nets.py as the
     architecture source of a bioimage.io package."""
 
-    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True):
+    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True,
+                 free_from: Optional[float] = FREE_FROM):
         super().__init__()
         self.generator = generator
         self.scale = scale
         self.trained = float(trained)
         self.coarse = coarse
+        self.free_from = free_from
 
     def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
@@ -91,7 +94,8 @@ class ExportGraph(nn.Module):
             y = self.generator(padded)
         y = y[:, :, :h, :w]
         if self.coarse and told is not None:
-            y = keep_coarse(y, x, told)
+            kept = keep_coarse(y, x, told)
+            y = kept if self.free_from is None else torch.where(told.reshape(-1, 1, 1, 1) < self.free_from, kept, y)
         return y
 
 
@@ -101,7 +105,7 @@ def build_export_graph(channels: int, features: int, growth: int, layers: int, b
     callable a bioimage.io package names, to load its state dict into."""
     config = GeneratorConfig(channels=channels, features=features, growth=growth, layers=layers, blocks=blocks,
                              scale_input=scale_input, coarse_kept=coarse_kept)
-    return ExportGraph(Generator(config, spectral_norm=False), scale, trained)
+    return ExportGraph(Generator(config, spectral_norm=False), scale, trained, free_from=None if coarse_kept else FREE_FROM)
 
 
 GeneratorConfig, Generator = nets.GeneratorConfig, nets.Generator  # the names build_export_graph uses in the package
@@ -167,7 +171,8 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     generator, config, metadata = modelfile.load_model(path)
     trained = float(metadata.get("scale", 4))
     # bioimage.io takes one input: s is fixed there; ONNX and TorchScript take it as a second input.
-    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained).eval()
+    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained,
+                        free_from=None if config.coarse_kept else FREE_FROM).eval()
     start = time.perf_counter()
     settings = _settings(path, config, metadata, fixed, fmt)
     with io.atomic_write(out) as tmp:
@@ -345,7 +350,8 @@ def architecture_source() -> str:
         inspect.getsource(nets),
         "# --- added by ficli export: the generator as exported ---\n",
         "import torch.nn.functional as F\nfrom typing import Optional\n",
-        f"PSF_S_PER_SIGMA = {PSF_S_PER_SIGMA!r}\nCOARSE_SCALE_MAX = {COARSE_SCALE_MAX!r}\nCOARSE_RADIUS = {COARSE_RADIUS!r}\n",
+        f"PSF_S_PER_SIGMA = {PSF_S_PER_SIGMA!r}\nCOARSE_SCALE_MAX = {COARSE_SCALE_MAX!r}\nCOARSE_RADIUS = {COARSE_RADIUS!r}\n"
+        f"FREE_FROM = {FREE_FROM!r}\n",
         inspect.getsource(gaussian_taps),
         inspect.getsource(keep_coarse),
         inspect.getsource(ExportGraph),

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from ficli.image import io, provenance
+from ficli.image.degrade import coarse_kept
 from ficli.defaults import SCALE_CROP, SCALE_FRAMES, VIDEO_TILE
 from ficli.inference.engine import TileConfig
 from ficli.errors import ConfigError, OutputError
@@ -90,7 +91,7 @@ class VideoOptions:
     batch: int = 4  # frames per network call (one tile position of each)
     # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
     scale_for: Callable[..., tuple[float, str]] | None = None
-    keep_coarse: bool = True  # a model told s: its correction loses what a blur of s passes (`degrade.keep_coarse`)
+    keep_coarse: bool | None = None  # a model told s: its correction loses what a blur of s passes (`runtime.coarse_kept`)
     # `provenance.base` fields (command, model): completed per video (`VideoPlan.record`) and written
     # into the output's `comment` tag; None: no record.
     record: dict | None = None
@@ -373,7 +374,7 @@ def video_record(plan: VideoPlan, options: VideoOptions) -> dict | None:
             "blur_scale": plan.scale, "blur_scale_source": None if not how else "given" if how == "given"
             else "estimated" if how.startswith("estimated") else "training scale", "blur_scale_note": how or None,
             "blur_scale_spread": plan.scale_residual,
-            "keep_coarse": options.keep_coarse if plan.scale is not None else None,
+            "keep_coarse": coarse_kept(options.keep_coarse, plan.scale) if plan.scale is not None else None,
             "upscale": options.upscale,
             "normalisation": {"percentiles": [options.lo_pct, options.hi_pct], "lo_hi": [[round(v * top, 6) for v in plan.range]],
                               "frames_sampled": plan.samples} if plan.range else "off",
@@ -423,7 +424,7 @@ def enhance_video(
         generator = functools.partial(generator, scale=plan.scale)
     infer = Inference(generator, model_channels, mode, plan.range, s, replace(options.tile, batch=1),
                        keep_original=options.layout != "enhanced", on_notice=notice,
-                       coarse_scale=plan.scale if options.keep_coarse else None)
+                       coarse_scale=plan.scale if coarse_kept(options.keep_coarse, plan.scale) else None)
     left = f"bicubic x{s}" if s > 1 else "original"
 
     tmp = _temporary_output(out, options.frames_dir, notice)
