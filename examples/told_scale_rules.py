@@ -21,7 +21,9 @@ from collections import defaultdict
 
 import numpy as np
 
-UNSURE_RATIO = 1.6  # runtime.UNSURE_RATIO: a wider learned interval is read at its lower end
+from ficli.image.blurscale import ScaleEstimate
+from ficli.inference import runtime
+
 
 
 def load(paths: list[str]) -> dict:
@@ -43,11 +45,11 @@ def load(paths: list[str]) -> dict:
 
 
 def learned_reading(c: dict) -> float:
+    """`runtime.learned_reading` of a row's learned estimate (its lower end where unsure); the
+    training scale, 4, where there was none."""
     if c["learned"] is None:
         return 4.0
-    if c["low"] is not None and c["high"] / max(c["low"], 1e-6) > UNSURE_RATIO:
-        return c["low"]
-    return c["learned"]
+    return runtime.learned_reading(ScaleEstimate(c["learned"], low=c["low"], high=c["high"]))[0]
 
 
 def less_native(s: float, native: float) -> float:
@@ -79,7 +81,9 @@ def score(cells: dict, rule, free_from: float) -> tuple[float, int, int, dict]:
     total = sum(float(np.mean(v)) for v in per.values())
     within = sum(min(v) >= -0.1 for v in per.values())
     shown = {f"{k[0]} ×4": float(np.mean(v)) for k, v in per.items() if k[1] == 4.0}
-    shown["worst ×1.5"] = min(min(v) for k, v in per.items() if k[1] == 1.5)
+    at_one_and_a_half = [min(v) for k, v in per.items() if k[1] == 1.5]
+    if at_one_and_a_half:
+        shown["worst ×1.5"] = min(at_one_and_a_half)
     if sharp:
         shown["sharp: worst PSNR(G(X), X)"] = min(sharp)
     return total, within, len(per), shown

@@ -394,10 +394,10 @@ def keep_coarse_array(y: np.ndarray, x: np.ndarray, scale: float) -> np.ndarray:
 
 # With neither --keep-coarse nor --free-coarse, a model told s is run with the input's coarse content
 # kept below this told s and as it is from it up (issue 24, round 7): at told s ≥ 3.25 keeping it threw
-# away half of what the network gained (test split ×4: PIL +0.57 → +1.05 dB, area +0.51 → +1.01, a
-# native PSF +0.71 → +1.63; under 200-photon shot noise every kernel +0.5 to +0.7) at a cost on OpenCV's
-# aliasing kernel (×4 −0.02 → −0.26); below it the free output over-sharpens what an s read too high
-# tells (docs/robustness/told-scale-sweep, models/MODEL_CARD.md).
+# away half of what the network gained (test split ×4: PIL +0.57 → +1.06 dB, area +0.51 → +1.01, a
+# native PSF +0.71 → +1.64; under 200-photon shot noise every kernel +0.6 to +0.7) at a cost on OpenCV's
+# aliasing kernel (×4 −0.01 → −0.26); below it the free output over-sharpens what an s read too high
+# tells (docs/robustness/told-scale-sweep, models/MODEL_CARD.md "Issue 24, round 7").
 FREE_FROM = 3.25
 
 

@@ -73,7 +73,7 @@ class StoreJob:
     float_out: bool
     ranges: tuple | None
     scales: tuple | None
-    keep_coarse: bool | None = None  # a model told s: the correction loses what a blur of s passes (`runtime.coarse_kept`)
+    keep_coarse: bool | None = None  # a model told s: the correction loses what a blur of s passes (`degrade.coarse_kept`)
 
 
 @dataclass(frozen=True)
@@ -430,7 +430,7 @@ class StoreOptions:
     block: int = 4096
     pyramid: int = 0
     dtype: str | None = None
-    keep_coarse: bool | None = None  # True always, False never, None below runtime.FREE_FROM
+    keep_coarse: bool | None = None  # True always, False never, None below degrade.FREE_FROM
     scheduler: str | None = None
     overwrite: bool = False
     skip_existing: bool = False

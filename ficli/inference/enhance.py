@@ -37,7 +37,7 @@ class EnhanceOptions:
     compression: str = "keep"  # of a TIFF output: keep (the input's), none, zlib, lzw, zstd
     dtype: str | None = None  # None: the input's pixel type; "float32": float32 in the input's units
     # A model told s: its correction loses what a blur of s passes (`degrade.keep_coarse`): True always,
-    # False never, None below `runtime.FREE_FROM` (`runtime.coarse_kept`).
+    # False never, None below `degrade.FREE_FROM` (`degrade.coarse_kept`).
     keep_coarse: bool | None = None
 
     def __post_init__(self):
@@ -67,7 +67,7 @@ def enhance_frames(
     Returns float32 frames on the [0, 1] scale (not clipped), enlarged by `options.upscale`.
     `on_progress(fraction)` is called after each batch of tiles with the share of the work done.
     A model conditioned on the blur scale is told the s of `options.scale_for`, one for all the
-    frames, and `on_notice` hears which (prefixed by `name`); where `runtime.coarse_kept` says so
+    frames, and `on_notice` hears which (prefixed by `name`); where `degrade.coarse_kept` says so
     for `options.keep_coarse` and that s, each plane's correction then loses what a blur of that s
     passes (`degrade.keep_coarse`). `report`, a dict, gets the (lo, hi)
     of the intensity map appended to "ranges" (on the [0, 1] scale) and the blur scale told, with

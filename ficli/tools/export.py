@@ -67,9 +67,9 @@ class ExportGraph(nn.Module):
     `scale` None, at the s given as the second input, a (1,) or (B,) float32 tensor told as
     `ficli enhance` tells it: at least 1, at most the model's training scale `trained`; with
     `coarse` (default) the output then keeps the input's coarse content (`keep_coarse`) where the s
-    told is below `free_from`, as `ficli enhance` does by default (`degrade.coarse_kept`; None:
-    at every s, for a model trained with it kept). Uses only torch, so this class travels with nets.py as the
-    architecture source of a bioimage.io package."""
+    told is below `free_from`, as `ficli enhance` does by default (`degrade.coarse_kept`; None: at
+    every s, for a model trained with it kept). Uses only torch, so this class travels with nets.py
+    as the architecture source of a bioimage.io package."""
 
     def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True,
                  free_from: Optional[float] = FREE_FROM):

@@ -91,7 +91,7 @@ class VideoOptions:
     batch: int = 4  # frames per network call (one tile position of each)
     # For a model conditioned on the blur scale: frames -> (s, how chosen) (`runtime.scale_chooser`).
     scale_for: Callable[..., tuple[float, str]] | None = None
-    keep_coarse: bool | None = None  # a model told s: its correction loses what a blur of s passes (`runtime.coarse_kept`)
+    keep_coarse: bool | None = None  # a model told s: its correction loses what a blur of s passes (`degrade.coarse_kept`)
     # `provenance.base` fields (command, model): completed per video (`VideoPlan.record`) and written
     # into the output's `comment` tag; None: no record.
     record: dict | None = None

@@ -1,0 +1,51 @@
+"""examples/told_scale_rules.py: a rule's score read off a sweep table, checked against the sums
+worked out by hand for a two-image table."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "told_scale_rules.py"
+FIELDS = ("image", "kernel", "s", "noise", "learned", "learned_low", "learned_high", "template", "auto", "told",
+          "psnr_in", "psnr_free", "psnr_coarse")
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("told_scale_rules", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sweep(path: Path) -> Path:
+    """Two images of one cell (pil, s = 4): outputs at told 2 and 4; image a reads 3.0 (auto), b 3.5."""
+    rows = []
+    for image, auto, free, coarse in (("a", 3.0, (31.0, 33.0), (30.5, 31.5)), ("b", 3.5, (29.0, 27.0), (29.5, 29.0))):
+        for told, f, c in zip((2.0, 4.0), free, coarse):
+            rows.append({"image": image, "kernel": "pil", "s": 4.0, "noise": "none", "learned": 3.9, "learned_low": 3.8,
+                         "learned_high": 4.0, "template": auto, "auto": auto, "told": told, "psnr_in": 30.0,
+                         "psnr_free": f, "psnr_coarse": c})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_rules_are_scored_by_interpolating_the_told_s(tmp_path):
+    rules = _module()
+    cells = rules.load([str(_sweep(tmp_path / "sweep.csv"))])
+    # told 3.0 / 3.5 between told 2 and 4: coarse a 30.5 + 0.5·1.0 = 31.0 (+1.0), b 29.5 − 0.75·0.5 = 29.125 (−0.875)
+    total, within, n, shown = rules.score(cells, rules.RULES["shipped: the smaller reading"], float("inf"))
+    assert n == 1 and within == 0 and shown["pil ×4"] == pytest.approx((1.0 - 0.875) / 2)
+    # free from 3.25: a stays coarse (+1.0), b is free: 29 − 0.75·2 = 27.5 (−2.5)
+    total, within, n, shown = rules.score(cells, rules.RULES["shipped: the smaller reading"], 3.25)
+    assert total == pytest.approx((1.0 - 2.5) / 2)
+    # the true s, 4: free 33 and 27 (+3, −3), coarse 31.5 and 29 (+1.5, −1)
+    assert rules.score(cells, rules.RULES["true s (oracle)"], 1.0)[0] == pytest.approx(0.0)
+    assert rules.score(cells, rules.RULES["true s (oracle)"], float("inf"))[0] == pytest.approx(0.25)
+    # told 1 is the input itself: a native blur of 4 taken off leaves s = 1 for both
+    assert rules.less_native(3.0, 4.0) == 1.0
+    assert rules.score(cells, lambda key, c: rules.less_native(c["auto"], 4.0), float("inf"))[:2] == (0.0, 1)
