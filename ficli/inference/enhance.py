@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ficli.image import io
-from ficli.image.degrade import coarse_kept, keep_coarse_array, resize_array
+from ficli.image.degrade import FREE_FROM, coarse_kept, keep_coarse_array, resize_array
 from ficli.inference.engine import TileConfig, run_tiled
 from ficli.errors import ConfigError
 from ficli.image.intensity import HI_PCT, LO_PCT, denormalize, flat_values, keep_flat, normalize, percentile_range
@@ -101,6 +101,8 @@ def enhance_frames(
     coarse = coarse_kept(options.keep_coarse, scale)
     if report is not None and scale is not None:
         report.update(keep_coarse=coarse)
+    if on_notice is not None and options.keep_coarse is None and scale is not None and not coarse:
+        on_notice(f"told s ≥ {FREE_FROM:g}: the network's output is written as it is (--keep-coarse keeps the input's coarse content)")
 
     out = []
     for frame, constants in zip(frames, flat):
