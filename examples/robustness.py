@@ -36,14 +36,14 @@ import torch
 
 from ficli.image import blurscale, io
 from ficli.model import modelfile
-from ficli.image.degrade import KERNELS, PSF_S_PER_SIGMA, Degradation, degrade, seed_for
+from ficli.image.degrade import FREE_FROM, KERNELS, PSF_S_PER_SIGMA, Degradation, degrade, seed_for
 from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.tools.evaluate import Scale, score_images
 from ficli.model.nets import GeneratorConfig
 from ficli.inference.runtime import check_coarse, learned_reading, load_generator, resolve_model_path, scale_chooser
 
 NOISE = {"none": 0.0, "poisson200": 200.0}
-COARSE_WORDS = {None: "kept below a told s of 3.25", True: "kept", False: "free"}
+COARSE_WORDS = {None: f"kept below a told s of {FREE_FROM:g}", True: "kept", False: "free"}
 
 
 @torch.no_grad()  # not set_grad_enabled(False): run in-process (tests/test_robustness.py), it must not leak
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     coarse.add_argument("--free-coarse", dest="keep_coarse", action="store_false", default=None,
                         help="the network's output as it is at every s (ficli enhance --free-coarse)")
     coarse.add_argument("--keep-coarse", dest="keep_coarse", action="store_true", default=None,
-                        help="the coarse content kept at every s (ficli enhance --keep-coarse) [as ficli enhance: kept below a told s of 3.25]")
+                        help=f"the coarse content kept at every s (ficli enhance --keep-coarse) [as ficli enhance: kept below a told s of {FREE_FROM:g}]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables-only", action="store_true", help="remake cells.csv, table.md and heatmap.png from OUT/images.csv")
     args = ap.parse_args(argv)

@@ -26,6 +26,10 @@ from ficli.inference import runtime
 
 
 
+def _number(v: str) -> float | None:
+    return float(v) if v not in ("", "None") else None
+
+
 def load(paths: list[str]) -> dict:
     """(image, kernel, s, noise) -> its readings and PSNR at each told s (told 1: the input)."""
     cells: dict = {}
@@ -33,9 +37,8 @@ def load(paths: list[str]) -> dict:
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
                 key = (r["image"], r["kernel"], float(r["s"]), r["noise"])
-                number = lambda v: float(v) if v not in ("", "None") else None  # noqa: E731
-                c = cells.setdefault(key, {"learned": number(r["learned"]), "low": number(r["learned_low"]),
-                                           "high": number(r["learned_high"]), "template": number(r["template"]),
+                c = cells.setdefault(key, {"learned": _number(r["learned"]), "low": _number(r["learned_low"]),
+                                           "high": _number(r["learned_high"]), "template": _number(r["template"]),
                                            "auto": float(r["auto"]), "in": float(r["psnr_in"]), "told": [1.0],
                                            "free": [float(r["psnr_in"])], "coarse": [float(r["psnr_in"])]})
                 c["told"].append(float(r["told"]))

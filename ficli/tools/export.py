@@ -67,18 +67,17 @@ class ExportGraph(nn.Module):
     `scale` None, at the s given as the second input, a (1,) or (B,) float32 tensor told as
     `ficli enhance` tells it: at least 1, at most the model's training scale `trained`; with
     `coarse` (default) the output then keeps the input's coarse content (`keep_coarse`) where the s
-    told is below `free_from`, as `ficli enhance` does by default (`degrade.coarse_kept`; None: at
-    every s, for a model trained with it kept). Uses only torch, so this class travels with nets.py
+    told is below FREE_FROM, as `ficli enhance` does by default (`degrade.coarse_kept`), or at every
+    s for a generator trained with it kept (`config.coarse_kept`). Uses only torch, so this class travels with nets.py
     as the architecture source of a bioimage.io package."""
 
-    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True,
-                 free_from: Optional[float] = FREE_FROM):
+    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True):
         super().__init__()
         self.generator = generator
         self.scale = scale
         self.trained = float(trained)
         self.coarse = coarse
-        self.free_from = free_from
+        self.free_from: Optional[float] = None if generator.config.coarse_kept else FREE_FROM
 
     def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
@@ -105,7 +104,7 @@ def build_export_graph(channels: int, features: int, growth: int, layers: int, b
     callable a bioimage.io package names, to load its state dict into."""
     config = GeneratorConfig(channels=channels, features=features, growth=growth, layers=layers, blocks=blocks,
                              scale_input=scale_input, coarse_kept=coarse_kept)
-    return ExportGraph(Generator(config, spectral_norm=False), scale, trained, free_from=None if coarse_kept else FREE_FROM)
+    return ExportGraph(Generator(config, spectral_norm=False), scale, trained)
 
 
 GeneratorConfig, Generator = nets.GeneratorConfig, nets.Generator  # the names build_export_graph uses in the package
@@ -171,8 +170,7 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     generator, config, metadata = modelfile.load_model(path)
     trained = float(metadata.get("scale", 4))
     # bioimage.io takes one input: s is fixed there; ONNX and TorchScript take it as a second input.
-    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained,
-                        free_from=None if config.coarse_kept else FREE_FROM).eval()
+    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained).eval()
     start = time.perf_counter()
     settings = _settings(path, config, metadata, fixed, fmt)
     with io.atomic_write(out) as tmp:
