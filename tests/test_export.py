@@ -162,6 +162,19 @@ def test_onnx_states_its_opset_and_dynamic_axes(tiny_model, tmp_path):
     assert json.loads(meta["ficli"])["normalize"] == {"lo_pct": 0.1, "hi_pct": 99.9}
 
 
+def test_a_model_file_that_asks_for_the_coarse_step_exports_with_it(conditioned_model, tmp_path):
+    """Metadata "keep_coarse": true (the noise-kept model): the exported graph keeps the coarse
+    content at a told s of 4 too, as `ficli enhance` runs that file."""
+    generator, config, meta = modelfile.load_model(conditioned_model)
+    x = normalize(phantom(45, 30, seed=4), 0.02, 0.8)[None]
+    y = run_tiled(lambda t: generator(t, 4.0), x, TileConfig(tile=1024, overlap=32, batch=1))
+    for asks, expected in ((True, keep_coarse_array(y, x, 4.0)), (False, y)):  # trained at ×4, told 4 ≥ FREE_FROM
+        path = modelfile.save_model(tmp_path / f"{asks}.safetensors", generator, config, {**meta, "scale": 4, "keep_coarse": asks})
+        run = _runner("torchscript", export_model(path, "torchscript", tmp_path / f"{asks}.pt").path)
+        assert np.abs(run(x[None], 4.0)[0] - expected).max() <= TOLERANCE, asks
+    assert np.abs(keep_coarse_array(y, x, 4.0) - y).max() > 10 * TOLERANCE
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_blur_scale_is_a_second_input_with_a_default(fmt, conditioned_model, tmp_path):
     if fmt == "onnx":

@@ -184,3 +184,32 @@ def test_from_a_told_s_of_3_25_the_default_takes_the_output_as_it_is(run_cli, tm
         assert run_cli(*args).exit_code == 0
     assert [io.read_image(p).data.tobytes() for p in sorted(frames[None].glob("*.png"))] == \
         [io.read_image(p).data.tobytes() for p in sorted(frames["--free-coarse"].glob("*.png"))]
+
+
+def test_a_model_file_that_asks_for_the_coarse_step_gets_it_at_every_s(run_cli, tmp_path, conditioned_model):
+    """Metadata "keep_coarse": true (the noise-kept model, whose card measured that it loses without
+    the step): neither flag keeps the coarse content at a told s of 4 too, as --keep-coarse does;
+    --free-coarse still frees it; the API and the export graph follow the file. The shipped
+    noise-kept model carries it; the default does not."""
+    from ficli import api
+    from ficli.inference.runtime import check_coarse, load_generator
+    from ficli.tools.export import ExportGraph
+
+    g, config, meta = modelfile.load_model(conditioned_model)
+    asks = modelfile.save_model(tmp_path / "asks.safetensors", g, config, {**meta, "keep_coarse": True})
+    src = tmp_path / "in" / "a.tif"
+    io.write_image(src, to_dtype(phantom(96, 96, seed=5, peak_photons=None), np.uint16))
+    outputs = {}
+    for model, flag in ((asks, None), (asks, "--free-coarse"), (conditioned_model, "--keep-coarse"), (conditioned_model, "--free-coarse")):
+        out = tmp_path / f"{model.stem}{flag}"
+        result = run_cli("enhance", src, "--out", out, "--model", model, "--scale", "4", *([flag] if flag else []))
+        assert result.exit_code == 0 and "the network's output is written as it is" not in result.output
+        outputs[model.stem, flag] = io.read_image(out / "a.tif").data
+        assert provenance.read_image_record(out / "a.tif")["keep_coarse"] is (flag != "--free-coarse")
+    assert np.array_equal(outputs["asks", None], outputs["cond", "--keep-coarse"])
+    assert np.array_equal(outputs["asks", "--free-coarse"], outputs["cond", "--free-coarse"])
+    image = io.read_image(src).data
+    assert np.array_equal(api.enhance(api.load_model(asks, device="cpu"), image, scale=4.0), outputs["asks", None])
+    assert ExportGraph(g, always_coarse=True).free_from is None and ExportGraph(g).free_from == 3.25
+    assert check_coarse(load_generator("noise-kept", torch.device("cpu"))[1], None) is True
+    assert check_coarse(load_generator(None, torch.device("cpu"))[1], None) is None

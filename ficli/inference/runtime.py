@@ -152,12 +152,15 @@ def fixed_scale(info: dict, requested: float | None) -> float | None:
 def check_coarse(info: dict, keep_coarse: bool | None) -> bool | None:
     """`keep_coarse` as the model of `info` must run: True (always kept) for a model trained with the
     coarse content kept (`GeneratorConfig.coarse_kept`, `ficli train --keep-coarse`), whose raw output
-    is not an image (ConfigError for --free-coarse, `keep_coarse` False), else as given (None: the
-    rule of `degrade.coarse_kept`)."""
+    is not an image (ConfigError for --free-coarse, `keep_coarse` False); True when not given (None)
+    for a model file whose metadata says "keep_coarse": true (its card's measured choice: the
+    noise-kept model); else as given (None: the rule of `degrade.coarse_kept`)."""
     if getattr(info["config"], "coarse_kept", False):
         if keep_coarse is False:
             raise ConfigError(f"--free-coarse: {info['path']} was trained with the coarse content kept (ficli train --keep-coarse), "
                               "so its output is an image only with it; leave --free-coarse out, or use a model trained without it")
+        return True
+    if keep_coarse is None and info.get("keep_coarse") is True:
         return True
     return keep_coarse
 

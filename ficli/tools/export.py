@@ -68,16 +68,18 @@ class ExportGraph(nn.Module):
     `ficli enhance` tells it: at least 1, at most the model's training scale `trained`; with
     `coarse` (default) the output then keeps the input's coarse content (`keep_coarse`) where the s
     told is below FREE_FROM, as `ficli enhance` does by default (`degrade.coarse_kept`), or at every
-    s for a generator trained with it kept (`config.coarse_kept`). Uses only torch, so this class travels with nets.py
-    as the architecture source of a bioimage.io package."""
+    s for a generator trained with it kept (`config.coarse_kept`) or whose model file asks for it
+    (`always_coarse`: metadata "keep_coarse" true, `runtime.check_coarse`). Uses only torch, so this
+    class travels with nets.py as the architecture source of a bioimage.io package."""
 
-    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True):
+    def __init__(self, generator: nn.Module, scale: float | None = None, trained: float = 4.0, coarse: bool = True,
+                 always_coarse: bool = False):
         super().__init__()
         self.generator = generator
         self.scale = scale
         self.trained = float(trained)
         self.coarse = coarse
-        self.free_from: Optional[float] = None if generator.config.coarse_kept else FREE_FROM
+        self.free_from: Optional[float] = None if generator.config.coarse_kept or always_coarse else FREE_FROM
 
     def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
@@ -99,12 +101,13 @@ class ExportGraph(nn.Module):
 
 
 def build_export_graph(channels: int, features: int, growth: int, layers: int, blocks: int,
-                       scale_input: bool, scale: float | None = None, trained: float = 4.0, coarse_kept: bool = False) -> ExportGraph:
+                       scale_input: bool, scale: float | None = None, trained: float = 4.0, coarse_kept: bool = False,
+                       always_coarse: bool = False) -> ExportGraph:
     """An `ExportGraph` of plain (folded) convolutions for the given GeneratorConfig fields: the
     callable a bioimage.io package names, to load its state dict into."""
     config = GeneratorConfig(channels=channels, features=features, growth=growth, layers=layers, blocks=blocks,
                              scale_input=scale_input, coarse_kept=coarse_kept)
-    return ExportGraph(Generator(config, spectral_norm=False), scale, trained)
+    return ExportGraph(Generator(config, spectral_norm=False), scale, trained, always_coarse=always_coarse)
 
 
 GeneratorConfig, Generator = nets.GeneratorConfig, nets.Generator  # the names build_export_graph uses in the package
@@ -170,7 +173,8 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     generator, config, metadata = modelfile.load_model(path)
     trained = float(metadata.get("scale", 4))
     # bioimage.io takes one input: s is fixed there; ONNX and TorchScript take it as a second input.
-    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained).eval()
+    graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained,
+                        always_coarse=metadata.get("keep_coarse") is True).eval()
     start = time.perf_counter()
     settings = _settings(path, config, metadata, fixed, fmt)
     with io.atomic_write(out) as tmp:
@@ -426,7 +430,8 @@ def _package_fields(bio, config, metadata: dict, scale: float | None, settings: 
     """Everything of the package's description but its tensors."""
     from bioimageio.spec.dataset import v0_3 as dataset
 
-    kwargs = {**asdict(config), "scale": scale, "trained": float(metadata.get("scale", 4))}
+    kwargs = {**asdict(config), "scale": scale, "trained": float(metadata.get("scale", 4)),
+              "always_coarse": metadata.get("keep_coarse") is True}
     torch_version = bio.Version(torch.__version__.split("+")[0])
     told = (f" at a fixed blur scale s = {scale:g}: for images blurred like a ×{scale:g} bicubic enlargement "
             "(s = 1: sharp to the pixel; the documentation says which s suits which data)") if scale is not None else ""
