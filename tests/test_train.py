@@ -531,3 +531,21 @@ def test_told_over_is_refused_where_it_means_nothing(dataset, tmp_path):
         _config(dataset, tmp_path / "p", told_over=2.0)  # the paper's runs tell no s
     with pytest.raises(ConfigError, match="--told-over"):
         _config(dataset, tmp_path / "q", degradations="resampling", generator=TINY_COND, told_over=5.0)
+
+
+def test_scale_min_draws_large_blur_scales_only(dataset, tmp_path):
+    """--scale-min 2.75: every crop is blurred with s in (2.75, 4] (none left sharp), validation
+    uses the scales above it alone, a short run trains; it is refused where it means nothing."""
+    from ficli.errors import ConfigError
+    from ficli.training.pairs import VAL_SCALES, family_degrader, validation_pairs
+
+    cfg = _config(dataset, tmp_path / "l", degradations="resampling", generator=TINY_COND, scale_min=2.75, steps=2)
+    _, s, _ = family_degrader(torch.rand(200, 1, 24, 24), cfg, np.random.default_rng(0))
+    assert float(s.min()) > 2.75 and float(s.max()) <= 4 + 1e-5 and float(s.std()) > 0.2
+    assert {p[2] for p in validation_pairs(cfg)} == {v for v in VAL_SCALES if v > 2.75}
+    train(cfg)
+    assert float(_rows(Path(cfg.out))[-1]["val_psnr"]) > 0
+    with pytest.raises(ConfigError, match="--scale-min"):
+        _config(dataset, tmp_path / "p", scale_min=2.0)  # the paper's runs draw no s
+    with pytest.raises(ConfigError, match="--scale-min"):
+        _config(dataset, tmp_path / "q", degradations="resampling", generator=TINY_COND, scale_min=4.0)

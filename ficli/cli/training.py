@@ -88,6 +88,7 @@ def train(
     told_over: float = typer.Option(1.0, "--told-over", min=1, max=4, help="With --degradations family, chain, resampling, noisy-resampling or video: tell half of the crops a blur scale up to this many times their own (log-uniform, at most 4), as an estimate that reads high tells it, so that the model learns not to over-sharpen then; 1 (default) = always the true s.", show_default=False),
     noise_kept: bool = typer.Option(False, "--noise-kept", help="With --degradations family, chain, resampling, noisy-resampling or video: the target keeps the noise its input was given (the HR crop plus the noise as the degradation left it), so that the model learns to sharpen without removing the grain of an image (off by default: the target is the HR crop)."),
     noise_kept_peak: float = typer.Option(0.0, "--noise-kept-peak", min=0, callback=_finite, help="With --noise-kept: keep only noise as weak as shot noise of this many photons at full intensity or weaker (relative variance 1/peak + read σ² ≤ 1/this); stronger noise is removed from the target, so that the model learns to keep an image's grain and remove heavy noise. 0 (default) = all noise kept.", show_default=False),
+    scale_min: float = typer.Option(1.0, "--scale-min", min=1, max=4, help="With --degradations family, chain, resampling, noisy-resampling or video: draw the blurred crops' blur scale s in (this, 4] and leave no crop sharp, and validate on those scales alone: a network for large s only (e.g. 2.75 for the second network of a model routed by the told s, docs/DEGRADATIONS.md); 1 (default) = the whole family, 15 % of crops left sharp.", show_default=False),
     val_size: int = typer.Option(256, "--val-size", min=0, help="Centre-crop validation images to this side in pixels (0 = whole images)."),
     val_limit: int = typer.Option(0, "--val-limit", min=0, help="Validate on at most this many images (0 = all)."),
     features: int = typer.Option(64, "--features", min=4, help="Generator width F (feature channels)."),
@@ -135,7 +136,7 @@ def train(
                 val_size=val_size, val_limit=val_limit, device=device, seed=seed, lr_schedule=lr_schedule,
                 warmup_steps=warmup_steps, ema=ema, channels_last=channels_last, compile=compile_model, degradations=degradations,
                 kernels=runs.kernel_list(kernels), keep_coarse=keep_coarse, told_over=told_over, noise_kept=noise_kept,
-                noise_kept_peak=noise_kept_peak,
+                noise_kept_peak=noise_kept_peak, scale_min=scale_min,
             )
         guard.lock_output(cfg.out, folder=True)  # one run per run folder
         with training_display(cfg.steps, cfg.epochs, quiet) as shown:

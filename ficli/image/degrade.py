@@ -234,6 +234,9 @@ class DegradationRanges:
 
     kernels: tuple[str, ...] = KERNELS
     scale_max: float = 4.0
+    # The blurred crops' s is drawn in (scale_min, scale_max]; above 1 no crop is left sharp: the
+    # ranges of a network for large s alone (a routed model's second network, docs/DEGRADATIONS.md).
+    scale_min: float = 1.0
     sharp_fraction: float = 0.15
     psf_sigma_max: float = 1.5
     poisson_peak: tuple[float, float] = (30.0, 3000.0)
@@ -284,10 +287,10 @@ def sample_degradation(ranges: DegradationRanges, rng: np.random.Generator) -> D
     if ranges.quantize_p > 0 and rng.random() < ranges.quantize_p:
         lo, hi = ranges.levels
         rounding = {"levels": float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), "quantize_small": bool(rng.random() < 0.5)}
-    if rng.random() < ranges.sharp_fraction or ranges.scale_max == 1:
+    if ranges.scale_min == 1 and (rng.random() < ranges.sharp_fraction or ranges.scale_max == 1):
         return Degradation(scale=1.0, kernel=ranges.kernels[0], **rounding)
     lo, hi = ranges.poisson_peak
-    scale = float(1 + (ranges.scale_max - 1) * (1 - rng.random()))  # (1, scale_max]
+    scale = float(ranges.scale_min + (ranges.scale_max - ranges.scale_min) * (1 - rng.random()))  # (scale_min, scale_max]
     native = ranges.native_p > 0 and rng.random() < ranges.native_p
     if ranges.h264_p > 0 and rng.random() < ranges.h264_p:
         rounding = {"h264_crf": int(rng.integers(ranges.h264_crf[0], ranges.h264_crf[1] + 1))}

@@ -204,7 +204,7 @@ def family_ranges(cfg: TrainConfig) -> DegradationRanges:
     """The ranges of a conditioned --degradations, with the run's --kernels, --told-over, --noise-kept
     and --noise-kept-peak."""
     return dataclasses.replace(RANGES[cfg.degradations], kernels=tuple(cfg.kernels), told_over=cfg.told_over,
-                               noise_kept=cfg.noise_kept, noise_kept_peak=cfg.noise_kept_peak)
+                               noise_kept=cfg.noise_kept, noise_kept_peak=cfg.noise_kept_peak, scale_min=cfg.scale_min)
 
 
 def degrader_for(cfg: TrainConfig) -> "Degrader":
@@ -293,9 +293,10 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
             top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
         if cfg.degradations in CONDITIONED:
-            scale = VAL_SCALES[i % len(VAL_SCALES)]
+            scales = [v for v in VAL_SCALES if v > cfg.scale_min] or [4.0]  # --scale-min: the scales it trains on
+            scale = scales[i % len(scales)]
             kernels = tuple(cfg.kernels)
-            settings = Degradation(scale=scale, kernel=kernels[(i + i // len(VAL_SCALES)) % len(kernels)])
+            settings = Degradation(scale=scale, kernel=kernels[(i + i // len(scales)) % len(kernels)])
         else:
             scale, settings = None, Degradation(scale=cfg.scale)
         lr = degrade(img[..., 0] if img.shape[2] == 1 else img, settings, np.random.default_rng(0))

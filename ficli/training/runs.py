@@ -109,6 +109,7 @@ class TrainConfig:
     told_over: float = 1.0  # conditioned runs: half of the crops told up to this many times their s (DegradationRanges.told_over)
     noise_kept: bool = False  # conditioned runs: the target keeps the noise its input was given (DegradationRanges.noise_kept)
     noise_kept_peak: float = 0.0  # with noise_kept: only noise as weak as this many photons' shot noise is kept; 0 = all
+    scale_min: float = 1.0  # conditioned runs: blurred crops' s in (scale_min, 4]; above 1 none left sharp (DegradationRanges.scale_min)
 
     def __post_init__(self):
         if self.degradations not in DEGRADATIONS:
@@ -119,6 +120,7 @@ class TrainConfig:
             (tuple(self.kernels) != KERNELS, "--kernels chooses among the family's kernels"),
             (self.told_over != 1.0, "--told-over tells a conditioned generator more than the blur scale"),
             (self.noise_kept, "--noise-kept keeps the noise of the degradation family in the target"),
+            (self.scale_min != 1.0, "--scale-min narrows the blur scales of the degradation family"),
         ):
             if given and self.degradations not in CONDITIONED:
                 raise ConfigError(option + ": give it with --degradations " + CONDITIONED_NAMES)
@@ -130,6 +132,8 @@ class TrainConfig:
             raise ConfigError("--noise-kept-peak says which noise --noise-kept keeps: give it with --noise-kept")
         if not (math.isfinite(self.noise_kept_peak) and 0 <= self.noise_kept_peak <= POISSON_PEAK_MAX):
             raise ConfigError(f"--noise-kept-peak {self.noise_kept_peak}: photons from 0 (all noise kept) to 1e9")
+        if not (math.isfinite(self.scale_min) and 1 <= self.scale_min < 4):
+            raise ConfigError(f"--scale-min {self.scale_min}: a blur scale from 1 (the whole family) to below 4")
         if not (math.isfinite(self.told_over) and 1 <= self.told_over <= 4):
             raise ConfigError(f"--told-over {self.told_over}: a ratio from 1 (off) to 4")
         if self.lr_schedule not in LR_SCHEDULES:
