@@ -6,9 +6,11 @@ Each image (central 256²) is degraded with each kernel (pil, area, cv2) and a n
 (σ = s/2.4) at s = 1, 2, 3, 4, without noise and with 100-photon shot noise, then saved as each
 file kind (its own type, 8-bit, dim 8-bit, 12 bits in 16, 16-bit narrow, float; `--kinds` chooses, and
 can add an H.264-coded 8-bit frame); the learned
-estimate (`blurscale.estimate_scale`) and the template fit (`estimate_scale_template`) are asked
-for s, and the s that `--scale auto` tells (`runtime.told_scale`: the learned estimate, or where
-it is unsure the smaller of its interval's lower end and the template fit). Prints Markdown tables
+estimate and the template fit (`blurscale.readings`, as `--scale auto` reads a file, with the
+template fit under the file's rounding noise, `below_floor`) are asked for s, and the s that
+`--scale auto` tells (`runtime.told_scale`: the learned estimate, or where it is unsure its
+interval's lower end, or the template fit where that reads lower; from BELOW_FLOOR_FROM up the fit
+under the rounding noise). Prints Markdown tables
 of the share within ±0.5 by file kind × s and kernel × s, the share told more than 0.5 above the
 truth, and the share of true values inside the learned estimate's 68 % interval; --csv keeps every
 estimate.
@@ -25,7 +27,7 @@ import numpy as np
 from savedfiles import VIDEO_KINDS, load_unit, save_as, use_estimator  # the example beside this one
 
 from ficli.image import io
-from ficli.image.blurscale import estimate_scale, estimate_scale_template
+from ficli.image.blurscale import readings
 from ficli.image.degrade import PSF_S_PER_SIGMA, Degradation, degrade
 from ficli.inference.runtime import told_scale
 
@@ -77,7 +79,7 @@ def main() -> None:
                     y = degrade(x, setting(kernel, s, peak), rng, top=1.0)
                     for kind in kinds:
                         saved = save_as(y, kind, rng, fraction=None, own=(levels, top))
-                        learned, template = estimate_scale(saved), estimate_scale_template(saved)
+                        learned, template = readings([saved])
                         told = told_scale(learned, template)[0] if learned.scale is not None else np.nan
                         rec.append((kind, kernel, s, peak, learned.scale or np.nan, learned.low or np.nan,
                                     learned.high or np.nan, template.scale or np.nan, told, item.path.name))

@@ -39,6 +39,7 @@ def load(paths: list[str]) -> dict:
                 key = (r["image"], r["kernel"], float(r["s"]), r["noise"])
                 c = cells.setdefault(key, {"learned": _number(r["learned"]), "low": _number(r["learned_low"]),
                                            "high": _number(r["learned_high"]), "template": _number(r["template"]),
+                                           "below": _number(r.get("below_floor", "")),
                                            "auto": float(r["auto"]), "in": float(r["psnr_in"]), "told": [1.0],
                                            "free": [float(r["psnr_in"])], "coarse": [float(r["psnr_in"])]})
                 c["told"].append(float(r["told"]))
@@ -55,6 +56,15 @@ def learned_reading(c: dict) -> float:
     return runtime.learned_reading(ScaleEstimate(c["learned"], low=c["low"], high=c["high"]))[0]
 
 
+def told_now(c: dict) -> float:
+    """What `--scale auto` tells now (`runtime.told_scale` on a row's readings, with the template fit
+    under the rounding noise where the table has it); the row's `auto` where nothing was estimated."""
+    if c["learned"] is None:
+        return c["auto"]
+    return runtime.told_scale(ScaleEstimate(c["learned"], low=c["low"], high=c["high"]),
+                              ScaleEstimate(c["template"], below_floor=c["below"]))[0]
+
+
 def less_native(s: float, native: float) -> float:
     """s with a native blur of `native` taken off in quadrature (blur widths add as squares)."""
     return math.sqrt(max(s * s - native * native, 1.0))
@@ -62,7 +72,8 @@ def less_native(s: float, native: float) -> float:
 
 RULES = {
     "true s (oracle)": lambda key, c: key[2],
-    "shipped: the smaller reading": lambda key, c: c["auto"],
+    "shipped: runtime.told_scale": lambda key, c: told_now(c),
+    "round 7: the smaller reading": lambda key, c: c["auto"],
     "learned reading": lambda key, c: learned_reading(c),
     "template fit": lambda key, c: c["template"] or 4.0,
     "shipped, native 1.5 taken off": lambda key, c: less_native(c["auto"], 1.5),

@@ -8,6 +8,9 @@ inputs: `robustness.cell_input`), one row per told s of --told: the learned read
 68 % interval: `blurscale.readings`), the template fit, the s `--scale auto` tells now
 (`runtime.scale_chooser`), and PSNR on the hr scale of the input, of the network's output as it is
 (`--free-coarse`) and with the coarse content kept (the same pass, `degrade.keep_coarse_array`).
+The template fit under the file's rounding noise (`below_floor`, empty where that noise hides no
+ring) was added to the tables of docs/robustness/told-scale-sweep/ in round 8 from the same inputs;
+their `auto` column is the s `--scale auto` told when they were made (round 7).
 `--shard i/n` takes every n-th image from the i-th, so that two processes share the work.
 """
 
@@ -28,8 +31,8 @@ from ficli.inference.enhance import EnhanceOptions, enhance_frames
 from ficli.inference.runtime import load_generator, scale_chooser
 from ficli.tools.evaluate import Scale, score_images
 
-FIELDS = ("image", "kernel", "s", "noise", "learned", "learned_low", "learned_high", "template", "auto", "told",
-          "psnr_in", "psnr_free", "psnr_coarse")
+FIELDS = ("image", "kernel", "s", "noise", "learned", "learned_low", "learned_high", "template", "below_floor", "auto",
+          "told", "psnr_in", "psnr_free", "psnr_coarse")
 
 
 @torch.no_grad()
@@ -70,7 +73,8 @@ def _rows(generator, meta, name, hr, kernel, s, noise, told_values):
     learned, template = blurscale.readings([y])
     auto, _ = scale_chooser(meta, None)([y])
     base = {"image": name, "kernel": kernel, "s": s, "noise": noise, "learned": learned.scale,
-            "learned_low": learned.low, "learned_high": learned.high, "template": template.scale, "auto": auto,
+            "learned_low": learned.low, "learned_high": learned.high, "template": template.scale,
+            "below_floor": template.below_floor, "auto": auto,
             "psnr_in": score_images(hr, io.from_unit(y, hr.dtype), scale=Scale("hr")).psnr}
     for told in told_values:
         options = EnhanceOptions(keep_coarse=False, scale_for=lambda frames, upscale, t=told: (t, "told"))

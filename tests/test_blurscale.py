@@ -143,3 +143,65 @@ def test_a_reading_at_the_estimators_limit_says_so():
     assert ScaleEstimate(5.5, low=4.8, high=S_MAX).confidence == "learned 5.50, 68 % interval 4.80-6.00 or more"
     assert ScaleEstimate(S_MAX, low=S_MAX, high=S_MAX).confidence == "learned 6.00 or more, the estimator's limit"
     assert ScaleEstimate(2.0).confidence == ""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_cut_under_the_rounding_noise_is_read_below_the_floor(tmp_path, seed):
+    """Round 8 of issue 24: an 8-bit file shrunk ×4 whose spectrum falls under its own rounding noise
+    (40 grey levels) shows a flat top that the plain template fit reads as sharp (1.0); with that
+    noise taken off and the rings it hides censored, the fit reads the cut, and --scale auto tells it
+    (it and the learned reading are both at least BELOW_FLOOR_FROM). The same file left sharp is
+    still told at most 1.5."""
+    from ficli.image.blurscale import readings
+    from ficli.inference.runtime import told_scale
+
+    x = phantom(256, 256, seed=seed, psf_sigma=0.6, peak_photons=None)
+    for s, told_range in ((4.0, (3.5, 4.5)), (1.0, (1.0, 1.5))):
+        saved = _saved(tmp_path, shrink_enlarge(x, s, "pil"), np.uint8, 40, "f.png")
+        learned, template = readings([saved])
+        told, how = told_scale(learned, template)
+        assert told_range[0] <= told <= told_range[1], (s, learned, template, how)
+        if s == 4.0:
+            assert template.scale <= 1.5 and abs(template.below_floor - s) <= 0.5, template
+            assert "rounding noise" in how
+
+
+def test_no_grid_no_floor():
+    """Float data lie on no grey-level grid: nothing is hidden, the plain fit stands alone."""
+    from ficli.image.blurscale import readings
+
+    _, template = readings([shrink_enlarge(phantom(256, 256, seed=3, peak_photons=None), 4.0)])
+    assert template.below_floor is None and template.scale is not None
+
+
+def test_the_reading_below_the_floor_is_heeded_only_from_its_threshold():
+    from ficli.image.blurscale import ScaleEstimate
+    from ficli.inference.runtime import BELOW_FLOOR_FROM, told_scale
+
+    sure = ScaleEstimate(4.0, low=3.8, high=4.2)
+    assert BELOW_FLOOR_FROM == 3.25
+    assert told_scale(sure, ScaleEstimate(1.0, below_floor=3.6))[0] == 3.6  # the smaller of the two
+    assert told_scale(ScaleEstimate(3.4, low=3.2, high=3.6), ScaleEstimate(1.0, below_floor=3.9))[0] == 3.4
+    assert told_scale(sure, ScaleEstimate(1.0, below_floor=3.0))[0] == 1.0  # below it: the plain fit, as before
+    assert told_scale(ScaleEstimate(3.0, low=2.8, high=3.2), ScaleEstimate(1.2, below_floor=3.9))[0] == 1.2
+    assert told_scale(sure, ScaleEstimate(1.0, below_floor=3.6), below_floor_from=2.0)[0] == 3.6
+    assert told_scale(sure, ScaleEstimate(2.5))[0] == 2.5  # no floor: the smaller reading
+
+
+def test_censored_fit_matches_a_brute_force_search():
+    """`_censored_misfit` against an independent search over a grid of (a, b): the least squared
+    misfit where rings above the floor count as measured and hidden ones only where predicted above."""
+    from ficli.image.blurscale import _censored_misfit
+
+    rng = np.random.default_rng(0)
+    f = np.linspace(0.02, 0.5, 40)
+    basis = np.stack([np.ones_like(f), np.log(f)], axis=1)
+    y = -3.0 - 1.5 * np.log(f) + rng.normal(0, 0.05, f.size)
+    top = np.full_like(f, -1.2)
+    hidden = y < top  # the high rings sit under the floor
+    y = np.where(hidden, top, y)
+    got = _censored_misfit(y, hidden, top, basis)
+    a, b = np.meshgrid(np.linspace(-4, -2, 401), np.linspace(-2.5, -0.5, 401), indexing="ij")
+    pred = a[..., None] + b[..., None] * np.log(f)
+    r = np.where(hidden, np.maximum(pred - top, 0.0), pred - y)
+    assert got == pytest.approx(float((r**2).sum(axis=-1).min()), rel=0.02, abs=1e-3)

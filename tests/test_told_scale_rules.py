@@ -38,10 +38,10 @@ def test_rules_are_scored_by_interpolating_the_told_s(tmp_path):
     rules = _module()
     cells = rules.load([str(_sweep(tmp_path / "sweep.csv"))])
     # told 3.0 / 3.5 between told 2 and 4: coarse a 30.5 + 0.5·1.0 = 31.0 (+1.0), b 29.5 − 0.75·0.5 = 29.125 (−0.875)
-    total, within, n, shown = rules.score(cells, rules.RULES["shipped: the smaller reading"], float("inf"))
+    total, within, n, shown = rules.score(cells, rules.RULES["round 7: the smaller reading"], float("inf"))
     assert n == 1 and within == 0 and shown["pil ×4"] == pytest.approx((1.0 - 0.875) / 2)
     # free from 3.25: a stays coarse (+1.0), b is free: 29 − 0.75·2 = 27.5 (−2.5)
-    total, within, n, shown = rules.score(cells, rules.RULES["shipped: the smaller reading"], 3.25)
+    total, within, n, shown = rules.score(cells, rules.RULES["round 7: the smaller reading"], 3.25)
     assert total == pytest.approx((1.0 - 2.5) / 2)
     # the true s, 4: free 33 and 27 (+3, −3), coarse 31.5 and 29 (+1.5, −1)
     assert rules.score(cells, rules.RULES["true s (oracle)"], 1.0)[0] == pytest.approx(0.0)
@@ -49,3 +49,22 @@ def test_rules_are_scored_by_interpolating_the_told_s(tmp_path):
     # told 1 is the input itself: a native blur of 4 taken off leaves s = 1 for both
     assert rules.less_native(3.0, 4.0) == 1.0
     assert rules.score(cells, lambda key, c: rules.less_native(c["auto"], 4.0), float("inf"))[:2] == (0.0, 1)
+
+
+def test_the_shipped_rule_is_runtime_told_scale_on_the_rows_readings(tmp_path):
+    """A row with the template fit under the rounding noise: from 3.25 up (both readings) the smaller
+    of it and the learned reading is told, below it the round-7 rule; a table without the column
+    (made before round 8) gives what the round-7 rule gave."""
+    rules = _module()
+    path = _sweep(tmp_path / "sweep.csv")
+    cells = rules.load([str(path)])
+    assert [rules.told_now(c) for c in cells.values()] == [3.0, 3.5]  # no below_floor column: the smaller reading
+    rows = list(csv.DictReader(path.open()))
+    for r in rows:
+        r["below_floor"] = "3.6" if r["image"] == "a" else "3.1"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*FIELDS, "below_floor"])
+        writer.writeheader()
+        writer.writerows(rows)
+    cells = rules.load([str(path)])
+    assert [rules.told_now(c) for c in cells.values()] == [3.6, 3.5]  # a: min(3.9, 3.6) ≥ 3.25; b: 3.1 < 3.25

@@ -9,7 +9,10 @@ blurred files as sharp), and how large that noise is; a small MLP
 log s with its own uncertainty: the estimate comes with a 68 % interval. The template fit
 (`estimate_scale_template`), described next, answers where that file is missing, and
 `runtime.told_scale` tells the smaller of the two readings (the default model over-sharpens images
-that are smooth as they are when told the learned one: docs/DEGRADATIONS.md).
+that are smooth as they are when told the learned one: docs/DEGRADATIONS.md). Where a file's
+rounding noise hides the top of its spectrum, `estimate_below_floor` makes the template fit under
+that noise (`readings` gives it as the template estimate's `below_floor`), which `told_scale`
+heeds from s = 3.25 up.
 
 An image made as Y = U(K_s(X)) (shrunk by s, enlarged back with a bicubic) carries the resampling's
 mark in its radially averaged power spectrum P(f): frequencies up to about 0.5/s pass, those above
@@ -29,7 +32,7 @@ per ring before normalising, is also what `metrics.texture_excess` compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -76,6 +79,9 @@ class ScaleEstimate:
     note: str = ""
     low: float | None = None  # the learned estimate's 68 % interval, [low, high]
     high: float | None = None
+    # The template fit's reading with the rounding noise of the grey-level grid taken off
+    # (`estimate_below_floor`); None where that noise hides no ring of the spectrum.
+    below_floor: float | None = None
 
     @property
     def confidence(self) -> str:
@@ -176,6 +182,8 @@ def readings(images) -> tuple[ScaleEstimate, ScaleEstimate]:
     is the template fit too where the MLP's file is missing."""
     feats = features(images)
     template = estimate_from_profile(None if feats is None else feats[1])
+    if feats is not None and template.scale is not None:
+        template = replace(template, below_floor=estimate_below_floor(feats[1], feats[2]))
     weights = mlp_weights()
     if weights is None or feats is None or feats[0] is None:  # too small or flat: the template's note
         return template, template
@@ -217,14 +225,15 @@ def lattice_step(x: np.ndarray) -> float:
     return step if on_grid.mean() > 0.95 else 0.0
 
 
-def features(images) -> tuple[np.ndarray | None, np.ndarray | None] | None:
-    """(the MLP's features, the pooled profile) of one or more (H, W[, C]) images; None when none
-    is large and varied enough; (None, profile) when the pooled spectrum is flat.
+def features(images) -> tuple[np.ndarray | None, np.ndarray, float] | None:
+    """(the MLP's features, the pooled profile, the pooled rounding-noise floor on its scale) of one
+    or more (H, W[, C]) images; None when none is large and varied enough; (None, profile, floor)
+    when the pooled spectrum is flat.
 
     The features: the log power in BANDS bands, the same after the rounding noise of the image's
     grey-level grid is taken off (white, of variance step²/12: what an integer file adds to its
     spectrum), both relative to the image's power, and the log of that noise's share of the variance."""
-    raws, cleans, shares = [], [], []
+    raws, cleans, shares, floors = [], [], [], []
     for im in images:
         rings = _ring_means(im)
         if rings is None:
@@ -233,20 +242,21 @@ def features(images) -> tuple[np.ndarray | None, np.ndarray | None] | None:
         step, var = lattice_step(x), float(x.var())
         floor = white_power(*x.shape) * step * step / 12
         raws.append(ring / norm)
+        floors.append(floor / norm)
         cleans.append(np.maximum(ring - floor, 0.01 * floor + 1e-30 * norm) / norm)
         shares.append(np.log10(step * step / 12 / var) if step > 0 and var > 0 else Q_FLOOR)
     if not raws:
         return None
-    profile = np.mean(raws, axis=0)
+    profile, floor = np.mean(raws, axis=0), float(np.mean(floors))
     lp = np.log10(np.maximum(profile, 1e-300))
     if lp[int(F_MIN * 2 * BINS):].max() - lp[int(F_MIN * 2 * BINS):].min() < FLAT_DECADES:
-        return None, profile
+        return None, profile, floor
 
     def bands(p: np.ndarray) -> np.ndarray:
         return np.log10(np.maximum(p.reshape(BANDS, -1).mean(axis=1), 1e-30))
 
     share = float(np.clip(np.mean(shares), Q_FLOOR, 0.0))
-    return np.concatenate([bands(profile), bands(np.mean(cleans, axis=0)), [share]]).astype(np.float32), profile
+    return np.concatenate([bands(profile), bands(np.mean(cleans, axis=0)), [share]]).astype(np.float32), profile, floor
 
 
 @lru_cache(maxsize=1)
@@ -297,6 +307,50 @@ def estimate_from_profile(profile: np.ndarray | None) -> ScaleEstimate:
             s += 0.05 * float(np.clip(0.5 * (c0 - c2) / denom, -0.5, 0.5))
     note = f"at the estimator's limit of {S_MAX:g}: the image may be blurred more" if i == len(grid) - 1 else ""
     return ScaleEstimate(round(s, 2), residual=float(np.sqrt(cost[i] / len(f))), note=note)
+
+
+FLOOR_MARGIN = 2.0  # a ring counts as hidden by the rounding noise where its power is below twice the noise's
+TIE = 0.25  # below a floor several s fit about as well: the smallest whose misfit is within 25 % of the best
+
+
+def estimate_below_floor(profile: np.ndarray, floor: float) -> float | None:
+    """The template fit of a `power_profile` with the white rounding noise of the image's grey-level
+    grid (`floor`, its ring power on the profile's scale: `features`) taken off, or None where that
+    noise hides no ring (or all but a few). A saved integer file whose spectrum falls under its own
+    rounding noise shows a flat top the plain fit reads as sharp (s ≈ 1 for 8-bit files shrunk ×4,
+    docs/DEGRADATIONS.md); here the rings above the noise are fitted as measured less the noise, and
+    a hidden ring only says its power is below (FLOOR_MARGIN − 1) × the noise's: the fit pays for
+    predicting more there, nothing for predicting less (censored least squares). What the noise
+    hides could hold a cut at any s beyond what the rings show, so the smallest s whose misfit is
+    within TIE of the best is read."""
+    if floor <= 0:
+        return None
+    f = (np.arange(BINS) + 0.5) / BINS * 0.5
+    keep = f >= F_MIN
+    p, f = profile[keep], f[keep]
+    hidden = p < FLOOR_MARGIN * floor
+    if not hidden.any() or (~hidden).sum() < 8:
+        return None
+    bound = float(np.log10((FLOOR_MARGIN - 1) * floor))
+    lp = np.where(hidden, bound, np.log10(np.maximum(p - floor, 1e-300)))
+    basis = np.stack([np.ones_like(f), np.log(f)], axis=1)
+    grid = np.round(np.arange(1.0, S_MAX + 1e-9, 0.05), 2)
+    cost = np.array([_censored_misfit(lp - template(f, s), hidden, bound - template(f, s), basis) for s in grid])
+    return float(grid[int(np.argmax(cost <= cost.min() * (1 + TIE) + 1e-12))])
+
+
+def _censored_misfit(y: np.ndarray, hidden: np.ndarray, top: np.ndarray, basis: np.ndarray) -> float:
+    """Squared misfit of a + b·log f to `y` where not `hidden`, and to `top` where hidden and
+    predicted above it; refitted until the rings that count stop changing."""
+    used, target = ~hidden, np.where(hidden, top, y)
+    for _ in range(5):
+        coef = np.linalg.lstsq(basis[used], target[used], rcond=None)[0]
+        now = ~hidden | (basis @ coef > top)
+        if (now == used).all():
+            break
+        used = now
+    r = (target - basis @ coef)[used]
+    return float(r @ r)
 
 
 def template(f: np.ndarray, s: float) -> np.ndarray:

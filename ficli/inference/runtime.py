@@ -17,7 +17,7 @@ import torch
 
 from ficli.image import blurscale, io
 from ficli.model import modelfile
-from ficli.image.degrade import SCALE_RANGE
+from ficli.image.degrade import FREE_FROM, SCALE_RANGE
 from ficli.inference.device import configure_cuda
 from ficli.errors import ConfigError, ModelFileError, is_out_of_memory
 
@@ -169,6 +169,13 @@ def check_coarse(info: dict, keep_coarse: bool | None) -> bool | None:
 # is taken, which sharpens less (a blur told too small is left partly undone; one told too large is
 # over-sharpened, the harm the default must not do).
 UNSURE_RATIO = 1.6
+# The template fit with a saved file's rounding noise taken off (`blurscale.estimate_below_floor`) is
+# heeded only where it and the learned reading both place the told s at or above this, where the
+# default takes its network's output as it is (degrade.FREE_FROM): there it reads 8-bit files shrunk
+# ×4 that the plain fit reads as sharp; heeded at every s it also reads images smooth as they are as
+# blurred (held-out worst image at ×1.5 −2.26 → −3.17 dB; 6 of 36 validation cells more with an image
+# over 0.1 dB below its input), docs/DEGRADATIONS.md "Under the rounding noise".
+BELOW_FLOOR_FROM = FREE_FROM
 
 
 def scale_chooser(info: dict, requested: float | None) -> Callable[..., tuple[float, str]] | None:
@@ -213,7 +220,7 @@ def _estimated(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstim
     """(s, how) from an estimate on the native grid, told `upscale`× for an enlargement."""
     if estimate.scale is None:
         return trained, f"{estimate.note}: the model's training scale"
-    s, how = told_scale(estimate, template)
+    s, how = told_scale(estimate, template, BELOW_FLOOR_FROM / upscale)
     how = f"estimated{source}{how}"
     if upscale > 1:
         how += f"; {s:.2f} on the native grid × --upscale {upscale}"
@@ -231,16 +238,25 @@ def learned_reading(estimate: blurscale.ScaleEstimate) -> tuple[float, str]:
     return estimate.scale, f": {estimate.confidence}"
 
 
-def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate) -> tuple[float, str]:
+def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate,
+               below_floor_from: float = BELOW_FLOOR_FROM) -> tuple[float, str]:
     """The s told for a learned `estimate` and the words after "estimated": its value with its
     68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or the
     `template` fit's where that reads lower. The learned estimate reads saved files right
     (docs/DEGRADATIONS.md), but told that s the default model over-sharpens images that are smooth
     as they are (sources never trained on: −4.2 dB at s = 1.5 against −1.5 with the smaller
-    reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings."""
+    reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings. Where the
+    file's rounding noise hides the top of its spectrum, the template fit is the one with that
+    noise taken off (`template.below_floor`) when the smaller of it and the learned reading is
+    `below_floor_from` or more (BELOW_FLOOR_FROM)."""
     s, how = learned_reading(estimate)
     if estimate.low is None:
         return s, how
+    below = template.below_floor
+    if below is not None and min(s, below) >= below_floor_from:
+        if below < s:
+            return below, how + f"; the template fit under the file's rounding noise reads {below:.2f}, the smaller, which is told"
+        return s, how + f"; the template fit under the file's rounding noise reads {below:.2f}"
     other = template.scale
     if other is not None and other < s:
         s, how = other, how + f"; the template fit reads {other:.2f}, the smaller, which is told"
