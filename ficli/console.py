@@ -398,6 +398,8 @@ def info_table(summary: dict):
     table.add_row("blur scale", f"conditioned on the input's scale (trained at ×{summary['scale']})" if c.get("scale_input") else f"×{summary['scale']} (fixed)")
     if c.get("coarse_kept"):
         table.add_row("coarse content", "trained with it kept (train --keep-coarse): always run with it, no --free-coarse")
+    elif summary["info"].get("keep_coarse") is True:
+        table.add_row("coarse content", "kept at every s unless --free-coarse is given (the file asks for it, as --keep-coarse)")
     norm = summary["info"].get("normalize")
     if norm:
         table.add_row("normalisation", f"percentiles {norm['lo_pct']} / {norm['hi_pct']}")

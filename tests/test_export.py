@@ -347,6 +347,8 @@ def test_info_of_the_default_model_shows_its_training(run_cli):
     assert result.exit_code == 0
     for text in ("ficli-paper.safetensors", "1,426,690", "×4 (fixed)", "stage finetune", "val PSNR 35.71 dB"):
         assert text in result.output
+    assert "coarse content" not in unboxed(run_cli("info").output)
+    assert "kept at every s unless --free-coarse is given" in unboxed(run_cli("info", "noise-kept").output)
 
 
 @hostile
