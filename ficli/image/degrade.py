@@ -235,7 +235,7 @@ class DegradationRanges:
     kernels: tuple[str, ...] = KERNELS
     scale_max: float = 4.0
     # The blurred crops' s is drawn in (scale_min, scale_max]; above 1 no crop is left sharp: the
-    # ranges of a network for large s alone (a routed model's second network, docs/DEGRADATIONS.md).
+    # ranges of a network for large s alone (a routed model's second network: training/large-s).
     scale_min: float = 1.0
     sharp_fraction: float = 0.15
     psf_sigma_max: float = 1.5
