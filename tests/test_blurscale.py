@@ -184,8 +184,13 @@ def test_the_reading_below_the_floor_is_heeded_only_from_its_threshold():
     assert told_scale(ScaleEstimate(3.4, low=3.2, high=3.6), ScaleEstimate(1.0, below_floor=3.9))[0] == 3.4
     assert told_scale(sure, ScaleEstimate(1.0, below_floor=3.0))[0] == 1.0  # below it: the plain fit, as before
     assert told_scale(ScaleEstimate(3.0, low=2.8, high=3.2), ScaleEstimate(1.2, below_floor=3.9))[0] == 1.2
-    assert told_scale(sure, ScaleEstimate(1.0, below_floor=3.6), below_floor_from=2.0)[0] == 3.6
     assert told_scale(sure, ScaleEstimate(2.5))[0] == 2.5  # no floor: the smaller reading
+    # --upscale 2: the readings are of the small image, and the threshold applies to them (not to 2 × them)
+    from ficli.inference.runtime import _estimated
+
+    small = ScaleEstimate(2.0, low=1.9, high=2.1)
+    assert _estimated(small, ScaleEstimate(1.0, below_floor=2.0), "", 2, 8.0)[0] == 2.0
+    assert _estimated(sure, ScaleEstimate(1.0, below_floor=3.6), "", 2, 8.0)[0] == 7.2
 
 
 def test_censored_fit_matches_a_brute_force_search():

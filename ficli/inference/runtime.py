@@ -220,7 +220,7 @@ def _estimated(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstim
     """(s, how) from an estimate on the native grid, told `upscale`× for an enlargement."""
     if estimate.scale is None:
         return trained, f"{estimate.note}: the model's training scale"
-    s, how = told_scale(estimate, template, BELOW_FLOOR_FROM / upscale)
+    s, how = told_scale(estimate, template)  # with --upscale: on the small grid's readings (measured only without it)
     how = f"estimated{source}{how}"
     if upscale > 1:
         how += f"; {s:.2f} on the native grid × --upscale {upscale}"
@@ -238,8 +238,7 @@ def learned_reading(estimate: blurscale.ScaleEstimate) -> tuple[float, str]:
     return estimate.scale, f": {estimate.confidence}"
 
 
-def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate,
-               below_floor_from: float = BELOW_FLOOR_FROM) -> tuple[float, str]:
+def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstimate) -> tuple[float, str]:
     """The s told for a learned `estimate` and the words after "estimated": its value with its
     68 % interval (where the interval is wider than UNSURE_RATIO, its lower end), or the
     `template` fit's where that reads lower. The learned estimate reads saved files right
@@ -248,12 +247,12 @@ def told_scale(estimate: blurscale.ScaleEstimate, template: blurscale.ScaleEstim
     reading, models/MODEL_CARD.md), so the default tells the smaller of the two readings. Where the
     file's rounding noise hides the top of its spectrum, the template fit is the one with that
     noise taken off (`template.below_floor`) when the smaller of it and the learned reading is
-    `below_floor_from` or more (BELOW_FLOOR_FROM)."""
+    BELOW_FLOOR_FROM or more."""
     s, how = learned_reading(estimate)
     if estimate.low is None:
         return s, how
     below = template.below_floor
-    if below is not None and min(s, below) >= below_floor_from:
+    if below is not None and min(s, below) >= BELOW_FLOOR_FROM:
         if below < s:
             return below, how + f"; the template fit under the file's rounding noise reads {below:.2f}, the smaller, which is told"
         return s, how + f"; the template fit under the file's rounding noise reads {below:.2f}"
