@@ -6,9 +6,9 @@ reading alone, or the true s (issue 24: video frames).
 Each image (its central 256², mapped by its 0.1/99.9 percentiles) is shrunk and enlarged ×s with
 PIL's bicubic, stored 8-bit and coded as a two-frame x264 clip (preset medium, yuv420p, --crf), as
 `examples/blurscale_video.py` writes them; the first frame decoded is read by the blur-scale
-estimators (`blurscale.readings`) and enhanced as `ficli enhance` does (the coarse content kept),
-told (a) the shipped rule's s (`runtime.told_scale`: the smaller of the learned and template
-readings), (b) the learned reading alone (`runtime.learned_reading`) and (c) the true s. Prints, per
+estimators (`blurscale.readings`) and enhanced as `ficli enhance` does (the coarse content kept
+below a told s of 3.25), told (a) the shipped rule's s (`runtime.told_scale`: the smaller of the
+learned and template readings, from 3.25 up the template fit under the rounding noise), (b) the learned reading alone (`runtime.learned_reading`) and (c) the true s. Prints, per
 s, the mean gain in PSNR over the decoded frame (worst image) against the sharp 8-bit-range image;
 at s = 1 PSNR(G(X), X) instead. `--mlp` reads with another estimator file (train_blurscale.py --h264),
 `--model` enhances with another model file.

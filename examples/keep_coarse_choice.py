@@ -6,7 +6,8 @@ On 22 images (every third of each held-out source, cellfinder, BBBC006 and S-BIA
 second test image; central 256² crops, mapped as training maps them), each degraded in eight cells
 (sharp; PIL ×1.5, ×2, ×4; OpenCV cubic ×2, ×4; area ×4; a native PSF told s = 3) and saved as a
 12-bit file would hold it, the default model is told the true s ("oracle"), what `--scale auto`
-tells ("auto": the smaller of the learned and the template reading) or the learned reading alone
+tells ("auto": `runtime.told_scale`, the smaller of the learned and the template reading; its table in
+docs/robustness/keep-coarse-choice.md was made before round 8's reading under the rounding noise) or the learned reading alone
 ("learned"), and its output y is kept as it is or with its correction's coarse part taken off: y − B(y − x),
 B a Gaussian of σ = f·s/2.4 px (f = 1: `degrade.keep_coarse`, what ships; 1.5; 2) or the ×s PIL
 shrink-and-enlarge. Prints a table of the mean gain over the input in dB (worst image in brackets;
