@@ -288,16 +288,12 @@ def estimate_from_profile(profile: np.ndarray | None) -> ScaleEstimate:
     """The template fit on a `power_profile`; see the module doc."""
     if profile is None:
         return ScaleEstimate(None, note=f"image too small or flat to estimate the blur scale (needs at least {MIN_SIDE}×{MIN_SIDE} pixels with structure)")
-    f = (np.arange(BINS) + 0.5) / BINS * 0.5
-    keep = f >= F_MIN
+    keep, f, basis, grid, templates = _fit_axes()
     lp = np.log10(np.maximum(profile[keep], 1e-300))
     if lp.max() - lp.min() < FLAT_DECADES:
         return ScaleEstimate(None, note="image too flat to estimate the blur scale (its spectrum is the same at all frequencies: noise or a constant)")
-    f = f[keep]
-    basis = np.stack([np.ones_like(f), np.log(f)], axis=1)
     pinv = np.linalg.pinv(basis)
-    grid = np.round(np.arange(1.0, S_MAX + 1e-9, 0.05), 2)
-    cost = np.array([_misfit(lp - template(f, s), basis, pinv) for s in grid])
+    cost = np.array([_misfit(lp - t, basis, pinv) for t in templates])
     i = int(np.argmin(cost))
     s = float(grid[i])
     if 0 < i < len(grid) - 1:  # parabola through the three costs around the minimum
@@ -325,17 +321,14 @@ def estimate_below_floor(profile: np.ndarray, floor: float) -> float | None:
     within TIE of the best is read."""
     if floor <= 0:
         return None
-    f = (np.arange(BINS) + 0.5) / BINS * 0.5
-    keep = f >= F_MIN
-    p, f = profile[keep], f[keep]
+    keep, _, basis, grid, templates = _fit_axes()
+    p = profile[keep]
     hidden = p < FLOOR_MARGIN * floor
     if not hidden.any() or (~hidden).sum() < 8:
         return None
     bound = float(np.log10((FLOOR_MARGIN - 1) * floor))
     lp = np.where(hidden, bound, np.log10(np.maximum(p - floor, 1e-300)))
-    basis = np.stack([np.ones_like(f), np.log(f)], axis=1)
-    grid = np.round(np.arange(1.0, S_MAX + 1e-9, 0.05), 2)
-    cost = np.array([_censored_misfit(lp - template(f, s), hidden, bound - template(f, s), basis) for s in grid])
+    cost = np.array([_censored_misfit(lp - t, hidden, bound - t, basis) for t in templates])
     return float(grid[int(np.argmax(cost <= cost.min() * (1 + TIE) + 1e-12))])
 
 
@@ -351,6 +344,18 @@ def _censored_misfit(y: np.ndarray, hidden: np.ndarray, top: np.ndarray, basis: 
         used = now
     r = (target - basis @ coef)[used]
     return float(r @ r)
+
+
+@lru_cache(maxsize=1)
+def _fit_axes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What both template fits share: (which of the BINS rings they use, f ≥ F_MIN; those rings'
+    frequencies f; the power law's basis [1, log f]; the grid of s, 1 to S_MAX by 0.05; `template`
+    at those f for each s of the grid). Read only."""
+    f = (np.arange(BINS) + 0.5) / BINS * 0.5
+    keep = f >= F_MIN
+    f = f[keep]
+    grid = np.round(np.arange(1.0, S_MAX + 1e-9, 0.05), 2)
+    return keep, f, np.stack([np.ones_like(f), np.log(f)], axis=1), grid, np.array([template(f, s) for s in grid])
 
 
 def template(f: np.ndarray, s: float) -> np.ndarray:
