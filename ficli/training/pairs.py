@@ -286,6 +286,7 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
     images = load_images([cfg.val], cfg.generator.channels, "validation", min_side=MIN_VAL_SIDE)
     if cfg.val_limit:
         images = images[: cfg.val_limit]
+    scales = [v for v in VAL_SCALES if v > cfg.scale_min]  # --scale-min: the scales it trains on (4 is always one)
     pairs = []
     for i, img in enumerate(images):
         if cfg.val_size:
@@ -293,7 +294,6 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
             top, left = max(0, (h - cfg.val_size) // 2), max(0, (w - cfg.val_size) // 2)
             img = img[top : top + cfg.val_size, left : left + cfg.val_size]
         if cfg.degradations in CONDITIONED:
-            scales = [v for v in VAL_SCALES if v > cfg.scale_min] or [4.0]  # --scale-min: the scales it trains on
             scale = scales[i % len(scales)]
             kernels = tuple(cfg.kernels)
             settings = Degradation(scale=scale, kernel=kernels[(i + i // len(scales)) % len(kernels)])
