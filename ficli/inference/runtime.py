@@ -160,7 +160,7 @@ def check_coarse(info: dict, keep_coarse: bool | None) -> bool | None:
             raise ConfigError(f"--free-coarse: {info['path']} was trained with the coarse content kept (ficli train --keep-coarse), "
                               "so its output is an image only with it; leave --free-coarse out, or use a model trained without it")
         return True
-    if keep_coarse is None and info.get("keep_coarse") is True:
+    if keep_coarse is None and modelfile.asks_keep_coarse(info):
         return True
     return keep_coarse
 

@@ -177,6 +177,13 @@ def _non_finite(tensors: dict[str, torch.Tensor]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+def asks_keep_coarse(metadata: dict) -> bool:
+    """Whether a model file's metadata (`load_model`'s, or `model_info`'s "info") asks for the input's
+    coarse content kept at every s unless --free-coarse is given ("keep_coarse": true; the noise-kept
+    model)."""
+    return metadata.get("keep_coarse") is True
+
+
 def model_info(path: str | os.PathLike) -> dict:
     """A model file's metadata without its tensors.
 

@@ -174,7 +174,7 @@ def export_model(model: str | Path | None, fmt: str, out: str | Path, *, overwri
     trained = float(metadata.get("scale", 4))
     # bioimage.io takes one input: s is fixed there; ONNX and TorchScript take it as a second input.
     graph = ExportGraph(generator.requires_grad_(False).eval(), fixed if fmt == "bioimageio" else None, trained,
-                        always_coarse=metadata.get("keep_coarse") is True).eval()
+                        always_coarse=modelfile.asks_keep_coarse(metadata)).eval()
     start = time.perf_counter()
     settings = _settings(path, config, metadata, fixed, fmt)
     with io.atomic_write(out) as tmp:
@@ -431,7 +431,7 @@ def _package_fields(bio, config, metadata: dict, scale: float | None, settings: 
     from bioimageio.spec.dataset import v0_3 as dataset
 
     kwargs = {**asdict(config), "scale": scale, "trained": float(metadata.get("scale", 4)),
-              "always_coarse": metadata.get("keep_coarse") is True}
+              "always_coarse": modelfile.asks_keep_coarse(metadata)}
     torch_version = bio.Version(torch.__version__.split("+")[0])
     told = (f" at a fixed blur scale s = {scale:g}: for images blurred like a ×{scale:g} bicubic enlargement "
             "(s = 1: sharp to the pixel; the documentation says which s suits which data)") if scale is not None else ""
