@@ -25,7 +25,6 @@ from ficli.image.blurscale import ScaleEstimate
 from ficli.inference import runtime
 
 
-
 def _number(v: str) -> float | None:
     return float(v) if v not in ("", "None") else None
 
@@ -48,12 +47,17 @@ def load(paths: list[str]) -> dict:
     return cells
 
 
+def _learned(c: dict) -> ScaleEstimate:
+    """A row's learned estimate with its interval."""
+    return ScaleEstimate(c["learned"], low=c["low"], high=c["high"])
+
+
 def learned_reading(c: dict) -> float:
     """`runtime.learned_reading` of a row's learned estimate (its lower end where unsure); the
     training scale, 4, where there was none."""
     if c["learned"] is None:
         return 4.0
-    return runtime.learned_reading(ScaleEstimate(c["learned"], low=c["low"], high=c["high"]))[0]
+    return runtime.learned_reading(_learned(c))[0]
 
 
 def told_now(c: dict) -> float:
@@ -61,8 +65,7 @@ def told_now(c: dict) -> float:
     under the rounding noise where the table has it); the row's `auto` where nothing was estimated."""
     if c["learned"] is None:
         return c["auto"]
-    return runtime.told_scale(ScaleEstimate(c["learned"], low=c["low"], high=c["high"]),
-                              ScaleEstimate(c["template"], below_floor=c["below"]))[0]
+    return runtime.told_scale(_learned(c), ScaleEstimate(c["template"], below_floor=c["below"]))[0]
 
 
 def less_native(s: float, native: float) -> float:
@@ -76,10 +79,10 @@ RULES = {
     "round 7: the smaller reading": lambda key, c: c["auto"],
     "learned reading": lambda key, c: learned_reading(c),
     "template fit": lambda key, c: c["template"] or 4.0,
-    "shipped, native 1.5 taken off": lambda key, c: less_native(c["auto"], 1.5),
-    "shipped, native 2 taken off": lambda key, c: less_native(c["auto"], 2.0),
-    "learned, native 2 taken off": lambda key, c: less_native(learned_reading(c), 2.0),
-    "learned, native 2.5 taken off": lambda key, c: less_native(learned_reading(c), 2.5),
+    "round 7 less a native blur of 1.5": lambda key, c: less_native(c["auto"], 1.5),
+    "round 7 less a native blur of 2": lambda key, c: less_native(c["auto"], 2.0),
+    "learned less a native blur of 2": lambda key, c: less_native(learned_reading(c), 2.0),
+    "learned less a native blur of 2.5": lambda key, c: less_native(learned_reading(c), 2.5),
 }
 
 
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sweeps", nargs="+", help="CSV files of told_scale_sweep.py (shards of one run together)")
     ap.add_argument("--free-from", default="inf,3.25", help="told s from which the output is taken as it is; inf = never [inf,3.25]")
-    ap.add_argument("--rules", default=",".join(RULES), help="which rules, comma-separated [all]")
+    ap.add_argument("--rules", default=",".join(RULES), help="which rules, comma-separated (their names hold no comma) [all]")
     args = ap.parse_args(argv)
     cells = load(args.sweeps)
     header = None

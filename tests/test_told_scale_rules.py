@@ -68,3 +68,13 @@ def test_the_shipped_rule_is_runtime_told_scale_on_the_rows_readings(tmp_path):
         writer.writerows(rows)
     cells = rules.load([str(path)])
     assert [rules.told_now(c) for c in cells.values()] == [3.6, 3.5]  # a: min(3.9, 3.6) ≥ 3.25; b: 3.1 < 3.25
+
+
+def test_every_rule_runs_by_default(tmp_path, capsys):
+    """Without --rules every rule is scored: a rule's name with a comma in it split the default list
+    and the script stopped on a KeyError."""
+    rules = _module()
+    assert all("," not in name for name in rules.RULES)
+    assert rules.main([str(_sweep(tmp_path / "sweep.csv"))]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"| {name} |" in printed for name in rules.RULES)
