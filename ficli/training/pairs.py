@@ -189,7 +189,12 @@ NOISY_RESAMPLING = DegradationRanges(psf_sigma_max=0.0)
 # --degradations video: the resampling degradations with half of the blurred crops coded as 8-bit
 # H.264 frames at CRF 15-30 (issue 24 item 2: the frames of ficli video are coded).
 VIDEO = dataclasses.replace(RESAMPLING, h264_p=0.5)
-RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING, "noisy-resampling": NOISY_RESAMPLING, "video": VIDEO}
+# --degradations native: every blurred crop a Gaussian PSF at the native grid (σ = s / 2.4, no
+# resampling, no noise): a deconvolution network, the reference for the default's native-PSF cells
+# (issue 24 item 3: told the true degradation, how far is the default from a model of that one?).
+NATIVE = dataclasses.replace(RESAMPLING, native_p=1.0)
+RANGES = {"family": FAMILY, "chain": CHAIN, "resampling": RESAMPLING, "noisy-resampling": NOISY_RESAMPLING, "video": VIDEO,
+          "native": NATIVE}
 
 
 def family_degrader(hr: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -279,7 +284,8 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
     """(lr, hr, s) of the validation images (C, H, W), centre-cropped to `val_size`, noise-free.
 
     --degradations paper: ×scale PIL bicubic, s None (the generator is not told). family: a fixed
-    blur scale and kernel per image (VAL_SCALES and the run's --kernels in turn), s the one it was made with.
+    blur scale and kernel per image (VAL_SCALES and the run's --kernels in turn), s the one it was made with;
+    native: a PSF at the native grid of σ = s / 2.4 for those scales.
     """
     if 0 < cfg.val_size < MIN_VAL_SIDE:
         raise ConfigError(f"--val-size {cfg.val_size}: use 0 (whole images) or at least {MIN_VAL_SIDE} (the SSIM window)")
@@ -296,7 +302,8 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, flo
         if cfg.degradations in CONDITIONED:
             scale = scales[i % len(scales)]
             kernels = tuple(cfg.kernels)
-            settings = Degradation(scale=scale, kernel=kernels[(i + i // len(scales)) % len(kernels)])
+            settings = (Degradation(scale=1.0, psf_sigma=scale / PSF_S_PER_SIGMA) if cfg.degradations == "native"
+                        else Degradation(scale=scale, kernel=kernels[(i + i // len(scales)) % len(kernels)]))
         else:
             scale, settings = None, Degradation(scale=cfg.scale)
         lr = degrade(img[..., 0] if img.shape[2] == 1 else img, settings, np.random.default_rng(0))

@@ -46,9 +46,9 @@ LR_SCHEDULES = ("constant", "cosine")
 # generator told its s (GeneratorConfig.scale_input); "chain": the family plus the acquisition chain of
 # saved files; "resampling": the family's kernels and s alone; "noisy-resampling": those with the
 # family's Poisson-Gaussian noise; "video": resampling with half of the blurred crops coded as H.264
-# frames (`pairs.RANGES`).
-DEGRADATIONS = ("paper", "family", "chain", "resampling", "noisy-resampling", "video")
-CONDITIONED = ("family", "chain", "resampling", "noisy-resampling", "video")  # the --degradations whose generator is told the blur scale
+# frames; "native": a Gaussian PSF at the native grid alone, told s = 2.4·σ (`pairs.RANGES`).
+DEGRADATIONS = ("paper", "family", "chain", "resampling", "noisy-resampling", "video", "native")
+CONDITIONED = ("family", "chain", "resampling", "noisy-resampling", "video", "native")  # the --degradations whose generator is told the blur scale
 CONDITIONED_NAMES = ", ".join(CONDITIONED[:-1]) + " or " + CONDITIONED[-1]  # for messages: "family, chain, ... or video"
 
 
