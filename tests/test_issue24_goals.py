@@ -39,10 +39,16 @@ def test_goals_name_each_shortfall(tmp_path, capsys):
             writer.writerows({"kind": kind, "kernel": "pil", "s": 4.0, "poisson_peak": 0.0, "told": t} for t in told)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("pair,method,psnr_db,gain_db\na,RL,20,-0.5\nb,RL,21,0.1\n")
-    assert _module().main(["--heldout", str(heldout), "--test", str(test), "--saved", str(saved), "--pairs", str(pairs)]) == 0
+    specialists = tmp_path / "spec"
+    specialists.mkdir()
+    for name, gain in (("default", 0.8), ("pil4", 1.5), ("paper", 1.2)):
+        _grid(specialists / f"{name}-heldout", gain, 0.0)
+    assert _module().main(["--heldout", str(heldout), "--test", str(test), "--saved", str(saved), "--pairs", str(pairs),
+                           "--specialists", str(specialists)]) == 0
     out = capsys.readouterr().out
     assert "| PIL ×4 | ≥ +2.0 | +1.25 (-0.40) | 0.75 | +2.50 (+0.00) | met |" in out
     assert "| held-out | 2 | 1 | PIL ×4 -0.40 (0.30) |" in out and "| test | 2 | 2 | – |" in out
     assert "| held-out | 70.0 | 45.0 | met |" in out
     assert "| 8-bit | 50% | 50% | 40% |" in out and "| float | 100% | 100% | met |" in out
     assert "| RL | -0.20 | -0.50 |" in out
+    assert "| PIL ×4 | heldout | +0.80 | +1.50 (pil4) | 0.70 | short by 0.40 |" in out and "| PIL ×4 | test |" not in out
