@@ -49,7 +49,7 @@ LR_SCHEDULES = ("constant", "cosine")
 # frames; "native": a Gaussian PSF at the native grid alone, told s = 2.4·σ (`pairs.RANGES`).
 DEGRADATIONS = ("paper", "family", "chain", "resampling", "noisy-resampling", "video", "native")
 CONDITIONED = ("family", "chain", "resampling", "noisy-resampling", "video", "native")  # the --degradations whose generator is told the blur scale
-CONDITIONED_NAMES = ", ".join(CONDITIONED[:-1]) + " or " + CONDITIONED[-1]  # for messages: "family, chain, ... or video"
+CONDITIONED_NAMES = ", ".join(CONDITIONED[:-1]) + " or " + CONDITIONED[-1]  # for messages: "family, chain, ... or native"
 
 
 @dataclass(frozen=True)
