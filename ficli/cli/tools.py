@@ -117,7 +117,7 @@ def export(
 
 @app.command()
 def info(
-    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' / 'noise-kept' for a shipped model [default: the shipped default model]; or an image (.tif, .png, .jpg), video (.mp4, .mov, .mkv) or OME-Zarr store (.ome.zarr) that ficli wrote: its record of how it was made."),
+    model: Optional[Path] = typer.Argument(None, help="Model file (.safetensors), or 'paper' / 'noise-kept' / 'deconvolve' for a shipped model [default: the shipped default model]; or an image (.tif, .png, .jpg), video (.mp4, .mov, .mkv) or OME-Zarr store (.ome.zarr) that ficli wrote: its record of how it was made."),
     json_output: bool = typer.Option(False, "--json", help="Print everything the file records as JSON on standard output, for scripts."),
     quiet: ResultQuietOption = False,  # noqa: ARG001 (info shows no progress; taken so that every command takes -q)
 ):

@@ -274,7 +274,8 @@ def refuse_existing(paths, *, overwrite: bool = False, skip_existing: bool = Fal
 
 
 # Names --model takes for the shipped models besides a path (a file of that name, if there is one, wins).
-SHIPPED_MODELS = {"paper": "ficli-paper.safetensors", "noise-kept": "ficli-noise-kept.safetensors"}
+SHIPPED_MODELS = {"paper": "ficli-paper.safetensors", "noise-kept": "ficli-noise-kept.safetensors",
+                  "deconvolve": "ficli-deconvolve.safetensors"}
 
 
 def check_model_file(path: Path | str) -> None:

@@ -40,7 +40,7 @@ def default_model_path(name: str | None = None) -> Path:
 
 def resolve_model_path(path: str | Path | None) -> Path:
     """The file a --model value names: the default model for None, a shipped one for its name in
-    `io.SHIPPED_MODELS` ("paper", "noise-kept") unless a file of that name exists, else the path itself."""
+    `io.SHIPPED_MODELS` ("paper", "noise-kept", "deconvolve") unless a file of that name exists, else the path itself."""
     if path is None:
         return default_model_path()
     if str(path) in io.SHIPPED_MODELS and not Path(path).exists():
