@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 from pathlib import Path
@@ -52,6 +53,14 @@ def shipped_generator(device: str = "cpu", frames: list | None = None):
     generator, info = load_generator(None, torch.device(device))
     choose = scale_chooser(info, None)
     return generator if choose is None else told(generator, choose(frames)[0] if frames else float(info.get("scale", 4)))
+
+
+def example_module(name: str):
+    """examples/NAME.py loaded as a module, for the tests of an example script."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_images(split: str, count: int) -> list[Path]:

@@ -3,18 +3,12 @@ shortfalls are worked out by hand."""
 
 import csv
 import gzip
-import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "issue24_goals.py"
+from conftest import example_module
+
 CELL_FIELDS = ("kernel", "s", "noise", "n", "identity_psnr", "gain_db", "worst_gain_db", "gain_ssim", "told_s")
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("issue24_goals", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _grid(folder: Path, pil4: float, worst: float) -> Path:
@@ -43,7 +37,7 @@ def test_goals_name_each_shortfall(tmp_path, capsys):
     specialists.mkdir()
     for name, gain in (("default", 0.8), ("pil4", 1.5), ("paper", 1.2)):
         _grid(specialists / f"{name}-heldout", gain, 0.0)
-    assert _module().main(["--heldout", str(heldout), "--test", str(test), "--saved", str(saved), "--pairs", str(pairs),
+    assert example_module("issue24_goals").main(["--heldout", str(heldout), "--test", str(test), "--saved", str(saved), "--pairs", str(pairs),
                            "--specialists", str(specialists)]) == 0
     out = capsys.readouterr().out
     assert "| PIL ×4 | ≥ +2.0 | +1.25 (-0.40) | 0.75 | +2.50 (+0.00) | met |" in out

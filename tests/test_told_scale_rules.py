@@ -2,21 +2,15 @@
 worked out by hand for a two-image table."""
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "told_scale_rules.py"
+from conftest import example_module
+
 FIELDS = ("image", "kernel", "s", "noise", "learned", "learned_low", "learned_high", "template", "auto", "told",
           "psnr_in", "psnr_free", "psnr_coarse")
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("told_scale_rules", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _sweep(path: Path) -> Path:
@@ -35,7 +29,7 @@ def _sweep(path: Path) -> Path:
 
 
 def test_rules_are_scored_by_interpolating_the_told_s(tmp_path):
-    rules = _module()
+    rules = example_module("told_scale_rules")
     cells = rules.load([str(_sweep(tmp_path / "sweep.csv"))])
     # told 3.0 / 3.5 between told 2 and 4: coarse a 30.5 + 0.5·1.0 = 31.0 (+1.0), b 29.5 − 0.75·0.5 = 29.125 (−0.875)
     total, within, n, shown = rules.score(cells, rules.RULES["round 7: the smaller reading"], float("inf"))
@@ -55,7 +49,7 @@ def test_the_shipped_rule_is_runtime_told_scale_on_the_rows_readings(tmp_path):
     """A row with the template fit under the rounding noise: from 3.25 up (both readings) the smaller
     of it and the learned reading is told, below it the round-7 rule; a table without the column
     (made before round 8) gives what the round-7 rule gave."""
-    rules = _module()
+    rules = example_module("told_scale_rules")
     path = _sweep(tmp_path / "sweep.csv")
     cells = rules.load([str(path)])
     assert [rules.told_now(c) for c in cells.values()] == [3.0, 3.5]  # no below_floor column: the smaller reading
@@ -73,7 +67,7 @@ def test_the_shipped_rule_is_runtime_told_scale_on_the_rows_readings(tmp_path):
 def test_every_rule_runs_by_default(tmp_path, capsys):
     """Without --rules every rule is scored: a rule's name with a comma in it split the default list
     and the script stopped on a KeyError."""
-    rules = _module()
+    rules = example_module("told_scale_rules")
     assert all("," not in name for name in rules.RULES)
     assert rules.main([str(_sweep(tmp_path / "sweep.csv"))]) == 0
     printed = capsys.readouterr().out
